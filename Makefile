@@ -1,0 +1,64 @@
+# vae-balance. `make test` and `make sweep` work on a fresh clone: the first target that needs
+# the virtual environment creates it (.venv) and installs the project into it, once.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Training defaults (make train DATASET=digits Z_DIM=16 BETA=0.05 EPOCHS=3)
+SHARED_CIFAR := ../shared/data/cifar10-jpg.tar.gz
+ifneq ($(wildcard $(SHARED_CIFAR)),)
+DATASET ?= folder:data/cifar10
+else
+DATASET ?= cifar10
+endif
+Z_DIM  ?= 100
+BETA   ?= 0.01
+EPOCHS ?= 50
+OUT    ?= runs/$(subst /,_,$(subst :,-,$(DATASET)))-z$(Z_DIM)-b$(BETA)
+SPEC   ?= sweeps/balance.yaml
+STUDY  ?= $(basename $(notdir $(SPEC)))
+PORT   ?= 5000
+TRACKING_URI ?= sqlite:///mlruns/mlflow.db
+DATA_DEPS := $(if $(findstring folder:data/cifar10,$(DATASET) $(SET)),data/cifar10)
+
+.PHONY: install train test sweep report ui status bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
+	touch $@
+
+# CIFAR-10 as an ImageFolder, from the offline copy beside the project (never committed)
+data/cifar10:
+	mkdir -p data && tar xzf $(SHARED_CIFAR) -C data
+
+train: $(STAMP) $(DATA_DEPS)
+	$(BIN)/vae train --dataset $(DATASET) --z-dim $(Z_DIM) --beta $(BETA) --epochs $(EPOCHS) --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/ruff check vae pipelines tests benchmarks
+	$(BIN)/pytest -q
+
+sweep: $(STAMP) $(if $(findstring balance,$(SPEC)),$(if $(wildcard $(SHARED_CIFAR)),data/cifar10))
+	$(BIN)/vae sweep $(SPEC) $(SWEEP_ARGS)
+
+report: $(STAMP)
+	$(BIN)/vae report --study $(STUDY) --out reports/$(STUDY)
+
+status: $(STAMP)
+	$(BIN)/vae status --study $(STUDY)
+
+ui: $(STAMP)
+	$(BIN)/vae ui --port $(PORT) --study $(STUDY)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check vae pipelines tests benchmarks
+
+clean:
+	rm -rf runs reports .pytest_cache

@@ -1,0 +1,1 @@
+"""Orchestration around the `vae` library: the CLI, Optuna sweeps, MLflow tracking, reports."""

@@ -1,0 +1,121 @@
+"""The `vae` command line.
+
+    vae train --dataset digits --z-dim 16 --beta 0.05 --epochs 3
+    vae evaluate runs/digits-z16-b0.05
+    vae sweep sweeps/quick.yaml
+    vae report --study quick
+    vae status --study quick
+    vae ui
+
+torch, optuna and mlflow are imported inside the commands, so `vae --help` answers at once.
+Errors a user can fix print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vae.config import LOSSES, TrainConfig
+from vae.errors import VAEError
+
+DEFAULTS = TrainConfig()
+
+
+class Group(click.Group):
+    """Turns every VAEError into one line on stderr and exit code 2: no tracebacks for bad input."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VAEError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vae-balance")
+def cli():
+    """vae-balance: sweep VAE z-dim x beta, track every trial in MLflow, report the balance."""
+
+
+def train_options(f):
+    """One option per TrainConfig field (tests check the mapping stays one-to-one)."""
+    options = [
+        click.option("--dataset", default=DEFAULTS.dataset, show_default=True,
+                     help="cifar10, mnist, fashion-mnist, digits or folder:PATH."),
+        click.option("--data-dir", default=None, help="Download/cache folder [env VAE_DATA_DIR; default: data]."),
+        click.option("--limit", type=int, default=None, help="At most N images per split (seeded subset)."),
+        click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
+        click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
+        click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
+        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True),
+        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True),
+        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate."),
+        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True),
+        click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
+        click.option("--out", default=None, help="Run folder [default: runs/<dataset>-z<z>-b<beta>]."),
+        click.option("--resume/--no-resume", default=False, show_default=True, help="Continue from the run folder's checkpoint."),
+        click.option("--loss", type=click.Choice(LOSSES), default=DEFAULTS.loss, show_default=True,
+                     help="beta: R + beta*KLD; sigma-vae: calibrated Gaussian decoder, no beta."),
+        click.option("--kl-warmup-epochs", type=int, default=0, show_default=True, help="Linear KL warm-up."),
+        click.option("--free-bits", type=float, default=0.0, show_default=True, help="KL floor per dimension (nats)."),
+        click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA."),
+        click.option("--compile/--no-compile", default=False, show_default=True, help="torch.compile the model."),
+        click.option("--threads", type=int, default=None, help="torch CPU threads."),
+        click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
+                     help="K of the IWAE bound in the final diagnostics (0: skip them)."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Per-epoch progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def config_from_options(options: dict) -> TrainConfig:
+    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads")}
+    if values.get("data_dir") is None:
+        values.pop("data_dir", None)
+    return TrainConfig(**values).validate()
+
+
+@cli.command()
+@train_options
+def train(**options):
+    """Train one VAE; write checkpoint, metrics.json, recon.png and samples.png to --out."""
+    cfg = config_from_options(options)
+    from vae.train import train as run_training
+
+    history = run_training(cfg)
+    final = history[-1]
+    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.5f}  "
+               f"KLD-loss {final['test/kld_loss']:.5f}  loss {final['test/loss']:.5f}  (per image; "
+               f"x{cfg.batch_size} for the original README's per-batch units)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--data-dir", default=None, help="Override the data folder recorded in the run.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--iw-samples", type=int, default=100, show_default=True, help="K for the importance-weighted NLL bound.")
+def evaluate(run_dir, data_dir, device, iw_samples):
+    """Test-set losses, diagnostics and image grids of a saved run."""
+    from vae.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples)
+    width = max(map(len, result))
+    for key, value in result.items():
+        click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+def main():
+    cli(prog_name="vae")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

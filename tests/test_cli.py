@@ -1,0 +1,70 @@
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import cli
+from vae.config import TrainConfig
+
+BASE = ["train", "--dataset", "digits", "--limit", "128", "--z-dim", "4", "--width", "8",
+        "--epochs", "1", "--no-progress", "--iw-samples", "2", "--device", "cpu"]
+
+
+def run(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_train_options_map_one_to_one_onto_config_fields():
+    params = {p.name for p in cli.commands["train"].params}
+    assert params == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_train_and_evaluate(tmp_path):
+    out = tmp_path / "run"
+    result = run([*BASE, "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "test R-loss" in result.output
+    result = run(["evaluate", str(out), "--iw-samples", "3"])
+    assert result.exit_code == 0, result.output
+    assert "diag/active_units" in result.output
+    assert json.loads((out / "evaluation.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "folder:/no/such/dir"], "does not exist"),
+    (["--z-dim", "0"], "z_dim must be a positive integer"),
+    (["--beta", "-0.1"], "beta must be >= 0"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+])
+def test_bad_train_input(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [*BASE, "--data-dir", str(tmp_path), "--out", str(out), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing half-written
+
+
+def test_corrupt_image_through_the_cli(tmp_path, image_folder):
+    (image_folder / "test" / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    result = CliRunner().invoke(cli, [*BASE, "--dataset", f"folder:{image_folder}", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "bad.png" in result.output
+
+
+def test_unreadable_checkpoint_through_the_cli(tmp_path):
+    (tmp_path / "checkpoint.pt").write_text("nope")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 2 and result.output.startswith("error: cannot read checkpoint")
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "no checkpoint" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from pipelines.cli import cli; sys.argv=['vae','--help']\ntry: cli()\nexcept SystemExit: pass\nprint('torch' in sys.modules, 'mlflow' in sys.modules, 'optuna' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False False False")

@@ -1,0 +1,67 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vae.errors import TrainingDiverged
+from vae.train import kl_weight, train
+
+
+def test_training_lowers_the_test_loss(tiny):
+    cfg = tiny(epochs=4, limit=512, z_dim=8, width=16, lr=3e-3)
+    history = train(cfg)
+    assert len(history) == 4
+    assert history[-1]["test/loss"] < history[0]["test/loss"] * 0.9
+    for key in ("train/r_loss", "train/kld_loss", "train/loss", "test/r_loss", "test/kld_loss",
+                "test/loss", "test/sse", "test/kl", "diag/active_units", "diag/nll_bpd"):
+        assert math.isfinite(history[-1][key]), key
+    assert math.isclose(history[-1]["test/sse"], history[-1]["test/r_loss"] * 64, rel_tol=1e-5)
+
+
+def test_run_folder_contents(tiny):
+    cfg = tiny()
+    train(cfg)
+    files = {p.name for p in Path(cfg.out).iterdir()}
+    assert {"checkpoint.pt", "config.json", "metrics.json", "recon.png", "samples.png", "kl_per_dim.json"} <= files
+    summary = json.loads((Path(cfg.out) / "metrics.json").read_text())
+    assert summary["final"]["epoch"] == 2 and summary["config"]["z_dim"] == 4
+
+
+def test_same_seed_same_numbers(tiny, tmp_path):
+    a = train(tiny(out=str(tmp_path / "a")))
+    b = train(tiny(out=str(tmp_path / "b")))
+    keys = [k for k in a[-1] if not k.startswith("time/")]
+    assert [a[-1][k] for k in keys] == [b[-1][k] for k in keys]
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    full = train(tiny(epochs=3, out=str(tmp_path / "full")))
+    train(tiny(epochs=2, out=str(tmp_path / "part")))
+    resumed = train(tiny(epochs=3, out=str(tmp_path / "part"), resume=True))
+    assert len(resumed) == 3
+    assert resumed[-1]["test/loss"] == pytest.approx(full[-1]["test/loss"], rel=1e-5)
+
+
+def test_callback_sees_every_epoch(tiny):
+    seen = []
+    train(tiny(epochs=3), callback=lambda epoch, metrics, model: seen.append((epoch, metrics["test/loss"])))
+    assert [e for e, _ in seen] == [1, 2, 3]
+
+
+def test_divergence_names_the_epoch(tiny):
+    with pytest.raises(TrainingDiverged, match="epoch 1"):
+        train(tiny(lr=1e3, beta=1e38))
+
+
+def test_kl_warmup_is_linear(tiny):
+    cfg = tiny(kl_warmup_epochs=2, beta=0.5)
+    assert kl_weight(cfg, 0, 10) == 0
+    assert kl_weight(cfg, 10, 10) == pytest.approx(0.25)
+    assert kl_weight(cfg, 20, 10) == 0.5 and kl_weight(cfg, 50, 10) == 0.5
+    assert kl_weight(tiny(loss="sigma-vae", kl_warmup_epochs=0), 0, 10) == 1.0
+
+
+def test_sigma_vae_and_free_bits_train(tiny):
+    history = train(tiny(loss="sigma-vae", free_bits=0.1, kl_warmup_epochs=1))
+    assert math.isfinite(history[-1]["test/loss"])

@@ -1,0 +1,72 @@
+"""Checkpoints: state dicts and the run's config, loadable with `weights_only=True`.
+
+A run folder holds checkpoint.pt (model, optimiser, epoch, history, config), config.json,
+metrics.json and the image grids. Files are written to a temporary name and renamed, so an
+interrupted run never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vae.config import TrainConfig
+from vae.errors import CheckpointError
+from vae.model import VAE
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, history: list[dict],
+                    config: TrainConfig) -> Path:
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    blob = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": config.to_dict(),
+        "shape": list(model.shape),
+    }
+    tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> dict:
+    path = Path(run_dir)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        # weights_only: a checkpoint from the internet cannot run code when loaded
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, TrainConfig, dict]:
+    """The trained model of a run folder (or checkpoint file), its config and the raw checkpoint."""
+    blob = load_checkpoint(run_dir, device)
+    try:
+        config = TrainConfig.from_dict(blob["config"])
+        c, h, w = blob["shape"]
+        model = VAE(c, h, w, config.z_dim, config.width)
+        model.load_state_dict(blob["model"])
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"checkpoint in {run_dir} does not fit the model: {e}") from None
+    return model.to(device).eval(), config, blob

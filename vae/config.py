@@ -1,0 +1,97 @@
+"""The settings of one training run, shared by `vae train`, sweep specs and checkpoints.
+
+Every field is one `vae train` option (`z_dim` is `--z-dim`); sweep specs set the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from vae.errors import ConfigError
+
+LOSSES = ("beta", "sigma-vae")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "cifar10"
+    """`cifar10`, `mnist`, `fashion-mnist` (torchvision, downloaded), `digits` (scikit-learn's
+    bundled 8x8 digits) or `folder:PATH` (ImageFolder layout, PATH/train and PATH/test)."""
+    data_dir: str = dataclasses.field(default_factory=lambda: os.environ.get("VAE_DATA_DIR", "data"))
+    """where datasets are downloaded and decoded tensors cached (env VAE_DATA_DIR)."""
+    limit: int | None = None
+    """take a seeded subset of at most this many images from each split (quick runs)."""
+    z_dim: int = 100
+    """latent dimensions."""
+    beta: float = 0.01
+    """weight of KLD-loss against R-loss in loss = R + beta * KLD (sigma-vae: unused, KL weight 1)."""
+    width: int = 32
+    """channels of the first conv layer; the encoder uses width, 2*width, 4*width."""
+    epochs: int = 50
+    """passes over the training split."""
+    batch_size: int = 64
+    """images per optimiser step (the original README's table used 64)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    seed: int = 0
+    """seeds the weights, the subset, the shuffling and the latent noise."""
+    device: str = "auto"
+    """`auto` (cuda, then mps, then cpu), or any torch device string."""
+    out: str | None = None
+    """run folder for checkpoint, metrics and images (default runs/<dataset>-z<z>-b<beta>)."""
+    resume: bool = False
+    """continue from the checkpoint in `out` instead of starting over."""
+    loss: str = "beta"
+    """`beta`: R + beta*KLD, the original rule; `sigma-vae`: Gaussian decoder with the analytic
+    optimal variance (Rybkin et al., 2021), which balances R and KL with no beta."""
+    kl_warmup_epochs: int = 0
+    """beta rises linearly from 0 to its value over this many epochs (Bowman et al., 2016)."""
+    free_bits: float = 0.0
+    """per-dimension floor, in nats, on the batch-averaged KL (Kingma et al., 2016)."""
+    amp: bool = True
+    """mixed precision (bf16 autocast) on CUDA; no effect on CPU, where it is slower."""
+    compile: bool = False
+    """torch.compile the model; pays off only for long runs."""
+    threads: int | None = None
+    """torch CPU threads (default: torch's choice); set when several workers share the cores."""
+    iw_samples: int = 100
+    """K of the importance-weighted NLL bound in the end-of-training diagnostics; 0 skips them."""
+    progress: bool = True
+    """show a progress bar per epoch."""
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.z_dim >= 1, f"z_dim must be a positive integer, got {self.z_dim}"),
+            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.width >= 1, f"width must be >= 1, got {self.width}"),
+            (self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
+            (self.kl_warmup_epochs >= 0, "kl_warmup_epochs must be >= 0"),
+            (self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}"),
+            (self.iw_samples >= 0, f"iw_samples must be >= 0, got {self.iw_samples}"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    @property
+    def run_dir(self) -> str:
+        return self.out or f"runs/{self.dataset.replace(':', '-').replace('/', '_')}-z{self.z_dim}-b{self.beta:g}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**values)

@@ -1,0 +1,25 @@
+"""Errors a user can cause and fix: the CLI prints their message on one line and exits 2."""
+
+
+class VAEError(Exception):
+    """Base class: bad input, unusable data, a diverged run. Never a bug in vae-balance."""
+
+
+class ConfigError(VAEError):
+    """A setting is out of range or of the wrong kind."""
+
+
+class DataError(VAEError):
+    """A dataset cannot be found, downloaded or decoded."""
+
+
+class CheckpointError(VAEError):
+    """A checkpoint or run folder is missing or unreadable."""
+
+
+class TrainingDiverged(VAEError):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, detail: str = "loss is NaN or infinite"):
+        super().__init__(f"training diverged in epoch {epoch}: {detail}")
+        self.epoch = epoch

@@ -1,0 +1,126 @@
+"""Diagnostics that measure the reconstruction/KL balance instead of eyeballing samples.
+
+    from vae.metrics import diagnostics
+    diagnostics(model, data.test, beta=0.01)   # {"diag/active_units": 31, "diag/nll_bpd": 4.9, ...}
+
+Likelihood convention (for `elbo_*` and `nll_*`): pixels are scaled to [0, 1] (k/255, no
+dequantisation noise) and the decoder is read as a Gaussian N(recon, sigma^2 I) with one shared
+sigma fitted on the evaluated images (sigma^2 = MSE, its maximum-likelihood value, as in
+sigma-VAE). Bits per dimension treat that density as mass over 256 bins of width 1/256:
+bpd = (NLL + D ln 256) / (D ln 2). Values are per image (nats) or per dimension (bits).
+
+`sigma_implied` is the decoder sigma that the original loss R + beta*KLD stands for:
+SSE/D + beta*KL/z is proportional to SSE/(2 sigma^2) + KL with sigma^2 = beta*D/(2z), which is why
+one beta means a different balance at z=10 and z=100.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vae.loss import kl_per_dim
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016)
+LOG_2PI = math.log(2 * math.pi)
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
+    """Dimensions u with Cov_x(E_q(z|x)[z_u]) > threshold (Burda et al., 2016); mu is N x z."""
+    return int((mu.float().var(dim=0, unbiased=True) > threshold).sum())
+
+
+def sorted_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> list[float]:
+    """Average KL of each latent dimension in nats, largest first."""
+    return sorted(kl_per_dim(mu, logvar).mean(0).tolist(), reverse=True)
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       chunk: int = 256) -> float:
+    """I(x; z) under q (Hoffman & Johnson, 2016), estimated as in He et al. (2019):
+    E_x[-H(q(z|x))] - E_z[log q(z)], with q(z) the mixture of the N posteriors given. At most log N."""
+    mu, logvar = mu.double(), logvar.double()
+    n, z_dim = mu.shape
+    neg_entropy = (-0.5 * z_dim * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
+    noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    z = mu + noise * (0.5 * logvar).exp()
+    var = logvar.exp()
+    log_qz = []
+    for i in range(0, n, chunk):  # chunk x N x z_dim at a time
+        dev = z[i:i + chunk, None, :] - mu[None]
+        log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (z_dim * LOG_2PI + logvar.sum(-1))[None]
+        log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
+    return float(neg_entropy - torch.cat(log_qz).mean())
+
+
+def gaussian_log_lik(x: torch.Tensor, recon: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log N(x; recon, sigma^2 I) per image, in nats."""
+    d = x[0].numel()
+    sse = (x - recon).pow(2).flatten(1).sum(1)
+    return -0.5 * d * (LOG_2PI + 2 * math.log(sigma)) - sse / (2 * sigma**2)
+
+
+@torch.no_grad()
+def iwae_log_lik(model, x: torch.Tensor, sigma: float, k: int, generator: torch.Generator | None = None,
+                 batch: int = 4096) -> torch.Tensor:
+    """Importance-weighted lower bound on log p(x) per image (Burda et al., 2016), K samples from
+    q(z|x). K=1 is the ELBO (in expectation); the bound tightens as K grows."""
+    mu, logvar = (t.double() for t in model.encode(x))
+    n, z_dim = mu.shape
+    std = (0.5 * logvar).exp()
+    log_w = torch.empty(k, n, dtype=torch.float64, device=x.device)
+    per = max(1, batch // n)  # samples decoded together
+    for s in range(0, k, per):
+        m = min(per, k - s)
+        eps = torch.randn((m, n, z_dim), generator=generator, dtype=torch.float64, device=x.device)
+        z = mu + eps * std
+        recon = model.decode(z.flatten(0, 1).float()).double().view(m, n, *x.shape[1:])
+        log_px_z = gaussian_log_lik(x.double().expand(m, *x.shape).flatten(0, 1), recon.flatten(0, 1), sigma).view(m, n)
+        log_pz = -0.5 * (z.pow(2).sum(-1) + z_dim * LOG_2PI)
+        log_qz = -0.5 * (eps.pow(2).sum(-1) + z_dim * LOG_2PI) - 0.5 * logvar.sum(-1)
+        log_w[s:s + m] = log_px_z + log_pz - log_qz
+    return torch.logsumexp(log_w, 0) - math.log(k)
+
+
+def bits_per_dim(nll_nats: float, d: int) -> float:
+    return (nll_nats + d * math.log(256)) / (d * math.log(2))
+
+
+@torch.no_grad()
+def diagnostics(model, x_uint8: torch.Tensor, beta: float, k: int = 100, iw_images: int = 256,
+                mi_images: int = 2000, seed: int = 0) -> tuple[dict[str, float], list[float]]:
+    """All diagnostics on a test split; returns (metrics, per-dimension KL sorted)."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    mus, logvars, sse = [], [], 0.0
+    for i in range(0, len(x_uint8), 1024):
+        xb = x_uint8[i:i + 1024].to(device).float() / 255
+        mu, logvar = model.encode(xb)
+        recon = model.decode(mu + torch.randn(mu.shape, generator=g, device=device) * (0.5 * logvar).exp())
+        sse += float((xb - recon).pow(2).sum())
+        mus.append(mu.float())
+        logvars.append(logvar.float())
+    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    n, z_dim = mu.shape
+    d = x_uint8[0].numel()
+    sigma = math.sqrt(max(sse / (n * d), 1e-12))
+    kl = float(kl_per_dim(mu, logvar).sum(1).mean())
+    # negative ELBO with the calibrated sigma: E[-log p(x|z)] + KL
+    neg_elbo = 0.5 * d * (LOG_2PI + 2 * math.log(sigma)) + 0.5 * d + kl
+    x_iw = x_uint8[:iw_images].to(device).float() / 255
+    nll = float(-iwae_log_lik(model, x_iw, sigma, k, g).mean()) if k > 0 else float("nan")
+    mi = mutual_information(mu[:mi_images], logvar[:mi_images], g)
+    metrics = {
+        "diag/active_units": float(active_units(mu)),
+        "diag/elbo_nats": neg_elbo,
+        "diag/elbo_bpd": bits_per_dim(neg_elbo, d),
+        "diag/nll_nats": nll,
+        "diag/nll_bpd": bits_per_dim(nll, d),
+        "diag/mi_nats": mi,
+        "diag/rate_minus_mi": kl - mi,
+        "diag/sigma_mle": sigma,
+        "diag/sigma_implied": math.sqrt(beta * d / (2 * z_dim)) if beta > 0 else float("nan"),
+    }
+    return metrics, sorted_kl_per_dim(mu, logvar)
