@@ -112,6 +112,89 @@ def evaluate(run_dir, data_dir, device, iw_samples):
         click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
 
 
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec field, e.g. --set epochs=5 --set search.beta=[0.1,0.01] (repeatable).")
+@click.option("--n-trials", type=int, default=None, help="Trials for a sampler spec (a grid runs each point once).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes sharing the study.")
+@click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db].")
+@click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress):
+    """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
+    from pipelines.spec import load_spec
+    from pipelines.sweep import run_sweep, run_workers
+
+    spec = load_spec(spec_path, overrides)
+    if n_trials is not None and n_trials < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--n-trials")
+    if workers < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--workers")
+    if n_trials is not None:
+        spec = spec.model_copy(update={"n_trials": n_trials})
+    if workers > 1:
+        argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
+        argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri)) if v is not None for a in (k, str(v))]
+        code = run_workers(spec, argv, workers, storage, tracking_uri, progress, log=click.echo)
+        _print_status(spec.study, storage)
+        sys.exit(code)
+    summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo)
+    click.echo(f"{spec.study}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed "
+               f"in this run; `vae report --study {spec.study}` builds the table, `vae ui` shows the runs")
+    if summary.errors:
+        sys.exit(1)
+
+
+def _print_status(study: str, storage: str | None) -> None:
+    from pipelines.sweep import study_status
+
+    status = study_status(study, storage)
+    click.echo(f"{study}: {status['complete']} complete / {status['running']} running / {status['waiting']} waiting / "
+               f"{status['fail']} failed / {status['pruned']} pruned; {status['left']} of {status['total']} left")
+
+
+@cli.command()
+@click.option("--study", required=True, help="Study name (the spec's `study`).")
+@click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
+@click.option("--trials/--no-trials", default=True, show_default=True, help="List every trial.")
+def status(study, storage, trials):
+    """A study's progress from the Optuna storage: complete / running / failed / left."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.sweep import study_status
+
+    info = study_status(study, storage)
+    _print_status(study, storage)
+    if trials and info["trials"]:
+        table = Table("trial", "state", "z_dim", "beta", "seed", "value", "note")
+        for r in info["trials"]:
+            table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
+                          str(r["seed"]), f"{r['value']:.5g}" if r["value"] is not None else "", r["note"])
+        Console().print(table)
+
+
+@cli.command()
+@click.option("--study", default=None, help="Print the link to this study's runs table.")
+@click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback: only this machine).")
+@click.option("--port", type=int, default=5000, show_default=True)
+def ui(study, tracking_uri, host, port):
+    """Serve the MLflow UI on the sweep's tracking store and print the runs page of the study."""
+    import subprocess
+
+    from pipelines.tracking import Tracker, resolve_uri, runs_url
+
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith("http"):
+        raise click.UsageError(f"{uri} is a tracking server already: open it in a browser")
+    click.echo(runs_url(Tracker(uri), study, host, port))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    sys.exit(subprocess.call(cmd))
+
+
 def main():
     cli(prog_name="vae")
 

@@ -83,6 +83,13 @@ def iwae_log_lik(model, x: torch.Tensor, sigma: float, k: int, generator: torch.
     return torch.logsumexp(log_w, 0) - math.log(k)
 
 
+def calibrated_neg_elbo(sse: float, kl: float, d: int) -> float:
+    """-ELBO in nats per image with the Gaussian decoder's sigma^2 set to MSE = sse / d:
+    D/2 * log(2 pi sigma^2) + D/2 + KL."""
+    var = max(sse / d, 1e-12)
+    return 0.5 * d * (LOG_2PI + math.log(var)) + 0.5 * d + kl
+
+
 def bits_per_dim(nll_nats: float, d: int) -> float:
     return (nll_nats + d * math.log(256)) / (d * math.log(2))
 
@@ -107,8 +114,7 @@ def diagnostics(model, x_uint8: torch.Tensor, beta: float, k: int = 100, iw_imag
     d = x_uint8[0].numel()
     sigma = math.sqrt(max(sse / (n * d), 1e-12))
     kl = float(kl_per_dim(mu, logvar).sum(1).mean())
-    # negative ELBO with the calibrated sigma: E[-log p(x|z)] + KL
-    neg_elbo = 0.5 * d * (LOG_2PI + 2 * math.log(sigma)) + 0.5 * d + kl
+    neg_elbo = calibrated_neg_elbo(sse / n, kl, d)
     x_iw = x_uint8[:iw_images].to(device).float() / 255
     nll = float(-iwae_log_lik(model, x_iw, sigma, k, g).mean()) if k > 0 else float("nan")
     mi = mutual_information(mu[:mi_images], logvar[:mi_images], g)

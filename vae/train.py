@@ -27,7 +27,7 @@ from vae.data import Data, load_dataset
 from vae.errors import ConfigError, TrainingDiverged
 from vae.images import save_grids
 from vae.loss import vae_loss
-from vae.metrics import diagnostics
+from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
@@ -145,6 +145,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         # test-set metrics, then checkpoint, then the callback (tracking, pruning)
         test_terms = evaluate(model, x_test, cfg)
         _check_finite(test_terms["loss"], epoch)
+        d = x_test[0].numel()
+        test_terms["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(test_terms["sse"], test_terms["kl"], d), d)
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()},
                    **{f"test/{k}": v for k, v in test_terms.items()},
                    "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds}

@@ -1,0 +1,197 @@
+"""Sweep specs: a YAML file naming the study, the data, the training settings and the search.
+
+    study: balance
+    dataset: cifar10
+    epochs: 50                     # any `vae train` setting, by its config name
+    search:
+      z_dim: [10, 100]             # a grid of values ...
+      beta: {low: 0.001, high: 1.0, log: true}   # ... or a range for a sampler
+      seed: [0]
+    sampler: grid                  # grid | tpe | random
+    pruner: {type: median, warmup_epochs: 2}     # optional (none | median | hyperband)
+    n_trials: 30                   # samplers only; a grid runs each point once
+    metric: test/loss              # the objective, a per-epoch metric of `vae train`
+    direction: minimize
+    images_every: 5                # log reconstruction and sample grids every K epochs
+
+`load_spec(path, overrides=["epochs=5", "search.beta=[0.1, 0.01]"])` validates everything and
+names the offending key on error; values of --set are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from vae.config import TrainConfig
+from vae.errors import VAEError
+
+SWEPT = ("z_dim", "beta", "seed")  # set per trial, never in the spec's training settings
+NOT_IN_SPEC = {"out", "resume", *SWEPT}
+# settings that change where or how fast a trial runs, not what it computes
+NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
+
+
+class SpecError(VAEError):
+    """A sweep spec is missing, malformed or out of range."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Range(Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class Search(Strict):
+    z_dim: Annotated[list[PositiveInt], Field(min_length=1)] | Range
+    beta: Annotated[list[float], Field(min_length=1)] | Range
+    seed: Annotated[list[int], Field(min_length=1)] = [0]
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v):
+        low = min(v) if isinstance(v, list) else v.low
+        if low < 0:
+            raise ValueError(f"beta must be >= 0, got {low}")
+        return v
+
+    @field_validator("z_dim")
+    @classmethod
+    def _z_dim(cls, v):
+        if isinstance(v, Range) and v.low < 1:
+            raise ValueError("a z_dim range must start at >= 1")
+        return v
+
+
+class Pruner(Strict):
+    type: Literal["none", "median", "hyperband"] = "median"
+    warmup_epochs: int = Field(default=1, ge=0)
+
+
+class Spec(Strict):
+    study: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    search: Search
+    sampler: Literal["grid", "tpe", "random"] = "grid"
+    pruner: Pruner | None = None
+    n_trials: PositiveInt | None = None
+    metric: str = "test/loss"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    images_every: PositiveInt = 5
+    heartbeat_interval: PositiveInt = 10
+    """seconds between a running trial's heartbeats in the Optuna storage."""
+    grace_period: PositiveInt = 60
+    """a trial whose heartbeat is older than this is failed and its configuration run again."""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _grid(self):
+        if self.sampler == "grid":
+            ranges = [k for k in ("z_dim", "beta") if isinstance(getattr(self.search, k), Range)]
+            if ranges:
+                raise ValueError(f"sampler 'grid' needs lists of values, but search.{ranges[0]} is a range")
+        elif self.n_trials is None:
+            raise ValueError(f"sampler '{self.sampler}' needs n_trials")
+        return self
+
+    def grid(self) -> list[dict]:
+        """Every (z_dim, beta, seed) point of a grid spec, in a stable order."""
+        s = self.search
+        return [dict(z_dim=z, beta=b, seed=r) for z, b, r in itertools.product(s.z_dim, s.beta, s.seed)]
+
+    @property
+    def total(self) -> int:
+        return len(self.grid()) if self.sampler == "grid" else self.n_trials
+
+    def fingerprint(self) -> str:
+        """What a study's results depend on; a rerun with another fingerprint is a new study."""
+        train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+        blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
+                "metric": self.metric, "direction": self.direction}
+        return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> dict:
+        return {**self.model_dump(exclude={"train"}), "train": self.train.to_dict()}
+
+
+def _set(values: dict, override: str) -> None:
+    if "=" not in override:
+        raise SpecError(f"--set needs KEY=VALUE, got {override!r}")
+    key, raw = override.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (int, float, bool)) and key.strip() in ("study", "dataset"):
+        value = raw  # names stay strings
+    *parents, leaf = key.strip().split(".")
+    node = values
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {key}: {p} is not a section")
+    node[leaf] = value
+
+
+def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Spec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"sweep spec {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise SpecError(f"{path}: malformed YAML{line}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(values, dict):
+        raise SpecError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    for override in overrides:
+        _set(values, override)
+
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in values:
+        if key in NOT_IN_SPEC:
+            raise SpecError(f"{path}: {key!r} is set per trial; put it under search:")
+    train_values = {k: values.pop(k) for k in list(values) if k in train_names}
+    try:
+        train = TypeAdapter(TrainConfig).validate_python(train_values)
+        train.validate()
+        spec = Spec(**values, train=train)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) and not str(p)[:1].isupper()
+                         and not str(p).startswith(("list[", "function-"))) or "spec"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise SpecError(f"{path}: {where}: {msg}") from None
+    except VAEError as e:
+        raise SpecError(f"{path}: {e}") from None
+    return spec

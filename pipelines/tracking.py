@@ -1,0 +1,178 @@
+"""MLflow tracking for sweeps: one experiment per study, one parent run, one child run per trial.
+
+The default store is `sqlite:///mlruns/mlflow.db` with artifacts under mlruns/artifacts (MLflow 3
+no longer writes a plain mlruns/ file store); `--tracking-uri` or MLFLOW_TRACKING_URI points at a
+tracking server instead. See the results with `vae ui` (same URI).
+
+Per trial: every training setting as params; per-epoch metrics (`train/r_loss`, `test/kl`, ...)
+in one batch per epoch; reconstruction and sample grids every K epochs; then the loss curves,
+the checkpoint, metrics.json and the resolved config as artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from vae.errors import VAEError
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+# the runs table, not the GenAI view MLflow 3.17 opens in
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+class TrackingError(VAEError):
+    """The tracking store cannot be reached or used."""
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def artifact_root(uri: str) -> Path:
+    """Artifacts sit beside a SQLite store (mlruns/mlflow.db -> mlruns/artifacts), else in ./mlruns."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent / "artifacts"
+    return Path("mlruns/artifacts")
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "postgresql", "mysql", "mssql"))
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextmanager
+def _quick_http():
+    """Fail within seconds when a tracking server is down, instead of MLflow's minutes of retries."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Tracker:
+    def __init__(self, uri: str | None = None):
+        from mlflow import MlflowClient
+
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def check(self) -> None:
+        """One cheap request, so that a bad URI fails before any study or run is created."""
+        with _quick_http():
+            try:
+                self.client.search_experiments(max_results=1)
+            except Exception as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise TrackingError(f"cannot use tracking store {self.uri}: {first[:300]}") from None
+
+    # --- the study: experiment and parent run --------------------------------------------
+    def experiment(self, study: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(study)
+        if found is not None:
+            return found.experiment_id
+        location = (artifact_root(self.uri) / study).resolve().as_uri() if is_local(self.uri) else None
+        try:
+            return self.client.create_experiment(study, artifact_location=location,
+                                                 tags={**EXPERIMENT_TAGS, "vae.study": study})
+        except MlflowException:  # created by another worker meanwhile
+            return self.client.get_experiment_by_name(study).experiment_id
+
+    def parent_run(self, experiment_id: str, study: str, spec: dict) -> str:
+        runs = self.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(experiment_id, run_name=f"{study}-sweep",
+                                     tags={"vae.role": "parent", "vae.study": study,
+                                           "mlflow.source.git.commit": git_commit() or "unknown"})
+        self.client.log_dict(run.info.run_id, spec, "spec.json")
+        return run.info.run_id
+
+    def finish_parent(self, run_id: str, summary: dict) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(f"trials/{k}", float(v), now, 0) for k, v in summary.items()])
+        self.client.set_terminated(run_id, "FINISHED")
+
+    # --- one trial: a child run ---------------------------------------------------------
+    def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
+                    device: str) -> str:
+        from mlflow.entities import Param
+
+        name = f"z{config['z_dim']}-b{config['beta']:g}" + (f"-s{config['seed']}" if config["seed"] else "") + f"-t{number}"
+        tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
+                "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
+                "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
+        run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        params = [Param(k, "None" if v is None else str(v)) for k, v in config.items()]
+        self.client.log_batch(run_id, params=params)
+        return run_id
+
+    def log_epoch(self, run_id: str, metrics: dict, epoch: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch"]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def log_images(self, run_id: str, model, x_test, epoch: int) -> None:
+        from torchvision.transforms.functional import to_pil_image
+
+        from vae.images import recon_grid, sample_grid
+
+        self.client.log_image(run_id, to_pil_image(recon_grid(model, x_test)), key="recon", step=epoch)
+        self.client.log_image(run_id, to_pil_image(sample_grid(model)), key="samples", step=epoch)
+
+    def finish_trial(self, run_id: str, state: str, run_dir: Path | None = None, history: list | None = None,
+                     reason: str | None = None) -> None:
+        """state: Optuna's word (COMPLETE, PRUNED, FAIL); MLflow gets FINISHED, FAILED or KILLED."""
+        if history:
+            from pipelines.plots import loss_curves
+
+            fig = loss_curves(history, title=self.client.get_run(run_id).info.run_name)
+            self.client.log_figure(run_id, fig, "loss_curves.png")
+            __import__("matplotlib.pyplot").pyplot.close(fig)
+        if run_dir is not None and run_dir.exists():
+            self.client.log_artifacts(run_id, str(run_dir))
+        self.client.set_tag(run_id, "vae.state", state)
+        if reason:
+            self.client.set_tag(run_id, "vae.fail_reason", reason[:5000])
+        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "INTERRUPTED": "KILLED"}.get(state, "FAILED")
+        self.client.set_terminated(run_id, status)
+
+
+def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The UI page a user should land on: the study's runs table in the machine-learning view."""
+    base = f"http://{host}:{port}"
+    if study is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    found = tracker.client.get_experiment_by_name(study)
+    if found is None:
+        raise TrackingError(f"no experiment named {study!r} in {tracker.uri}; run `vae sweep` first")
+    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
