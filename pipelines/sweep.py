@@ -52,6 +52,15 @@ class Summary:
     errors: int = 0  # failures other than divergence: bugs, out of memory
 
 
+def _quiet_optuna() -> None:
+    """Our own progress bar and messages say what matters; Optuna's per-trial logs and
+    warnings about the experimental heartbeat API would drown them."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 # --- storage and study ----------------------------------------------------------------------
 def storage_url(url: str | None) -> str:
     url = url or os.environ.get("VAE_STORAGE") or DEFAULT_STORAGE
@@ -365,8 +374,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
 
     from vae.data import load_dataset
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _quiet_optuna()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     tracker = Tracker(tracking_uri)
@@ -438,6 +446,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     """Start `workers` processes of `vae sweep` sharing the study; the cores are split between them."""
     import subprocess
 
+    _quiet_optuna()
     tracker = Tracker(tracking_uri)
     tracker.check()
     store = make_storage(storage, spec, stale_callback(tracker))
@@ -468,7 +477,7 @@ def study_status(name: str, storage: str | None = None) -> dict:
     import optuna
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     url = storage_url(storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise StorageError(f"no Optuna storage at {url}; run `vae sweep` first")

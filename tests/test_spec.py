@@ -1,0 +1,57 @@
+import pytest
+
+from pipelines.spec import SpecError, load_spec
+
+GOOD = """study: t
+dataset: digits
+epochs: 2
+search:
+  z_dim: [2, 4]
+  beta: [0.1, 0.01]
+"""
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_and_overrides(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD), ["epochs=5", "search.beta=[0.5]", "limit=100"])
+    assert spec.train.epochs == 5 and spec.train.limit == 100 and spec.train.dataset == "digits"
+    assert spec.grid() == [{"z_dim": 2, "beta": 0.5, "seed": 0}, {"z_dim": 4, "beta": 0.5, "seed": 0}]
+    assert spec.total == 2
+
+
+def test_fingerprint_ignores_where_a_trial_runs(tmp_path):
+    a = load_spec(write(tmp_path, GOOD))
+    assert a.fingerprint() == load_spec(write(tmp_path, GOOD), ["device=cpu", "threads=1"]).fingerprint()
+    assert a.fingerprint() != load_spec(write(tmp_path, GOOD), ["epochs=3"]).fingerprint()
+
+
+def test_shipped_specs_load():
+    for name, total in (("quick", 4), ("balance", 8), ("search", 30)):
+        spec = load_spec(f"sweeps/{name}.yaml")
+        assert spec.study == name and spec.total == total
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD + "colour: red\n", "colour: Extra inputs are not permitted"),
+    (GOOD.replace("[0.1, 0.01]", "[0.1, -0.01]"), "search.beta: beta must be >= 0"),
+    (GOOD.replace("[2, 4]", "[]"), "search.z_dim: List should have at least 1 item"),
+    (GOOD.replace("[2, 4]", "[0, 4]"), "search.z_dim"),
+    (GOOD.replace("epochs: 2", "epochs: two"), "epochs: Input should be a valid integer"),
+    (GOOD + "z_dim: 3\n", "'z_dim' is set per trial"),
+    ("study: t\nsearch: [\n", "malformed YAML"),
+    ("- a list\n", "expected a mapping"),
+    (GOOD.replace("search:", "sampler: tpe\nsearch:"), "needs n_trials"),
+])
+def test_bad_specs(tmp_path, text, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, text))
+
+
+def test_missing_spec(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")

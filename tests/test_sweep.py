@@ -1,0 +1,251 @@
+"""Sweeps end to end on tiny digits: Optuna states and MLflow runs, resume, kills, workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import cli
+from pipelines.spec import load_spec
+from pipelines.sweep import run_sweep, study_status
+
+SPEC = """study: {study}
+dataset: digits
+data_dir: {data}
+limit: 200
+width: 8
+epochs: {epochs}
+batch_size: 32
+iw_samples: 2
+device: cpu
+search:
+  z_dim: [2, 4]
+  beta: [0.1, 0.01]
+images_every: 1
+heartbeat_interval: 1
+grace_period: 5
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    class Env:
+        storage = f"sqlite:///{tmp_path}/optuna.db"
+        tracking = f"sqlite:///{tmp_path}/mlflow.db"
+
+        def spec(self, study="t", epochs=2, extra=""):
+            path = tmp_path / f"{study}.yaml"
+            path.write_text(SPEC.format(study=study, data=tmp_path / "data", epochs=epochs) + extra)
+            return path
+
+        def sweep(self, path, *args):
+            return run_sweep(load_spec(path, args), self.storage, self.tracking, progress=False)
+
+        def trials(self, study="t"):
+            import optuna
+
+            return optuna.load_study(study_name=study, storage=self.storage).get_trials()
+
+        def runs(self, study="t"):
+            import mlflow
+
+            mlflow.set_tracking_uri(self.tracking)
+            return mlflow.search_runs(experiment_names=[study])
+
+        def cli(self, *args):
+            return [sys.executable, "-m", "pipelines.cli", "sweep", *map(str, args), "--storage", self.storage,
+                    "--tracking-uri", self.tracking, "--no-progress"]
+
+    return Env()
+
+
+def points(trials, state="COMPLETE"):
+    return Counter((t.params["z_dim"], t.params["beta"]) for t in trials if t.state.name == state)
+
+
+GRID = {(2, 0.1), (2, 0.01), (4, 0.1), (4, 0.01)}
+
+
+def test_grid_sweep_tracks_every_trial(env):
+    from mlflow import MlflowClient
+
+    summary = env.sweep(env.spec())
+    assert summary.complete == 4
+    trials = env.trials()
+    assert points(trials) == Counter(GRID)
+    assert trials[0].user_attrs["test/r_loss"] > 0 and "mlflow_run_id" in trials[0].user_attrs
+    runs = env.runs()
+    children = runs[runs["tags.vae.role"] == "trial"]
+    assert len(children) == 4 and set(children["status"]) == {"FINISHED"}
+    parent = runs[runs["tags.vae.role"] == "parent"]
+    assert len(parent) == 1 and set(children["tags.mlflow.parentRunId"]) == {parent.run_id.iloc[0]}
+    assert set(children["tags.mlflow.runName"]) == {"z2-b0.1-t0", "z2-b0.01-t1", "z4-b0.1-t2", "z4-b0.01-t3"}
+    for key in ("train/r_loss", "train/kld_loss", "train/loss", "test/r_loss", "test/kld_loss", "test/loss",
+                "test/sse", "test/kl", "diag/active_units"):
+        assert children[f"metrics.{key}"].notna().all(), key
+    assert (children["params.epochs"] == "2").all() and (children["params.dataset"] == "digits").all()
+    client = MlflowClient(env.tracking)
+    run_id = children.run_id.iloc[0]
+    assert len(client.get_metric_history(run_id, "test/loss")) == 2
+    files = {a.path for a in client.list_artifacts(run_id)}
+    assert {"checkpoint.pt", "config.json", "metrics.json", "recon.png", "samples.png", "loss_curves.png"} <= files
+    assert any("recon" in a.path for a in client.list_artifacts(run_id, "images"))
+    # the user attrs and the MLflow metric agree: either store answers "what did trial 0 get"
+    row = children[children["tags.vae.trial"] == "0"].iloc[0]
+    assert row["metrics.test/r_loss"] == pytest.approx(trials[0].user_attrs["test/r_loss"])
+    exp = client.get_experiment_by_name("t")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_rerun_runs_nothing_new(env):
+    path = env.spec()
+    env.sweep(path)
+    summary = env.sweep(path)
+    assert summary.complete == 0 and len(env.trials()) == 4
+    assert len(env.runs()) == 5
+
+
+def test_changed_settings_are_refused(env):
+    from pipelines.spec import SpecError
+
+    path = env.spec(epochs=1)
+    env.sweep(path)
+    with pytest.raises(SpecError, match="other settings.*epochs: 1 -> 3"):
+        env.sweep(path, "epochs=3")
+
+
+def test_diverging_trial_fails_alone(env, monkeypatch):
+    import torch
+
+    import vae.train
+    real = vae.train.vae_loss
+
+    def nan_for_z4_beta01(recon, x, mu, logvar, beta, *args):
+        terms = real(recon, x, mu, logvar, beta, *args)
+        if mu.shape[1] == 4 and beta == 0.1 and torch.is_grad_enabled():
+            terms.loss = terms.loss * float("nan")
+        return terms
+
+    monkeypatch.setattr(vae.train, "vae_loss", nan_for_z4_beta01)
+    summary = env.sweep(env.spec())
+    assert (summary.complete, summary.failed, summary.errors) == (3, 1, 0)
+    failed = [t for t in env.trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1, "seed": 0}
+    assert "diverged in epoch 1" in failed[0].user_attrs["fail_reason"]
+    runs = env.runs()
+    bad = runs[runs["status"] == "FAILED"]
+    assert len(bad) == 1 and "diverged" in bad["tags.vae.fail_reason"].iloc[0]
+    assert env.sweep(env.spec()).complete == 0  # a divergence is a result: not run again
+
+
+def wait_for_running(env, proc, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the sweep ended before it could be stopped"
+        try:
+            trials = env.trials()
+        except Exception:
+            trials = []
+        running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+        if running:
+            return running[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
+
+
+def test_sigkill_then_rerun_completes_each_point_once(env):
+    path = env.spec(epochs=15)
+    proc = subprocess.Popen(env.cli(path))
+    killed = wait_for_running(env, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    env.sweep(path)  # same host: the dead worker's trial is failed at once and run again
+    trials = env.trials()
+    assert points(trials) == Counter(GRID)
+    assert trials[killed.number].state.name == "FAIL"
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 4
+    runs = env.runs()
+    assert (runs["status"] == "FAILED").sum() == 1 and (runs["status"] == "FINISHED").sum() == 5
+
+
+def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
+    path = env.spec(epochs=15)
+    proc = subprocess.Popen(env.cli(path), stderr=subprocess.PIPE, text=True)
+    stopped = wait_for_running(env, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    trial = env.trials()[stopped.number]
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_kind"] == "interrupted"
+    runs = env.runs()
+    assert "KILLED" in set(runs["status"])
+    env.sweep(path)
+    assert points(env.trials()) == Counter(GRID)
+
+
+def test_two_workers_run_each_point_once(env):
+    path = env.spec(epochs=3)
+    out = subprocess.run([*env.cli(path), "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    trials = env.trials()
+    assert points(trials) == Counter(GRID) and len(trials) == 4
+    hosts = {t.system_attrs["vae_worker"]["pid"] for t in trials}
+    assert len(hosts) == 2  # both workers took trials
+    assert "4 complete" in out.stdout
+
+
+def test_status_command(env):
+    env.sweep(env.spec(epochs=1))
+    info = study_status("t", env.storage)
+    assert (info["complete"], info["left"], info["total"]) == (4, 0, 4)
+    result = CliRunner().invoke(cli, ["status", "--study", "t", "--storage", env.storage])
+    assert result.exit_code == 0 and "4 complete" in result.output
+    result = CliRunner().invoke(cli, ["status", "--study", "nope", "--storage", env.storage])
+    assert result.exit_code == 2 and "no study named 'nope'" in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour: red\n", "colour: Extra inputs are not permitted"),
+    ("search:\n  z_dim: [2]\n  beta: [-1]\n", "beta must be >= 0"),
+    ("search:\n  z_dim: []\n  beta: [0.1]\n", "at least 1 item"),
+])
+def test_bad_spec_creates_nothing(env, tmp_path, text, message):
+    base = env.spec().read_text().split("search:")[0]
+    path = tmp_path / "bad.yaml"
+    path.write_text(base + text if text.startswith("search") else env.spec().read_text() + text)
+    result = CliRunner().invoke(cli, ["sweep", str(path), "--storage", env.storage, "--tracking-uri", env.tracking])
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_missing_spec_and_bad_dataset(env, tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(cli, ["sweep", str(env.spec()), "--set", "dataset=folder:/nowhere",
+                                      "--storage", env.storage, "--tracking-uri", env.tracking])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    import optuna
+
+    assert optuna.get_all_study_names(env.storage) == []
+
+
+def test_search_sampler_with_pruner(env):
+    extra = "sampler: tpe\nn_trials: 3\npruner: {type: median, warmup_epochs: 0}\n"
+    path = env.spec(study="s", extra=extra)
+    path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: {low: 2, high: 8, log: true}")
+                    .replace("beta: [0.1, 0.01]", "beta: {low: 0.001, high: 1.0, log: true}"))
+    env.sweep(path)
+    trials = env.trials("s")
+    assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert all(2 <= t.params["z_dim"] <= 8 for t in trials)
+    assert len(env.trials("s")) == 3 and env.sweep(path, ).complete == 0
+    assert run_sweep(load_spec(path), env.storage, env.tracking, n_trials=4, progress=False).complete + \
+        run_sweep(load_spec(path), env.storage, env.tracking, n_trials=4, progress=False).pruned <= 1
+    assert len(env.trials("s")) == 4
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None
