@@ -42,7 +42,7 @@ from pydantic import (
 from vae.config import TrainConfig
 from vae.errors import VAEError
 
-SWEPT = ("z_dim", "beta", "seed")  # set per trial, never in the spec's training settings
+SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several  # set per trial, never in the spec's training settings
 NOT_IN_SPEC = {"out", "resume", *SWEPT}
 # settings that change where or how fast a trial runs, not what it computes
 NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
@@ -74,6 +74,8 @@ class Search(Strict):
     z_dim: Annotated[list[PositiveInt], Field(min_length=1)] | Range
     beta: Annotated[list[float], Field(min_length=1)] | Range
     seed: Annotated[list[int], Field(min_length=1)] = [0]
+    loss: Annotated[list[Literal["beta", "sigma-vae"]], Field(min_length=1)] = ["beta"]
+    """sigma-vae has no beta: its points run once per z_dim and seed, with KL weight 1."""
 
     @field_validator("beta")
     @classmethod
@@ -115,6 +117,8 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _grid(self):
+        if self.sampler != "grid" and len(self.search.loss) > 1:
+            raise ValueError("search.loss may list several losses only for sampler 'grid'")
         if self.sampler == "grid":
             ranges = [k for k in ("z_dim", "beta") if isinstance(getattr(self.search, k), Range)]
             if ranges:
@@ -124,9 +128,14 @@ class Spec(Strict):
         return self
 
     def grid(self) -> list[dict]:
-        """Every (z_dim, beta, seed) point of a grid spec, in a stable order."""
+        """Every (z_dim, beta, seed[, loss]) point of a grid spec, in a stable order."""
         s = self.search
-        return [dict(z_dim=z, beta=b, seed=r) for z, b, r in itertools.product(s.z_dim, s.beta, s.seed)]
+        points = []
+        for loss in s.loss:
+            betas = [1.0] if loss == "sigma-vae" else s.beta
+            for z, b, r in itertools.product(s.z_dim, betas, s.seed):
+                points.append(dict(z_dim=z, beta=b, seed=r) | ({} if s.loss == ["beta"] else {"loss": loss}))
+        return points
 
     @property
     def total(self) -> int:

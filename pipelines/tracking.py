@@ -125,7 +125,8 @@ class Tracker:
                     device: str) -> str:
         from mlflow.entities import Param
 
-        name = f"z{config['z_dim']}-b{config['beta']:g}" + (f"-s{config['seed']}" if config["seed"] else "") + f"-t{number}"
+        balance = "sigma" if config.get("loss") == "sigma-vae" else f"b{config['beta']:g}"
+        name = f"z{config['z_dim']}-{balance}" + (f"-s{config['seed']}" if config["seed"] else "") + f"-t{number}"
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}

@@ -31,7 +31,7 @@ def test_fingerprint_ignores_where_a_trial_runs(tmp_path):
 
 
 def test_shipped_specs_load():
-    for name, total in (("quick", 4), ("balance", 8), ("search", 30)):
+    for name, total in (("quick", 4), ("balance", 10), ("search", 30)):
         spec = load_spec(f"sweeps/{name}.yaml")
         assert spec.study == name and spec.total == total
 

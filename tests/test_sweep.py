@@ -244,8 +244,19 @@ def test_search_sampler_with_pruner(env):
     trials = env.trials("s")
     assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     assert all(2 <= t.params["z_dim"] <= 8 for t in trials)
-    assert len(env.trials("s")) == 3 and env.sweep(path, ).complete == 0
-    assert run_sweep(load_spec(path), env.storage, env.tracking, n_trials=4, progress=False).complete + \
-        run_sweep(load_spec(path), env.storage, env.tracking, n_trials=4, progress=False).pruned <= 1
-    assert len(env.trials("s")) == 4
-    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None
+    assert env.sweep(path).complete == 0  # n_trials reached
+    more = run_sweep(load_spec(path), env.storage, env.tracking, n_trials=4, progress=False)
+    assert more.complete + more.pruned == 1 and len(env.trials("s")) == 4
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None  # restored after the check
+
+
+def test_sigma_vae_points_run_once_per_z_dim(env):
+    path = env.spec(epochs=1)
+    path.write_text(path.read_text().replace("  beta: [0.1, 0.01]", "  beta: [0.1, 0.01]\n  loss: [beta, sigma-vae]"))
+    env.sweep(path)
+    trials = env.trials()
+    assert len(trials) == 6
+    sigma = [t for t in trials if t.params["loss"] == "sigma-vae"]
+    assert sorted(t.params["z_dim"] for t in sigma) == [2, 4] and all(t.state.name == "COMPLETE" for t in sigma)
+    runs = env.runs()
+    assert set(runs[runs["params.loss"] == "sigma-vae"]["tags.mlflow.runName"]) == {"z2-sigma-t4", "z4-sigma-t5"}
