@@ -169,10 +169,11 @@ def status(study, storage, trials):
     info = study_status(study, storage)
     _print_status(study, storage)
     if trials and info["trials"]:
-        table = Table("trial", "state", "z_dim", "beta", "seed", "value", "note")
+        table = Table("trial", "state", "z_dim", "beta", "seed", "loss", "epochs", "value", "note")
         for r in info["trials"]:
             table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
-                          str(r["seed"]), f"{r['value']:.5g}" if r["value"] is not None else "", r["note"])
+                          str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
+                          r["note"])
         Console().print(table)
 
 
@@ -193,6 +194,47 @@ def ui(study, tracking_uri, host, port):
     click.echo(runs_url(Tracker(uri), study, host, port))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     sys.exit(subprocess.call(cmd))
+
+
+@cli.command()
+@click.option("--study", required=True, help="Study name (the spec's `study`).")
+@click.option("--out", type=click.Path(), default=None, help="Report folder [default: reports/<study>].")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
+              help="table: print it and write every file; markdown/csv: print only that to stdout.")
+@click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
+def report(study, out, fmt, tracking_uri):
+    """The balance table, figures and an HTML report from a study's MLflow runs."""
+    from pathlib import Path
+
+    from pipelines.report import build, load_runs, to_csv, to_markdown, write_report
+    from pipelines.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    experiment_id, runs = load_runs(study, tracker)
+    rep = build(study, runs)
+    if fmt == "csv":
+        click.echo(to_csv(rep), nl=False)
+        return
+    if fmt == "markdown":
+        click.echo(to_markdown(rep), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.report import TERMINAL_COLUMNS, display_frame
+
+    frame = display_frame(rep)
+    frame = frame[[c for c in TERMINAL_COLUMNS if c in frame]]
+    table = Table(*frame.columns, title=f"{study}: final test values per image (×B: ×{rep.batch_size}); "
+                                        f"every column in report.md / table.csv")
+    for row in frame.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
+    console.print(table)
+    for r in rep.failures.itertuples():
+        console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {r.reason}", markup=False)
+    files = write_report(rep, tracker, experiment_id, Path(out or f"reports/{study}"))
+    click.echo(f"wrote {files['html']} (and report.md, table.csv, figures); logged to the study's parent run")
 
 
 def main():

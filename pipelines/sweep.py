@@ -374,7 +374,6 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
               log=print) -> Summary:
     """Run trials until the study has nothing left to start; one worker, this process."""
-    import optuna
     from optuna.trial import TrialState
 
     from vae.data import load_dataset
@@ -503,6 +502,6 @@ def study_status(name: str, storage: str | None = None) -> dict:
                    and t.number not in retried)
     rows = [{"trial": t.number, "state": t.state.name, "z_dim": t.params.get("z_dim"), "beta": t.params.get("beta"),
              "seed": t.params.get("seed"), "value": t.value,
-             "note": t.user_attrs.get("fail_reason") or (f"ran again as a retry" if t.number in retried else "")}
+             "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in retried else "")}
             for t in trials]
     return {"study": name, "total": total, **counts, "left": max(0, total - finished), "trials": rows}

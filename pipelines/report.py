@@ -1,0 +1,360 @@
+"""The balance table, figures and an HTML report, built from a study's MLflow runs.
+
+    vae report --study balance --out reports/balance     # table in the terminal + files
+    vae report --study balance --format csv > table.csv
+
+Writes report.md, table.csv, report.html (self-contained: figures and image grids embedded)
+and the figures as PNG files, and logs them as artifacts of the study's parent run.
+
+Units: KLD-loss and R-loss are final test-set values *per image*, normalised as in vae/loss.py;
+the "×B" columns multiply by the sweep's batch size, the units the original README's table
+appears to use (sums over a batch of 64).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.tracking import Tracker, TrackingError
+from vae.errors import VAEError
+
+KEYS = ["loss", "z_dim", "beta"]
+# column -> MLflow metric, in table order after Z-dim and Beta
+METRICS = {
+    "KLD-loss": "test/kld_loss", "R-loss": "test/r_loss",
+    "KL (nats)": "test/kl", "SSE": "test/sse", "Loss": None,
+    "AU": "diag/active_units", "NLL (bits/dim)": "diag/nll_bpd", "-ELBO (bits/dim)": "diag/elbo_bpd",
+    "MI (nats)": "diag/mi_nats", "Rate − MI (nats)": "diag/rate_minus_mi",
+    "σ implied": "diag/sigma_implied", "σ MLE": "diag/sigma_mle",
+}
+
+
+TERMINAL_COLUMNS = ["Z-dim", "Beta", "Loss", "KLD-loss", "R-loss", "KLD-loss ×B", "R-loss ×B", "AU",
+                    "NLL (bits/dim)", "MI (nats)", "Epochs", "Seeds"]
+
+
+class ReportError(VAEError):
+    """No study, no runs, or nothing finished to report."""
+
+
+@dataclass
+class Report:
+    study: str
+    table: pd.DataFrame          # one row per (loss, z_dim, beta); numbers as means
+    std: pd.DataFrame            # the same shape: standard deviations over seeds (NaN for one seed)
+    failures: pd.DataFrame       # trials not in the table, with their reason
+    runs: pd.DataFrame           # the complete trial runs behind the table
+    batch_size: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
+    import mlflow
+
+    tracker.check()
+    exp = tracker.client.get_experiment_by_name(study)
+    if exp is None:
+        names = [e.name for e in tracker.client.search_experiments() if e.name != "Default"]
+        raise ReportError(f"no study named {study!r} in {tracker.uri} (studies: {', '.join(names) or 'none'})")
+    mlflow.set_tracking_uri(tracker.uri)
+    runs = mlflow.search_runs([exp.experiment_id], max_results=50_000)
+    if runs.empty or "tags.vae.role" not in runs:
+        raise ReportError(f"study {study!r} has no runs yet; run `vae sweep` first")
+    return exp.experiment_id, runs
+
+
+def build(study: str, runs: pd.DataFrame) -> Report:
+    trials = runs[runs["tags.vae.role"] == "trial"].copy()
+    if trials.empty:
+        raise ReportError(f"study {study!r} has no trial runs yet; run `vae sweep` first")
+    # params come back as strings
+    trials["z_dim"] = trials["params.z_dim"].astype(int)
+    trials["beta"] = trials["params.beta"].astype(float)
+    trials["seed"] = trials["params.seed"].astype(int)
+    trials["loss"] = trials.get("params.loss", pd.Series("beta", index=trials.index)).fillna("beta")
+    trials["epochs"] = trials["params.epochs"].astype(int)
+    state = trials["tags.vae.state"].fillna("RUNNING")
+    done = trials[(state == "COMPLETE") & (trials["status"] == "FINISHED")]
+    rest = trials.drop(done.index)
+    failures = pd.DataFrame({
+        "trial": rest["tags.vae.trial"].astype(int), "run": rest["tags.mlflow.runName"],
+        "z_dim": rest["z_dim"], "beta": rest["beta"], "seed": rest["seed"],
+        "state": state[rest.index].where(rest["status"] != "RUNNING", "RUNNING"),
+        "reason": rest.get("tags.vae.fail_reason", pd.Series(index=rest.index, dtype=object)).fillna(
+            pd.Series({i: "pruned" if state[i] == "PRUNED" else "unfinished" for i in rest.index})),
+    }).sort_values("trial").reset_index(drop=True)
+    if done.empty:
+        raise ReportError(f"study {study!r} has no complete trials yet ({len(failures)} failed or unfinished)")
+
+    present = {col: m for col, m in METRICS.items() if m is not None and f"metrics.{m}" in done}
+    values = done[KEYS + ["seed", "epochs"]].copy()
+    for col, metric in present.items():
+        values[col] = done[f"metrics.{metric}"].astype(float)
+    grouped = values.groupby(KEYS, sort=False)
+    mean = grouped[list(present)].mean()
+    std = grouped[list(present)].std()  # NaN for a single seed
+    extra = grouped.agg(Epochs=("epochs", "max"), Seeds=("seed", "nunique"))
+    table = pd.concat([mean, extra], axis=1).reset_index()
+    std = std.reset_index()
+    batch = int(done["params.batch_size"].astype(int).mode().iloc[0])
+    for t in (table, std):
+        t.insert(0, "Z-dim", t.pop("z_dim"))
+        t.insert(1, "Beta", t.pop("beta"))
+        t.insert(2, "Loss", t.pop("loss"))
+    table.insert(5, "KLD-loss ×B", table["KLD-loss"] * batch)
+    table.insert(6, "R-loss ×B", table["R-loss"] * batch)
+    std.insert(5, "KLD-loss ×B", std["KLD-loss"] * batch)
+    std.insert(6, "R-loss ×B", std["R-loss"] * batch)
+    # the original's order: z-dim ascending, beta descending; sigma-vae rows after each z-dim's betas
+    order = table.assign(_s=table["Loss"] != "beta").sort_values(["Z-dim", "_s", "Beta"],
+                                                                  ascending=[True, True, False]).index
+    table, std = table.loc[order].reset_index(drop=True), std.loc[order].reset_index(drop=True)
+    return Report(study, table, std, failures, done, batch)
+
+
+def recommendations(report: Report) -> list[str]:
+    """Plain rules on the table, each stated with its result."""
+    t = report.table
+    lines = []
+    if "NLL (bits/dim)" in t:
+        for z, rows in t[t["Loss"] == "beta"].groupby("Z-dim"):
+            best = rows.loc[rows["NLL (bits/dim)"].idxmin()]
+            lines.append(f"z-dim {z}: beta {best['Beta']:g} has the best importance-weighted NLL "
+                         f"({best['NLL (bits/dim)']:.3f} bits/dim) of the betas tried "
+                         f"(rule: lowest NLL, which rewards neither blur nor an unused prior).")
+    if "AU" in t:
+        for z, rows in t.groupby("Z-dim"):
+            au = rows["AU"].max()
+            verdict = ("all dimensions are used: a larger z-dim may help" if au >= 0.9 * z
+                       else f"at most {au:.0f} of {z} dimensions are active: a z-dim near {max(1, math.ceil(au)):d} suffices at these betas")
+            lines.append(f"z-dim {z}: {verdict} (rule: active units, Cov_x E[z_u|x] > 0.01, Burda et al. 2016).")
+    return lines
+
+
+# --- rendering -----------------------------------------------------------------------------
+def _cell(col: str, mean, std) -> str:
+    if isinstance(mean, str) or col in ("Z-dim", "Epochs", "Seeds"):
+        return str(mean)
+    if mean is None or math.isnan(mean):
+        return ""
+    text = f"{mean:.4g}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {std:.2g}"
+    return text
+
+
+def display_frame(report: Report) -> pd.DataFrame:
+    """The table as strings: mean ± std where several seeds ran; sigma-vae rows say so in Beta."""
+    t, s = report.table, report.std
+    rows = []
+    for i in range(len(t)):
+        row = {}
+        for col in t.columns:
+            std = s[col].iloc[i] if col in s and col not in ("Z-dim", "Beta", "Loss") else None
+            value = t[col].iloc[i]
+            if col == "Beta" and t["Loss"].iloc[i] == "sigma-vae":
+                value = "σ-VAE"
+            row[col] = _cell(col, value if not hasattr(value, "item") else value.item(), std)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if (t["Loss"] == "beta").all():
+        frame = frame.drop(columns="Loss")
+    return frame
+
+
+def to_markdown(report: Report) -> str:
+    frame = display_frame(report)
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines = [f"# Balance table: {report.study}", "",
+             f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C)); "
+             f"×B = times the batch size {report.batch_size}, the original README's units.", "",
+             head, rule, *body]
+    if not report.failures.empty:
+        lines += ["", "## Not in the table", ""]
+        lines += [f"- trial {r.trial} ({r.run}): {r.state} — {r.reason}" for r in report.failures.itertuples()]
+    recs = recommendations(report)
+    if recs:
+        lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: Report) -> str:
+    t = report.table.copy()
+    for col in report.std.columns:
+        if col not in ("Z-dim", "Beta", "Loss") and report.std[col].notna().any():
+            t[f"{col} std"] = report.std[col]
+    return t.to_csv(index=False)
+
+
+def _png(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def figures(report: Report, tracker: Tracker, out: Path) -> dict[str, Path]:
+    """Rate–distortion, test curves and per-dimension KL plots; each row's image grids."""
+    from pipelines import plots
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    files = {"rate_distortion": _png(plots.rate_distortion(report.table), out / "rate_distortion.png")}
+    histories, kl_curves = {}, {}
+    grids = out / "grids"
+    grids.mkdir(exist_ok=True)
+    for _, run in _ordered(report.runs).iterrows():
+        label = run["tags.mlflow.runName"]
+        history = {}
+        for key in ("test/r_loss", "test/kld_loss"):
+            points = tracker.client.get_metric_history(run["run_id"], key)
+            for m in points:
+                history.setdefault(m.step, {"epoch": m.step})[key] = m.value
+        histories[label] = [history[k] for k in sorted(history)]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("recon.png", "samples.png", "kl_per_dim.json"):
+                try:
+                    local = Path(tracker.client.download_artifacts(run["run_id"], name, tmp))
+                except Exception:
+                    continue
+                if name.endswith(".json"):
+                    kl_curves[label] = json.loads(local.read_text())
+                else:
+                    target = grids / f"{label}-{name}"
+                    target.write_bytes(local.read_bytes())
+                    files[f"{label}/{name[:-4]}"] = target
+    files["curves"] = _png(_curves(histories), out / "curves.png")
+    if kl_curves:
+        files["kl_per_dim"] = _png(plots.kl_per_dim(kl_curves), out / "kl_per_dim.png")
+    return files
+
+
+def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs in the table's order: z-dim up, beta down, sigma-vae last, then seed."""
+    return runs.assign(_s=runs["loss"] != "beta").sort_values(["z_dim", "_s", "beta", "seed"],
+                                                                ascending=[True, True, False, True])
+
+
+def _curves(histories: dict[str, list[dict]]):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for label, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        line = axes[0].plot(epochs, [h.get("test/r_loss") for h in history], label=label)[0]
+        axes[1].plot(epochs, [h.get("test/kld_loss") for h in history], color=line.get_color())
+    axes[0].set_ylabel("test R-loss (per image)")
+    axes[1].set_ylabel("test KLD-loss (per image)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    return fig
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vae-balance: {study}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }}
+th {{ background: #f4f4f4; }}
+.grids {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 1em; }}
+figure {{ margin: 0; }} figure img {{ width: 48%; image-rendering: pixelated; }}
+figcaption {{ font-size: 12px; color: #555; }}
+.plot {{ max-width: 100%; }}
+</style></head>
+<body data-images="pending">
+<h1>Balance table: {study}</h1>
+<p>{meta}</p>
+<p>Final test-set values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C).
+×B = the same times the batch size {batch}: the units the original README's table appears to use.
+NLL and −ELBO use a Gaussian decoder with a fitted σ (bits/dim); AU = active units; MI = I(x; z);
+σ implied = √(β·D / 2z), the decoder σ the loss stands for.</p>
+{table}
+{failures}
+{recommendations}
+<h2>Rate–distortion</h2>
+<img class="plot" alt="rate-distortion" src="{rate_distortion}">
+<h2>Training curves (test set)</h2>
+<img class="plot" alt="curves" src="{curves}">
+{kl_per_dim}
+<h2>Reconstructions (rows: originals, then reconstructions) and samples</h2>
+<div class="grids">{grids}</div>
+<script>
+window.addEventListener("load", () => {{
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.images = ok + "/" + imgs.length;
+}});
+</script>
+</body></html>
+"""
+
+
+def to_html(report: Report, files: dict[str, Path], meta: str) -> str:
+    frame = display_frame(report)
+    table = frame.to_html(index=False, classes="balance", border=0, escape=True)
+    failures = ""
+    if not report.failures.empty:
+        items = "".join(f"<li>trial {r.trial} ({html.escape(str(r.run))}): {r.state} — {html.escape(str(r.reason))}</li>"
+                        for r in report.failures.itertuples())
+        failures = f"<h2>Not in the table</h2><ul class='failures'>{items}</ul>"
+    recs = recommendations(report)
+    recommendations_html = ("<h2>Recommendations</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in recs) + "</ul>") if recs else ""
+    grids = []
+    for _, run in _ordered(report.runs).iterrows():
+        name = run["tags.mlflow.runName"]
+        recon, samples = files.get(f"{name}/recon"), files.get(f"{name}/samples")
+        if recon is None or samples is None:
+            continue
+        balance = "σ-VAE" if run["loss"] == "sigma-vae" else f"β = {run['beta']:g}"
+        caption = f"z-dim = {run['z_dim']}; {balance}; seed {run['seed']} — left: reconstructions, right: samples"
+        grids.append(f"<figure><img alt='reconstructions {html.escape(name)}' src='{_data_uri(recon)}'>"
+                     f"<img alt='samples {html.escape(name)}' src='{_data_uri(samples)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    kl = files.get("kl_per_dim")
+    return PAGE.format(
+        study=html.escape(report.study), meta=html.escape(meta), batch=report.batch_size, table=table,
+        failures=failures, recommendations=recommendations_html,
+        rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
+        kl_per_dim=f"<h2>KL per latent dimension</h2><img class='plot' alt='kl per dim' src='{_data_uri(kl)}'>" if kl else "",
+        grids="".join(grids))
+
+
+def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = figures(report, tracker, out)
+    runs = report.runs
+    meta = (f"dataset {runs['params.dataset'].iloc[0]}"
+            + (f" (limit {runs['params.limit'].iloc[0]})" if runs["params.limit"].iloc[0] not in ("None", None) else "")
+            + f", {int(report.table['Epochs'].max())} epochs, batch {report.batch_size}, "
+            f"{len(runs)} complete trials, device {runs['tags.vae.device'].iloc[0]}, host {runs['tags.vae.host'].iloc[0]}")
+    (out / "report.md").write_text(to_markdown(report))
+    (out / "table.csv").write_text(to_csv(report))
+    (out / "report.html").write_text(to_html(report, files, meta))
+    files.update({k: out / n for k, n in (("markdown", "report.md"), ("csv", "table.csv"), ("html", "report.html"))})
+    parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+    if parents:
+        try:
+            tracker.client.log_artifacts(parents[0].info.run_id, str(out), "report")
+        except TrackingError:
+            raise
+        except Exception as e:  # the files on disk are the report; the upload is a copy
+            print(f"warning: report not logged to MLflow: {e}")
+    return files
