@@ -49,6 +49,7 @@ def kl_per_dim(curves: dict[str, list[float]]):
         ax.plot(range(1, len(values) + 1), values, label=label)
     ax.axhline(0.01, color="grey", lw=0.8, ls=":")
     ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("KL (nats)")
     ax.grid(alpha=0.3)

@@ -275,7 +275,8 @@ table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }}
 th {{ background: #f4f4f4; }}
 .grids {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 1em; }}
-figure {{ margin: 0; }} figure img {{ width: 48%; image-rendering: pixelated; }}
+figure {{ margin: 0; }} figure img {{ width: 48%; image-rendering: pixelated; vertical-align: top; }}
+.scroll {{ overflow-x: auto; }} table.balance {{ font-size: 12.5px; }}
 figcaption {{ font-size: 12px; color: #555; }}
 .plot {{ max-width: 100%; }}
 </style></head>
@@ -286,7 +287,7 @@ figcaption {{ font-size: 12px; color: #555; }}
 ×B = the same times the batch size {batch}: the units the original README's table appears to use.
 NLL and −ELBO use a Gaussian decoder with a fitted σ (bits/dim); AU = active units; MI = I(x; z);
 σ implied = √(β·D / 2z), the decoder σ the loss stands for.</p>
-{table}
+<div class="scroll">{table}</div>
 {failures}
 {recommendations}
 <h2>Rate–distortion</h2>
