@@ -76,7 +76,7 @@ def make_storage(url: str | None, spec: Spec, on_stale=None):
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # several local workers share the file
     elif url.startswith("postgresql"):
-        engine = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+        engine = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}  # unreachable: fail in seconds
     else:
         engine = {}
     try:
@@ -381,14 +381,14 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     _quiet_optuna()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
-    tracker = Tracker(tracking_uri)
-    tracker.check()
-    on_stale = stale_callback(tracker)
-    store = make_storage(storage, spec, on_stale)
     data_cache: dict = {}
     first = spec.train  # bad data fails here, before any study or run exists
     key = (first.dataset, first.data_dir, first.limit, spec.search.seed[0])
     data_cache[key] = load_dataset(*key)
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    on_stale = stale_callback(tracker)
+    store = make_storage(storage, spec, on_stale)
     study, experiment_id, parent = open_study(spec, store, tracker)
 
     summary = Summary()
@@ -500,8 +500,11 @@ def study_status(name: str, storage: str | None = None) -> dict:
     total = study.user_attrs.get("total", len(trials))
     finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
                    and t.number not in retried)
-    rows = [{"trial": t.number, "state": t.state.name, "z_dim": t.params.get("z_dim"), "beta": t.params.get("beta"),
-             "seed": t.params.get("seed"), "value": t.value,
-             "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in retried else "")}
-            for t in trials]
+    rows = []
+    for t in trials:
+        params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # waiting trials: enqueued values
+        rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
+                     "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
+                     "epochs": len(t.intermediate_values), "value": t.value,
+                     "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in retried else "")})
     return {"study": name, "total": total, **counts, "left": max(0, total - finished), "trials": rows}
