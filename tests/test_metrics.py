@@ -5,8 +5,15 @@ import torch
 from torch import nn
 
 from vae.loss import kl_per_dim
-from vae.metrics import (active_units, bits_per_dim, calibrated_neg_elbo, diagnostics, gaussian_log_lik,
-                         iwae_log_lik, mutual_information)
+from vae.metrics import (
+    active_units,
+    bits_per_dim,
+    calibrated_neg_elbo,
+    diagnostics,
+    gaussian_log_lik,
+    iwae_log_lik,
+    mutual_information,
+)
 from vae.model import VAE
 
 

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from servers import mlflow_server, pg_bin, postgres
 
 from pipelines.cli import cli
-from servers import mlflow_server, pg_bin, postgres
 
 pytestmark = pytest.mark.skipif(pg_bin("initdb") is None, reason="needs PostgreSQL's initdb/pg_ctl")
 
