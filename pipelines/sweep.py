@@ -72,6 +72,7 @@ def storage_url(url: str | None) -> str:
 def make_storage(url: str | None, spec: Spec, on_stale=None):
     import optuna
 
+    _quiet_optuna()
     url = storage_url(url)
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # several local workers share the file
