@@ -191,7 +191,11 @@ def ui(study, tracking_uri, host, port):
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
         raise click.UsageError(f"{uri} is a tracking server already: open it in a browser")
-    click.echo(runs_url(Tracker(uri), study, host, port))
+    try:
+        click.echo(f"runs of {study or 'every study'}: {runs_url(Tracker(uri), study, host, port)}")
+    except VAEError as e:  # no such study yet: serve the store anyway
+        click.echo(f"note: {e}; serving every experiment")
+        click.echo(runs_url(Tracker(uri), None, host, port))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     sys.exit(subprocess.call(cmd))
 
