@@ -20,7 +20,7 @@ SPEC   ?= sweeps/balance.yaml
 STUDY  ?= $(basename $(notdir $(SPEC)))
 PORT   ?= 5000
 TRACKING_URI ?= sqlite:///mlruns/mlflow.db
-DATA_DEPS := $(if $(findstring folder:data/cifar10,$(DATASET) $(SET)),data/cifar10)
+DATA_DEPS := $(if $(findstring folder:data/cifar10,$(DATASET)),data/cifar10)
 
 .PHONY: install train test sweep report ui status bench lint clean
 
@@ -42,8 +42,10 @@ test: $(STAMP)
 	$(BIN)/ruff check vae pipelines tests benchmarks
 	$(BIN)/pytest -q
 
-sweep: $(STAMP) $(if $(findstring balance,$(SPEC)),$(if $(wildcard $(SHARED_CIFAR)),data/cifar10))
-	$(BIN)/vae sweep $(SPEC) $(SWEEP_ARGS)
+# offline: the balance sweep reads the CIFAR-10 copy beside the project instead of downloading
+OFFLINE_CIFAR := $(and $(findstring balance,$(SPEC)),$(wildcard $(SHARED_CIFAR)))
+sweep: $(STAMP) $(if $(OFFLINE_CIFAR),data/cifar10)
+	$(BIN)/vae sweep $(SPEC) $(if $(OFFLINE_CIFAR),--set dataset=folder:data/cifar10) $(SWEEP_ARGS)
 
 report: $(STAMP)
 	$(BIN)/vae report --study $(STUDY) --out reports/$(STUDY)
