@@ -28,12 +28,14 @@ def rate_distortion(table, r_col: str = "R-loss", kld_col: str = "KLD-loss"):
     """KLD-loss against R-loss, one line per z-dim, points labelled by beta (or sigma-vae)."""
     fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
     for z_dim, rows in table.groupby("Z-dim", sort=True):
-        rows = rows.sort_values(kld_col)
-        line = ax.plot(rows[kld_col], rows[r_col], "o-", label=f"z-dim {z_dim}")[0]
-        for _, row in rows.iterrows():
-            label = row["Loss"] if row.get("Loss", "beta") != "beta" else f"β={row['Beta']:g}"
-            ax.annotate(label, (row[kld_col], row[r_col]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8, color=line.get_color())
+        betas = rows[rows["Loss"] == "beta"].sort_values(kld_col)
+        line = ax.plot(betas[kld_col], betas[r_col], "o-", label=f"z-dim {z_dim}")[0]
+        for _, row in betas.iterrows():
+            ax.annotate(f"β={row['Beta']:g}", (row[kld_col], row[r_col]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8, color=line.get_color())
+        sigma = rows[rows["Loss"] == "sigma-vae"]
+        if len(sigma):  # self-balanced: no beta, so a marker of its own beside the beta line
+            ax.plot(sigma[kld_col], sigma[r_col], "*", ms=13, color=line.get_color(), label=f"z-dim {z_dim}, σ-VAE")
     ax.set_xlabel("KLD-loss (KL nats / z-dim, per image)")
     ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
     ax.set_title("rate–distortion: smaller beta → more KL, better reconstruction")

@@ -16,6 +16,7 @@ one beta means a different balance at z=10 and z=100.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -100,6 +101,8 @@ def diagnostics(model, x_uint8: torch.Tensor, beta: float, k: int = 100, iw_imag
     """All diagnostics on a test split; returns (metrics, per-dimension KL sorted)."""
     model.eval()
     device = next(model.parameters()).device
+    if device.type == "mps":  # the estimators need float64, which MPS lacks
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     g = torch.Generator(device=device).manual_seed(seed)
     mus, logvars, sse = [], [], 0.0
     for i in range(0, len(x_uint8), 1024):
