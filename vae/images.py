@@ -25,7 +25,9 @@ def recon_grid(model, x: torch.Tensor, n: int = 16, ncol: int = 8) -> torch.Tens
     """Rows alternate: ncol test images, then their reconstructions from the posterior mean."""
     model.eval()
     device = next(model.parameters()).device
-    x = x[:n].to(device).float() / 255
+    # evenly spaced: folder datasets are sorted by class, so the first n would all be one class
+    pick = torch.linspace(0, len(x) - 1, min(n, len(x))).long()
+    x = x[pick.to(x.device)].to(device).float() / 255
     recon = model.decode(model.encode(x)[0])
     rows = []
     for i in range(0, len(x), ncol):
