@@ -152,7 +152,7 @@ class Tracker:
 
     def finish_trial(self, run_id: str, state: str, run_dir: Path | None = None, history: list | None = None,
                      reason: str | None = None) -> None:
-        """state: Optuna's word (COMPLETE, PRUNED, FAIL); MLflow gets FINISHED, FAILED or KILLED."""
+        """state: COMPLETE, PRUNED, FAIL or INTERRUPTED (tag vae.state); MLflow's status is FINISHED or FAILED."""
         if history:
             from pipelines.plots import loss_curves
 
@@ -164,7 +164,7 @@ class Tracker:
         self.client.set_tag(run_id, "vae.state", state)
         if reason:
             self.client.set_tag(run_id, "vae.fail_reason", reason[:5000])
-        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "INTERRUPTED": "KILLED"}.get(state, "FAILED")
+        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED"}.get(state, "FAILED")  # vae.state says why
         self.client.set_terminated(run_id, status)
 
 

@@ -183,7 +183,8 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
     trial = env.trials()[stopped.number]
     assert trial.state.name == "FAIL" and trial.user_attrs["fail_kind"] == "interrupted"
     runs = env.runs()
-    assert "KILLED" in set(runs["status"])
+    stopped_run = runs[runs["tags.vae.state"] == "INTERRUPTED"]
+    assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "FAILED"
     env.sweep(path)
     assert points(env.trials()) == Counter(GRID)
 
