@@ -110,6 +110,8 @@ def build(study: str, runs: pd.DataFrame) -> Report:
         t.insert(0, "Z-dim", t.pop("z_dim"))
         t.insert(1, "Beta", t.pop("beta"))
         t.insert(2, "Loss", t.pop("loss"))
+    if "σ implied" in table:  # undefined for sigma-vae (runs before this rule logged beta 1's value)
+        table.loc[table["Loss"] == "sigma-vae", "σ implied"] = float("nan")
     table.insert(5, "KLD-loss ×B", table["KLD-loss"] * batch)
     table.insert(6, "R-loss ×B", table["R-loss"] * batch)
     std.insert(5, "KLD-loss ×B", std["KLD-loss"] * batch)

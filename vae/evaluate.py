@@ -26,7 +26,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     x = data.test.to(next(model.parameters()).device)
     result = {"epoch": blob["epoch"], "images": len(x)}
     result.update({f"test/{k}": v for k, v in evaluate(model, x, cfg).items()})
-    diag, kl_dims = diagnostics(model, x, cfg.beta, k=iw_samples, seed=cfg.seed)
+    diag, kl_dims = diagnostics(model, x, cfg.beta if cfg.loss == "beta" else None, k=iw_samples, seed=cfg.seed)
     result.update(diag)
     save_grids(model, data.test, run_dir)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")

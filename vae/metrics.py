@@ -96,9 +96,10 @@ def bits_per_dim(nll_nats: float, d: int) -> float:
 
 
 @torch.no_grad()
-def diagnostics(model, x_uint8: torch.Tensor, beta: float, k: int = 100, iw_images: int = 256,
+def diagnostics(model, x_uint8: torch.Tensor, beta: float | None, k: int = 100, iw_images: int = 256,
                 mi_images: int = 2000, seed: int = 0) -> tuple[dict[str, float], list[float]]:
-    """All diagnostics on a test split; returns (metrics, per-dimension KL sorted)."""
+    """All diagnostics on a test split; returns (metrics, per-dimension KL sorted). `beta` is the
+    weight of the original loss (None for sigma-vae)."""
     model.eval()
     device = next(model.parameters()).device
     if device.type == "mps":  # the estimators need float64, which MPS lacks
@@ -130,6 +131,7 @@ def diagnostics(model, x_uint8: torch.Tensor, beta: float, k: int = 100, iw_imag
         "diag/mi_nats": mi,
         "diag/rate_minus_mi": kl - mi,
         "diag/sigma_mle": sigma,
-        "diag/sigma_implied": math.sqrt(beta * d / (2 * z_dim)) if beta > 0 else float("nan"),
+        # None for sigma-vae, whose decoder sigma is sigma_mle itself
+        "diag/sigma_implied": math.sqrt(beta * d / (2 * z_dim)) if beta else float("nan"),
     }
     return metrics, sorted_kl_per_dim(mu, logvar)

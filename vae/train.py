@@ -151,7 +151,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                    **{f"test/{k}": v for k, v in test_terms.items()},
                    "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds}
         if epoch == cfg.epochs and cfg.iw_samples > 0:
-            diag, kl_dims = diagnostics(model, x_test, cfg.beta, k=cfg.iw_samples, seed=cfg.seed)
+            diag, kl_dims = diagnostics(model, x_test, cfg.beta if cfg.loss == "beta" else None,
+                                        k=cfg.iw_samples, seed=cfg.seed)
             metrics.update(diag)
             atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
         history.append(metrics)
