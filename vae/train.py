@@ -103,7 +103,9 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
     out.mkdir(parents=True, exist_ok=True)
-    step_model = torch.compile(model) if cfg.compile else model
+    # static shapes: the last, smaller batch gets a graph of its own instead of turning every
+    # batch into a slower dynamic-shape graph
+    step_model = torch.compile(model, dynamic=False) if cfg.compile else model
 
     # data lives on the device; batches are slices of a shuffled index
     x_train, x_test = data.train.to(device), data.test.to(device)
