@@ -73,7 +73,11 @@ def _quick_http():
 
 class Tracker:
     def __init__(self, uri: str | None = None):
+        import logging
+
         from mlflow import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
         self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)

@@ -39,7 +39,7 @@ def _as_postgres_user(folder: Path) -> list[str]:
 @contextmanager
 def postgres(tmp: Path, databases=("optuna", "mlflow")):
     """Yield {name: URL} for fresh databases on a PostgreSQL server at 127.0.0.1:<free port>."""
-    import psycopg2
+    import psycopg
 
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     # a folder of its own under /tmp: the postgres user cannot enter pytest's private tmp folders
@@ -52,14 +52,10 @@ def postgres(tmp: Path, databases=("optuna", "mlflow")):
     subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "-t", "60", "start"],
                    check=True, capture_output=True, timeout=90)
     try:
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="vae", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
+        with psycopg.connect(host="127.0.0.1", port=port, user="vae", dbname="postgres", autocommit=True) as conn:
             for name in databases:
-                cur.execute(f"CREATE DATABASE {name}")
-        conn.close()
-        # psycopg2 named explicitly: MLflow 3 would pick psycopg 3 for a bare postgresql://
-        yield {name: f"postgresql+psycopg2://vae@127.0.0.1:{port}/{name}" for name in databases}
+                conn.execute(f"CREATE DATABASE {name}")
+        yield {name: f"postgresql://vae@127.0.0.1:{port}/{name}" for name in databases}
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)

@@ -175,7 +175,9 @@ def test_sigkill_then_rerun_completes_each_point_once(env):
 
 def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
     path = env.spec(epochs=15)
-    proc = subprocess.Popen(env.cli(path), stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored; a terminal does not
+    proc = subprocess.Popen(env.cli(path), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stopped = wait_for_running(env, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
