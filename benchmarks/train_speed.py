@@ -125,7 +125,8 @@ def sweep_overhead(args, folder: Path) -> None:
     """A grid sweep timed end to end against the time its trials spend training."""
     import vae.train as vt
     from pipelines.spec import load_spec
-    from pipelines.sweep import make_storage, run_sweep
+    from pipelines.study import make_storage
+    from pipelines.sweep import run_sweep
     from pipelines.tracking import Tracker
 
     spent = {"train": 0.0, "callback": 0.0}

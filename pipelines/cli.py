@@ -148,7 +148,7 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
 
 
 def _print_status(study: str, storage: str | None) -> None:
-    from pipelines.sweep import study_status
+    from pipelines.study import study_status
 
     status = study_status(study, storage)
     click.echo(f"{study}: {status['complete']} complete / {status['running']} running / {status['waiting']} waiting / "
@@ -164,7 +164,7 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.sweep import study_status
+    from pipelines.study import study_status
 
     info = study_status(study, storage)
     _print_status(study, storage)

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 from pipelines.spec import load_spec
-from pipelines.sweep import run_sweep, study_status
+from pipelines.study import study_status
+from pipelines.sweep import run_sweep
 
 SPEC = """study: {study}
 dataset: digits
