@@ -33,7 +33,6 @@ class StorageError(VAEError):
     """The Optuna storage cannot be reached or used."""
 
 
-
 def quiet_optuna() -> None:
     """Our own progress bar and messages say what matters; Optuna's per-trial logs and
     warnings about the experimental heartbeat API would drown them."""
