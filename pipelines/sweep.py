@@ -92,22 +92,28 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int):
+    """One copy in memory per distinct subset: the seed picks the subset only when there is a limit."""
+    from vae.data import load_dataset
+
+    key = (dataset, data_dir, limit, seed if limit else None)
+    if key not in cache:
+        cache[key] = load_dataset(dataset, data_dir, limit, seed)
+    return cache[key]
+
+
 def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
               data_cache: dict, progress: bool, threads: int | None) -> str:
     """Train one configuration; return the trial's final Optuna state."""
     import optuna
 
-    from vae.data import load_dataset
     from vae.errors import TrainingDiverged
     from vae.train import pick_device, train
 
     params = _suggest(trial, spec)
     storage.set_trial_system_attr(trial._trial_id, "vae_worker", {"host": socket.gethostname(), "pid": os.getpid()})
     cfg = replace(spec.train, **params, resume=False, progress=progress, threads=threads or spec.train.threads)
-    key = (cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
-    if key not in data_cache:
-        data_cache[key] = load_dataset(*key)
-    data = data_cache[key]
+    data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, cfg.to_dict(), str(device))
     trial.set_user_attr("mlflow_run_id", run_id)
@@ -177,15 +183,13 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     """Run trials until the study has nothing left to start; one worker, this process."""
     from optuna.trial import TrialState
 
-    from vae.data import load_dataset
 
     quiet_optuna()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
     first = spec.train  # bad data fails here, before any study or run exists
-    key = (first.dataset, first.data_dir, first.limit, spec.search.seed[0])
-    data_cache[key] = load_dataset(*key)
+    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
     tracker = Tracker(tracking_uri)
     tracker.check()
     on_stale = stale_callback(tracker)
