@@ -40,6 +40,8 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # we record heartbeats ourselves (sweep.Heartbeat), with ask/tell instead of Study.optimize
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def storage_url(url: str | None) -> str:
