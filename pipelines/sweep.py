@@ -135,9 +135,9 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
         with Heartbeat(storage, trial._trial_id, spec.heartbeat_interval):
             try:
                 history = train(cfg, callback=on_epoch, data=data)
-            except optuna.TrialPruned:
+            except optuna.TrialPruned as e:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                tracker.finish_trial(run_id, "PRUNED")
+                tracker.finish_trial(run_id, "PRUNED", reason=str(e))  # "pruned after epoch N"
                 return "PRUNED"
             except TrainingDiverged as e:
                 return _fail(study, trial, tracker, run_id, "diverged", str(e))
