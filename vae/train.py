@@ -49,9 +49,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def full_kl_weight(cfg: TrainConfig) -> float:
+    """beta for the original loss; 1 for sigma-vae, whose objective is the ELBO itself."""
+    return 1.0 if cfg.loss == "sigma-vae" else cfg.beta
+
+
 def kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """beta (or 1 for sigma-vae), ramped linearly from 0 over kl_warmup_epochs (Bowman et al., 2016)."""
-    target = 1.0 if cfg.loss == "sigma-vae" else cfg.beta
+    """The full KL weight, ramped linearly from 0 over kl_warmup_epochs (Bowman et al., 2016)."""
+    target = full_kl_weight(cfg)
     if cfg.kl_warmup_epochs == 0:
         return target
     return target * min(1.0, step / (cfg.kl_warmup_epochs * steps_per_epoch))
@@ -67,7 +72,7 @@ def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 10
     """Test-set losses (per image, averaged over x, a uint8 tensor), at the full KL weight."""
     model.eval()
     device = next(model.parameters()).device
-    beta = 1.0 if cfg.loss == "sigma-vae" else cfg.beta
+    beta = full_kl_weight(cfg)
     sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device).float() / 255
