@@ -264,3 +264,25 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
     assert sorted(t.params["z_dim"] for t in sigma) == [2, 4] and all(t.state.name == "COMPLETE" for t in sigma)
     runs = env.runs()
     assert set(runs[runs["params.loss"] == "sigma-vae"]["tags.mlflow.runName"]) == {"z2-sigma-t4", "z4-sigma-t5"}
+
+
+def test_heartbeat_recovers_a_trial_of_another_host(env):
+    """A worker elsewhere stopped beating: once the grace period passes, its trial runs again here."""
+    from pipelines.study import claim, make_storage, open_study, stale_callback
+    from pipelines.tracking import Tracker
+
+    path = env.spec(epochs=1)
+    path.write_text(path.read_text().replace("grace_period: 5", "grace_period: 2"))
+    spec = load_spec(path)
+    tracker = Tracker(env.tracking)
+    storage = make_storage(env.storage, spec, stale_callback(tracker))
+    study, _, _ = open_study(spec, storage, tracker)
+    lost = claim(study, storage, spec, None)
+    storage.set_trial_system_attr(lost._trial_id, "vae_worker", {"host": "elsewhere", "pid": 1})
+    storage.record_heartbeat(lost._trial_id)
+    time.sleep(3)  # longer than the grace period
+    env.sweep(path)
+    trials = env.trials()
+    assert trials[lost.number].state.name == "FAIL"
+    assert points(trials) == Counter(GRID) and len(trials) == 5
+    assert any(t.system_attrs.get("failed_trial") == lost.number for t in trials)
