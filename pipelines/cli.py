@@ -65,7 +65,8 @@ def train_options(f):
         click.option("--kl-warmup-epochs", type=int, default=0, show_default=True, help="Linear KL warm-up."),
         click.option("--free-bits", type=float, default=0.0, show_default=True, help="KL floor per dimension (nats)."),
         click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA."),
-        click.option("--compile/--no-compile", default=False, show_default=True, help="torch.compile the model."),
+        click.option("--compile/--no-compile", default=None,
+                     help="torch.compile the model [default: automatic, for runs of >= 3000 steps on cpu/cuda]."),
         click.option("--threads", type=int, default=None, help="torch CPU threads."),
         click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
                      help="K of the IWAE bound in the final diagnostics (0: skip them)."),
@@ -77,7 +78,7 @@ def train_options(f):
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads")}
+    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads", "compile")}
     if values.get("data_dir") is None:
         values.pop("data_dir", None)
     return TrainConfig(**values).validate()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from vae.errors import ConfigError
 
 LOSSES = ("beta", "sigma-vae")
+AUTO_COMPILE_STEPS = 3000
 
 
 @dataclass
@@ -52,8 +53,9 @@ class TrainConfig:
     """per-dimension floor, in nats, on the batch-averaged KL (Kingma et al., 2016)."""
     amp: bool = True
     """mixed precision (bf16 autocast) on CUDA; no effect on CPU, where it is slower."""
-    compile: bool = False
-    """torch.compile the model; pays off only for long runs."""
+    compile: bool | None = None
+    """torch.compile the model (~25% faster steps on CPU after 10-20 s of compiling). None: only for
+    runs of at least AUTO_COMPILE_STEPS optimiser steps on cpu or cuda, where it pays for itself."""
     threads: int | None = None
     """torch CPU threads (default: torch's choice); set when several workers share the cores."""
     iw_samples: int = 100

@@ -1,6 +1,6 @@
 """Train one VAE and return its per-epoch metrics.
 
-    from vae.config import TrainConfig
+    from vae.config import AUTO_COMPILE_STEPS, TrainConfig
     from vae.train import train
     history = train(TrainConfig(dataset="digits", z_dim=16, beta=0.05, epochs=3, out="runs/d"))
     history[-1]["test/r_loss"]
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from vae.config import TrainConfig
+from vae.config import AUTO_COMPILE_STEPS, TrainConfig
 from vae.data import Data, load_dataset
 from vae.errors import ConfigError, TrainingDiverged
 from vae.images import save_grids
@@ -108,14 +109,12 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
     out.mkdir(parents=True, exist_ok=True)
-    # static shapes: the last, smaller batch gets a graph of its own instead of turning every
-    # batch into a slower dynamic-shape graph
-    step_model = torch.compile(model, dynamic=False) if cfg.compile else model
 
     # data lives on the device; batches are slices of a shuffled index
     x_train, x_test = data.train.to(device), data.test.to(device)
     n = len(x_train)
     steps = math.ceil(n / cfg.batch_size)
+    step_model = _compiled(model, cfg, x_train[:cfg.batch_size], steps * (cfg.epochs - start + 1), device)
     for epoch in range(start, cfg.epochs + 1):
         # per-epoch seeds: a resumed run draws the same shuffles and noise as an unbroken one
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -171,6 +170,35 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     summary = {"config": cfg.to_dict(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return history
+
+
+def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, total_steps: int, device: torch.device):
+    """torch.compile when asked, or automatically for long runs; eager if compilation fails.
+
+    Compiled once here on a full batch (forward and backward, no optimiser step), with static
+    shapes: the last, smaller batch gets a graph of its own instead of making every batch a slower
+    dynamic-shape graph. The global RNG is reseeded per epoch, so this changes no number."""
+    wanted = cfg.compile if cfg.compile is not None else (
+        total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda"))
+    if not wanted:
+        return model
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPUs
+    compiled = torch.compile(model, dynamic=False)
+    try:
+        with autocast(device, cfg.amp):
+            recon, mu, logvar = compiled(example.float() / 255)
+        vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
+    except Exception as e:  # no C++ compiler, no Triton, an unsupported backend
+        if cfg.compile:
+            raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "run without it") from None
+        print(f"note: torch.compile unavailable ({type(e).__name__}); training without it", file=sys.stderr)
+        return model
+    finally:
+        model.zero_grad(set_to_none=True)
+    return compiled
 
 
 def _check_finite(value: float, epoch: int) -> None:
