@@ -65,3 +65,27 @@ def test_kl_warmup_is_linear(tiny):
 def test_sigma_vae_and_free_bits_train(tiny):
     history = train(tiny(loss="sigma-vae", free_bits=0.1, kl_warmup_epochs=1))
     assert math.isfinite(history[-1]["test/loss"])
+
+
+def test_compile_is_automatic_for_long_runs_and_falls_back(tiny, monkeypatch):
+    import torch
+
+    from vae.errors import ConfigError
+    from vae.model import VAE
+    from vae.train import _compiled
+
+    model = VAE(1, 8, 8, z_dim=2, base=4)
+    x = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    cpu = torch.device("cpu")
+    assert _compiled(model, tiny(), x, 100, cpu) is model  # short run: eager
+
+    def broken(module, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert _compiled(model, tiny(), x, 10_000, cpu) is model  # long run: tried, fell back
+    with pytest.raises(ConfigError, match="--compile failed"):
+        _compiled(model, tiny(compile=True), x, 100, cpu)
+    assert all(p.grad is None for p in model.parameters())
