@@ -197,7 +197,9 @@ def ui(study, tracking_uri, host, port):
     except VAEError as e:  # no such study yet: serve the store anyway
         click.echo(f"note: {e}; serving every experiment")
         click.echo(runs_url(Tracker(uri), None, host, port))
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    # one local user: two server workers are plenty and leave the cores to training
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+           "--workers", "2"]
     sys.exit(subprocess.call(cmd))
 
 
