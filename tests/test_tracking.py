@@ -8,9 +8,9 @@ import time
 import urllib.request
 
 import pytest
+from servers import free_port
 
 from pipelines.tracking import Tracker, TrackingError, artifact_root, runs_url
-from servers import free_port
 
 
 def test_runs_url_opens_the_machine_learning_view(tmp_path):
