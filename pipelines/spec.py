@@ -46,6 +46,11 @@ SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several 
 NOT_IN_SPEC = {"out", "resume", *SWEPT}
 # settings that change where or how fast a trial runs, not what it computes
 NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
+# what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end
+_TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
+METRICS = ({f"train/{t}" for t in _TERMS} | {f"test/{t}" for t in (*_TERMS, "elbo_bpd")} | {"train/beta"}
+           | {f"diag/{k}" for k in ("active_units", "elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
+                                    "rate_minus_mi", "sigma_mle", "sigma_implied")})
 
 
 class SpecError(VAEError):
@@ -114,6 +119,13 @@ class Spec(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v):
+        if v not in METRICS:
+            raise ValueError(f"unknown metric {v!r}; one of: {', '.join(sorted(METRICS))}")
+        return v
 
     @model_validator(mode="after")
     def _grid(self):

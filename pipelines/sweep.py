@@ -145,8 +145,8 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
                 _fail(study, trial, tracker, run_id, "interrupted", "interrupted (Ctrl-C); runs again on resume")
                 retry(study, study.get_trials(deepcopy=True)[trial.number])
                 raise
-            except VAEError:
-                _fail(study, trial, tracker, run_id, "error", "bad settings")
+            except VAEError as e:  # bad settings: every trial would fail alike, so stop the sweep
+                _fail(study, trial, tracker, run_id, "error", str(e))
                 raise
             except Exception as e:
                 tb = traceback.format_exc()

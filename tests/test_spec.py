@@ -46,6 +46,7 @@ def test_shipped_specs_load():
     ("study: t\nsearch: [\n", "malformed YAML"),
     ("- a list\n", "expected a mapping"),
     (GOOD.replace("search:", "sampler: tpe\nsearch:"), "needs n_trials"),
+    (GOOD + "metric: test/los\n", "metric: unknown metric 'test/los'"),
 ])
 def test_bad_specs(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):
@@ -55,3 +56,12 @@ def test_bad_specs(tmp_path, text, message):
 def test_missing_spec(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_metric_names_are_what_training_reports(tiny):
+    from pipelines.spec import METRICS
+    from vae.train import train
+
+    final = train(tiny(epochs=1))[-1]
+    reported = {k for k in final if k.startswith(("train/", "test/", "diag/"))}
+    assert METRICS == reported
