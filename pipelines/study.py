@@ -208,6 +208,9 @@ def retry(study, frozen) -> None:
 
     clone = copy.deepcopy(frozen)
     clone.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in RUN_ATTRS}
+    # the dead worker's identity must not pass on: until its new worker writes its own, the
+    # retry would look like a trial of a dead process and be failed again by reap_dead_trials
+    clone.system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "vae_worker"}
     RetryHeartbeatStaleTrialCallback()(study, clone)
 
 

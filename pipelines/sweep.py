@@ -181,8 +181,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
               log=print) -> Summary:
     """Run trials until the study has nothing left to start; one worker, this process."""
+    import optuna
     from optuna.trial import TrialState
-
 
     quiet_optuna()
     if n_trials is not None:
@@ -206,8 +206,13 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
             trial = claim(study, store, spec, remaining)
             if trial is None:
                 break
-            state = run_trial(trial, study, store, spec, tracker, experiment_id, parent, data_cache,
-                              progress, threads)
+            try:
+                state = run_trial(trial, study, store, spec, tracker, experiment_id, parent, data_cache,
+                                  progress, threads)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # another worker declared this trial dead (a stalled heartbeat) and runs it again
+                log(f"trial {trial.number} was failed by another worker meanwhile; moving on")
+                continue
             summary.complete += state == "COMPLETE"
             summary.pruned += state == "PRUNED"
             if state == "FAIL":

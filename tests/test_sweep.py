@@ -286,3 +286,21 @@ def test_heartbeat_recovers_a_trial_of_another_host(env):
     assert trials[lost.number].state.name == "FAIL"
     assert points(trials) == Counter(GRID) and len(trials) == 5
     assert any(t.system_attrs.get("failed_trial") == lost.number for t in trials)
+
+
+def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
+    """Otherwise reap_dead_trials would fail the retry again between its claim and its first write."""
+    from pipelines.study import claim, make_storage, open_study, retry
+    from pipelines.tracking import Tracker
+
+    spec = load_spec(env.spec(epochs=1))
+    tracker = Tracker(env.tracking)
+    storage = make_storage(env.storage, spec)
+    study, _, _ = open_study(spec, storage, tracker)
+    dead = claim(study, storage, spec, None)
+    storage.set_trial_system_attr(dead._trial_id, "vae_worker", {"host": "h", "pid": 12345})
+    dead.set_user_attr("mlflow_run_id", "abc")
+    retry(study, storage.get_trial(dead._trial_id))
+    again = study.get_trials()[-1]
+    assert again.state.name == "WAITING" and again.system_attrs["failed_trial"] == dead.number
+    assert "vae_worker" not in again.system_attrs and "mlflow_run_id" not in again.user_attrs
