@@ -35,6 +35,13 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except Exception:
+            from pipelines.sweep import CTRL_C
+
+            if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
+            raise
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -37,6 +38,8 @@ from pipelines.study import (
 )
 from pipelines.tracking import Tracker
 from vae.errors import VAEError
+
+CTRL_C = threading.Event()
 
 
 @dataclass
@@ -142,16 +145,21 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
             except TrainingDiverged as e:
                 return _fail(study, trial, tracker, run_id, "diverged", str(e))
             except KeyboardInterrupt:
-                _fail(study, trial, tracker, run_id, "interrupted", "interrupted (Ctrl-C); runs again on resume")
-                retry(study, study.get_trials(deepcopy=True)[trial.number])
+                _interrupted(study, trial, tracker, run_id)
                 raise
             except VAEError as e:  # bad settings: every trial would fail alike, so stop the sweep
                 _fail(study, trial, tracker, run_id, "error", str(e))
                 raise
             except Exception as e:
-                tb = traceback.format_exc()
-                print(tb, file=sys.stderr)
-                return _fail(study, trial, tracker, run_id, "error", f"{type(e).__name__}: {e}")
+                if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as its error ("interrupted")
+                    _interrupted(study, trial, tracker, run_id)
+                    raise KeyboardInterrupt from None
+                # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
+                try:
+                    tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+                except Exception:
+                    pass
+                return _fail(study, trial, tracker, run_id, "error", f"{type(e).__name__}: {str(e)[:500]}")
         final = history[-1]
         for k, v in final.items():
             if k.startswith(("test/", "diag/")):
@@ -162,6 +170,26 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
         tracker.finish_trial(run_id, "COMPLETE", run_dir, history)
         study.tell(trial, value)
     return "COMPLETE"
+
+
+def _interrupted(study, trial, tracker: Tracker, run_id: str) -> None:
+    _fail(study, trial, tracker, run_id, "interrupted", "interrupted (Ctrl-C); runs again on resume")
+    retry(study, study.get_trials(deepcopy=True)[trial.number])
+
+
+def _watch_ctrl_c() -> None:
+    """Remember a Ctrl-C before raising KeyboardInterrupt as usual, so that a trial interrupted
+    inside a library that turns it into its own error is still seen as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ignored (nohup, background jobs) or someone else's handler: leave it alone
+
+    def on_sigint(signum, frame):
+        CTRL_C.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def _fail(study, trial, tracker: Tracker, run_id: str, kind: str, reason: str) -> str:
@@ -185,6 +213,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     from optuna.trial import TrialState
 
     quiet_optuna()
+    _watch_ctrl_c()
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
