@@ -193,11 +193,16 @@ def claim(study, storage, spec: Spec, remaining: int | None):
     return None
 
 
+def retried(trials) -> set[int]:
+    """Numbers of the trials whose configuration was run again (recorded by Optuna's retry callback)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
 def counted(study) -> int:
     """Trials that count towards n_trials: all but those that were run again (interrupted)."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return sum(1 for t in trials if t.number not in retried)
+    again = retried(trials)
+    return sum(1 for t in trials if t.number not in again)
 
 
 def retry(study, frozen) -> None:
@@ -248,16 +253,16 @@ def study_status(name: str, storage: str | None = None) -> dict:
         names = [s.study_name for s in optuna.get_all_study_summaries(store)]
         raise StorageError(f"no study named {name!r} in {_redact(url)} (studies: {', '.join(names) or 'none'})") from None
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    again = retried(trials)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     total = study.user_attrs.get("total", len(trials))
     finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                   and t.number not in retried)
+                   and t.number not in again)
     rows = []
     for t in trials:
         params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # waiting trials: enqueued values
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
                      "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
                      "epochs": len(t.intermediate_values), "value": t.value,
-                     "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in retried else "")})
+                     "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in again else "")})
     return {"study": name, "total": total, **counts, "left": max(0, total - finished), "trials": rows}

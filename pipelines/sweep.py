@@ -33,6 +33,7 @@ from pipelines.study import (
     open_study,
     quiet_optuna,
     reap_dead_trials,
+    retried,
     retry,
     stale_callback,
 )
@@ -250,7 +251,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
                 summary.errors += frozen.user_attrs.get("fail_kind") == "error"
                 log(f"trial {trial.number} failed: {frozen.user_attrs.get('fail_reason')}")
             if bar is not None:
-                _update_bar(bar, study, spec)
+                _update_bar(bar, study)
     finally:
         if bar is not None:
             bar.close()
@@ -267,17 +268,18 @@ def _trial_bar(study, total: int, progress: bool):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc=f"{study.study_name} trials", unit="trial", position=0, dynamic_ncols=True)
-    _update_bar(bar, study, None)
+    _update_bar(bar, study)
     return bar
 
 
-def _update_bar(bar, study, spec) -> None:
+def _update_bar(bar, study) -> None:
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-    retried = {n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])}
-    bar.n = sum(1 for t in trials if t.number not in retried)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    every = study.get_trials(deepcopy=False)
+    again = retried(every)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    bar.n = sum(1 for t in every if t.state in finished and t.number not in again)
+    done = [t for t in every if t.state == TrialState.COMPLETE]
     if done:
         best = min(done, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(done, key=lambda t: t.value)
         bar.set_postfix(best=f"{best.value:.5g} (#{best.number} z={best.params.get('z_dim')} β={best.params.get('beta'):g})")
@@ -303,13 +305,13 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
         while any(p.poll() is None for p in procs):
             time.sleep(2)
             if bar is not None:
-                _update_bar(bar, study, spec)
+                _update_bar(bar, study)
     except KeyboardInterrupt:
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
         raise
     finally:
         if bar is not None:
-            _update_bar(bar, study, spec)
+            _update_bar(bar, study)
             bar.close()
     return max(p.returncode for p in procs)

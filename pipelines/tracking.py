@@ -158,11 +158,13 @@ class Tracker:
                      reason: str | None = None) -> None:
         """state: COMPLETE, PRUNED, FAIL or INTERRUPTED (tag vae.state); MLflow's status is FINISHED or FAILED."""
         if history:
+            import matplotlib.pyplot as plt
+
             from pipelines.plots import loss_curves
 
             fig = loss_curves(history, title=self.client.get_run(run_id).info.run_name)
             self.client.log_figure(run_id, fig, "loss_curves.png")
-            __import__("matplotlib.pyplot").pyplot.close(fig)
+            plt.close(fig)
         if run_dir is not None and run_dir.exists():
             self.client.log_artifacts(run_id, str(run_dir))
         self.client.set_tag(run_id, "vae.state", state)
