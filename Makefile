@@ -22,7 +22,7 @@ PORT   ?= 5000
 TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 DATA_DEPS := $(if $(findstring folder:data/cifar10,$(DATASET)),data/cifar10)
 
-.PHONY: install train test sweep report ui status bench lint clean
+.PHONY: install train test test-slow sweep report ui status bench lint clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ train: $(STAMP) $(DATA_DEPS)
 test: $(STAMP)
 	$(BIN)/ruff check vae pipelines tests benchmarks
 	$(BIN)/pytest -q
+
+# the long checks (a random fault loop, ...): minutes each
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow -s
 
 # offline: the balance sweep reads the CIFAR-10 copy beside the project instead of downloading
 OFFLINE_CIFAR := $(and $(findstring balance,$(SPEC)),$(wildcard $(SHARED_CIFAR)))

@@ -36,7 +36,7 @@ class Group(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except Exception:
-            from pipelines.sweep import CTRL_C
+            from pipelines.trial import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
                 click.echo("interrupted", err=True)
@@ -133,7 +133,7 @@ def evaluate(run_dir, data_dir, device, iw_samples):
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.spec import load_spec
-    from pipelines.sweep import run_sweep, run_workers
+    from pipelines.sweep import run_sweep, run_workers, verdict
 
     spec = load_spec(spec_path, overrides)
     if n_trials is not None and n_trials < 1:
@@ -145,22 +145,28 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     if workers > 1:
         argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
         argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri)) if v is not None for a in (k, str(v))]
-        code = run_workers(spec, argv, workers, storage, tracking_uri, progress, log=click.echo)
-        _print_status(spec.study, storage)
+        code, line = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads)
+        click.echo(line)
         sys.exit(code)
     summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo)
-    click.echo(f"{spec.study}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed "
-               f"in this run; `vae report --study {spec.study}` builds the table, `vae ui` shows the runs")
-    if summary.errors:
-        sys.exit(1)
+    p = summary.progress
+    if summary.already_complete:
+        click.echo(f"study {spec.study} is complete: {p['started']} configurations ({p['complete']} complete, "
+                   f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {spec.study}`")
+        return
+    code, line = verdict(spec.study, p)
+    click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
+    sys.exit(code)
 
 
-def _print_status(study: str, storage: str | None) -> None:
+def _print_status(study: str, storage: str | None) -> dict:
     from pipelines.study import study_status
 
-    status = study_status(study, storage)
-    click.echo(f"{study}: {status['complete']} complete / {status['running']} running / {status['waiting']} waiting / "
-               f"{status['fail']} failed / {status['pruned']} pruned; {status['left']} of {status['total']} left")
+    info = study_status(study, storage)
+    click.echo(f"{study}: {info['complete']} complete / {info['pruned']} pruned / {info['diverged']} diverged / "
+               f"{info['errors']} failed by errors / {info['running']} running / {info['waiting']} waiting; "
+               f"{info['left']} of {info['total']} left")
+    return info
 
 
 @cli.command()
@@ -172,10 +178,8 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.study import study_status
 
-    info = study_status(study, storage)
-    _print_status(study, storage)
+    info = _print_status(study, storage)
     if trials and info["trials"]:
         table = Table("trial", "state", "z_dim", "beta", "seed", "loss", "epochs", "value", "note")
         for r in info["trials"]:

@@ -1,32 +1,31 @@
-"""Optuna studies for sweeps: storage, creation, claiming trials exactly once, recovering dead ones.
+"""Optuna studies for sweeps: storage, creation, the sampler and pruner, progress and status.
 
-    from pipelines.study import make_storage, open_study, claim, study_status
+    from pipelines.study import make_storage, open_study, study_status
     study_status("balance")          # what `vae status --study balance` prints
 
-How grid points run exactly once, with any number of workers on any number of machines:
-the worker that creates the study enqueues every point once (creating a study is atomic in the
-storage) and marks the study ready; every worker claims waiting trials through the storage's
-atomic WAITING -> RUNNING transition. A trial whose worker died is failed by whichever worker first
-notices (Optuna's heartbeat, or at once on the same host when the worker's process is gone), and
-that worker alone enqueues its configuration again. Optuna's GridSampler is not used: it can hand
-the same point to two workers.
+A trial's life (claim, heartbeat, result) is pipelines/trial.py's; making a study's state right
+after kills (dead trials, retries, the grid's points) is pipelines/recovery.py's. Grid points are
+enqueued, each once, under the study lock (pipelines/locks.py) and claimed through the storage's
+atomic WAITING -> RUNNING transition; Optuna's GridSampler is not used: it can hand the same point
+to two workers.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
 import warnings
+import zlib
 from pathlib import Path
 
+from pipelines.faults import fault
+from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking import Tracker
+from pipelines.trial import chains, fail_kind, finished, heads, params_of
 from vae.errors import VAEError
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
-READY_TIMEOUT_S = 120
-RUN_ATTRS = ("mlflow_run_id", "fail_kind", "fail_reason")  # belong to one run, not to its retry
 
 
 class StorageError(VAEError):
@@ -40,7 +39,7 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # we record heartbeats ourselves (sweep.Heartbeat), with ask/tell instead of Study.optimize
+    # we record heartbeats ourselves (pipelines/trial.py), with ask/tell instead of Study.optimize
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
@@ -51,7 +50,7 @@ def storage_url(url: str | None) -> str:
     return url
 
 
-def make_storage(url: str | None, spec: Spec, on_stale=None):
+def make_storage(url: str | None, spec: Spec):
     import optuna
 
     quiet_optuna()
@@ -65,7 +64,7 @@ def make_storage(url: str | None, spec: Spec, on_stale=None):
     try:
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=spec.heartbeat_interval,
-            grace_period=spec.grace_period, heartbeat_stale_trial_callback=on_stale)
+            grace_period=spec.grace_period)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise StorageError(f"cannot use Optuna storage {_redact(url)}: {first[:300]}") from None
@@ -83,9 +82,12 @@ def _redact(url: str) -> str:
 def _sampler(spec: Spec):
     import optuna
 
-    seed = spec.train.seed
+    # Each worker process draws from its own stream (the spec's seed mixed with its host and pid):
+    # workers seeded alike proposed the same points in lockstep. A sampler study is therefore not
+    # reproducible run to run; a grid is. TPE's constant liar keeps workers off each other's region.
+    seed = zlib.crc32(f"{spec.train.seed}:{socket.gethostname()}:{os.getpid()}".encode())
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)  # grid points are enqueued, never sampled
 
 
@@ -100,41 +102,32 @@ def _pruner(spec: Spec):
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=p.warmup_epochs)
 
 
-def open_study(spec: Spec, storage, tracker: Tracker):
-    """Create the study (and enqueue the grid) or load it; return (study, experiment_id, parent_run_id)."""
+def open_study(spec: Spec, storage, tracker: Tracker, url: str):
+    """Create the study or load it, check that it was run with the same settings, make its state
+    right (pipelines/recovery.py: enqueue the grid, recover dead trials); return
+    (study, experiment_id, parent_run_id). Safe with any number of workers starting at once: all of
+    it runs under the study lock, and a creator killed halfway leaves what the next start completes."""
     import optuna
 
-    direction = spec.direction
-    try:
-        study = optuna.create_study(study_name=spec.study, storage=storage, direction=direction,
-                                    sampler=_sampler(spec), pruner=_pruner(spec))
-        creator = True
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.study, storage=storage, sampler=_sampler(spec), pruner=_pruner(spec))
-        creator = False
-    if creator:
-        experiment_id = tracker.experiment(spec.study)
-        parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
-        study.set_user_attr("fingerprint", spec.fingerprint())
-        study.set_user_attr("spec", spec.describe())
-        study.set_user_attr("total", spec.total)
-        if spec.sampler == "grid":
-            for point in spec.grid():
-                study.enqueue_trial(point)
-        study.set_user_attr("ready", True)  # last: other workers wait for it
-    else:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not study.user_attrs.get("ready"):
-            if time.monotonic() > deadline:
-                raise StorageError(f"study {spec.study!r} exists but was never made ready; delete it "
-                                   f"(optuna delete-study) or use another study name")
-            time.sleep(0.5)
-        if study.user_attrs.get("fingerprint") != spec.fingerprint():
+    from pipelines.recovery import recover
+
+    with study_lock(url, spec.study):
+        study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
+                                    sampler=_sampler(spec), pruner=_pruner(spec), load_if_exists=True)
+        fault("created")
+        fingerprint = study.user_attrs.get("fingerprint")
+        if fingerprint is None:  # new (or its creator died before this): ours to describe
+            study.set_metric_names([spec.metric])
+            study.set_user_attr("spec", spec.describe())
+            study.set_user_attr("total", spec.total)
+            study.set_user_attr("fingerprint", spec.fingerprint())
+        elif fingerprint != spec.fingerprint():
             raise SpecError(_mismatch(study.user_attrs.get("spec", {}), spec))
-        if spec.total > study.user_attrs.get("total", 0):
+        elif spec.total > study.user_attrs.get("total", 0):
             study.set_user_attr("total", spec.total)  # more search trials asked for
-        experiment_id = tracker.experiment(spec.study)
-        parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
+    experiment_id = tracker.experiment(spec.study)
+    parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
+    recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
     return study, experiment_id, parent
 
 
@@ -147,91 +140,22 @@ def _mismatch(old: dict, spec: Spec) -> str:
             f"rerun with --set study=NEW_NAME to start a new study")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_dead_trials(study, storage, on_stale) -> None:
-    """Fail RUNNING trials of this host whose worker process is gone (SIGKILL, crash) at once,
-    without waiting for the heartbeat's grace period; other hosts' trials wait for the heartbeat."""
-    import optuna
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.system_attrs.get("vae_worker") or {}
-        if worker.get("host") != host or worker.get("pid") in (None, os.getpid()) or _alive(worker["pid"]):
-            continue
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                on_stale(study, storage.get_trial(t._trial_id))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker got there first
-    optuna.storages.fail_stale_trials(study)
-
-
-def claim(study, storage, spec: Spec, remaining: int | None):
-    """The next trial for this worker, or None when nothing is left to start."""
-    import optuna
-    from optuna.trial import TrialState
-
-    study_id = storage.get_study_id_from_name(spec.study)
-    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):  # atomic claim
-                return optuna.trial.Trial(study, t._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    if spec.sampler != "grid" and (remaining is None or remaining > 0):
-        return study.ask()
-    return None
-
-
-def retried(trials) -> set[int]:
-    """Numbers of the trials whose configuration was run again (recorded by Optuna's retry callback)."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-
-
-def counted(study) -> int:
-    """Trials that count towards n_trials: all but those that were run again (interrupted)."""
+def progress(study, total: int) -> dict:
+    """Where a study stands, counting configurations (chains of retries), not trials: the one
+    definition behind `vae status`, the exit code of `vae sweep` and its progress bar."""
     trials = study.get_trials(deepcopy=False)
-    again = retried(trials)
-    return sum(1 for t in trials if t.number not in again)
-
-
-def retry(study, frozen) -> None:
-    """Enqueue a failed trial's configuration again (Optuna's retry callback, minus its run's attrs)."""
-    import copy
-
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    clone = copy.deepcopy(frozen)
-    clone.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in RUN_ATTRS}
-    # the dead worker's identity must not pass on: until its new worker writes its own, the
-    # retry would look like a trial of a dead process and be failed again by reap_dead_trials
-    clone.system_attrs = {k: v for k, v in frozen.system_attrs.items() if k != "vae_worker"}
-    RetryHeartbeatStaleTrialCallback()(study, clone)
-
-
-def stale_callback(tracker: Tracker):
-    """For a trial whose worker died: mark its MLflow run FAILED and run its configuration again."""
-
-    def on_stale(study, frozen) -> None:
-        run_id = frozen.user_attrs.get("mlflow_run_id")
-        if run_id:
-            try:
-                tracker.finish_trial(run_id, "FAIL", reason="worker died (no heartbeat); its configuration runs again")
-            except Exception:
-                pass
-        retry(study, frozen)
-
-    return on_stale
+    last = heads(trials)
+    states = [t.state.name for t in last]
+    kinds = [fail_kind(t) for t in last if t.state.name == "FAIL"]
+    out = {"total": total, "started": len(last),
+           "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+           "diverged": kinds.count("diverged"), "errors": kinds.count("error"),
+           "running": states.count("RUNNING"), "waiting": states.count("WAITING"),
+           "finished": sum(map(finished, last)),
+           "unfinished": [t.number for t in last if not finished(t)]}
+    out["left"] = max(0, total - out["finished"])
+    out["done"] = out["left"] == 0
+    return out
 
 
 def study_status(name: str, storage: str | None = None) -> dict:
@@ -253,16 +177,16 @@ def study_status(name: str, storage: str | None = None) -> dict:
         names = [s.study_name for s in optuna.get_all_study_summaries(store)]
         raise StorageError(f"no study named {name!r} in {_redact(url)} (studies: {', '.join(names) or 'none'})") from None
     trials = study.get_trials(deepcopy=False)
-    again = retried(trials)
+    successor = {c[i].number: c[i + 1].number for c in chains(trials).values() for i in range(len(c) - 1)}
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     total = study.user_attrs.get("total", len(trials))
-    finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                   and t.number not in again)
     rows = []
     for t in trials:
-        params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # waiting trials: enqueued values
+        params = params_of(t)  # waiting trials: enqueued values
+        note = t.user_attrs.get("fail_reason") or ""
+        if t.number in successor:
+            note = f"{note}; ran again as trial {successor[t.number]}" if note else f"ran again as trial {successor[t.number]}"
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
                      "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
-                     "epochs": len(t.intermediate_values), "value": t.value,
-                     "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in again else "")})
-    return {"study": name, "total": total, **counts, "left": max(0, total - finished), "trials": rows}
+                     "epochs": len(t.intermediate_values), "value": t.value, "note": note})
+    return {"study": name, **counts, **progress(study, total), "trials": rows}

@@ -15,40 +15,33 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.spec import Range, Spec
-from pipelines.study import (
-    claim,
-    counted,
-    make_storage,
-    open_study,
-    quiet_optuna,
-    reap_dead_trials,
-    retried,
-    retry,
-    stale_callback,
-)
+from pipelines.faults import fault
+from pipelines.recovery import log_result, recover
+from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
+from pipelines.study import make_storage, open_study, quiet_optuna, storage_url
+from pipelines.study import progress as study_progress
 from pipelines.tracking import Tracker
+from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
 from vae.errors import VAEError
-
-CTRL_C = threading.Event()
 
 
 @dataclass
 class Summary:
-    complete: int = 0
+    study: str = ""
+    complete: int = 0   # in this run
     pruned: int = 0
     failed: int = 0
-    errors: int = 0  # failures other than divergence: bugs, out of memory
+    already_complete: bool = False  # nothing was left to do when it started
+    progress: dict = field(default_factory=dict)  # the study's, at the end (pipelines/study.py progress)
 
 
 def _suggest(trial, spec: Spec) -> dict:
@@ -71,31 +64,6 @@ def _suggest(trial, spec: Spec) -> dict:
     return params
 
 
-class Heartbeat:
-    """Records the trial's heartbeat in the storage every interval, from a daemon thread."""
-
-    def __init__(self, storage, trial_id: int, interval: float):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(storage, trial_id, interval), daemon=True)
-
-    def _run(self, storage, trial_id, interval):
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception:  # a missed beat is retried; the grace period covers a few
-                pass
-            if self._stop.wait(interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int):
     """One copy in memory per distinct subset: the seed picks the subset only when there is a limit."""
     from vae.data import load_dataset
@@ -106,26 +74,53 @@ def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int
     return cache[key]
 
 
-def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
+def _resumable(folder: Path, cfg) -> list[dict]:
+    """The epochs already trained in `folder` by an earlier trial of this configuration (its
+    history), or [] after clearing a folder whose checkpoint was made with other settings."""
+    from vae.checkpoint import load_checkpoint
+    from vae.errors import CheckpointError
+
+    if not (folder / "checkpoint.pt").exists():
+        return []
+    try:
+        blob = load_checkpoint(folder)
+        same = all(blob["config"].get(k) == v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT
+                   and k not in ("out", "resume"))
+    except (CheckpointError, KeyError):
+        same = False
+    if not same:
+        shutil.rmtree(folder, ignore_errors=True)
+        return []
+    return blob["history"]
+
+
+def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
               data_cache: dict, progress: bool, threads: int | None) -> str:
-    """Train one configuration; return the trial's final Optuna state."""
+    """Parameters -> training -> result, for the trial `lease` owns; return its final state.
+
+    The training runs in the configuration's run folder (pipelines/trial.py run_folder), so a
+    retry of a trial that was interrupted or whose worker died resumes from its last epoch."""
     import optuna
 
     from vae.errors import TrainingDiverged
     from vae.train import pick_device, train
 
+    trial = lease.trial
     params = _suggest(trial, spec)
-    storage.set_trial_system_attr(trial._trial_id, "vae_worker", {"host": socket.gethostname(), "pid": os.getpid()})
-    cfg = replace(spec.train, **params, resume=False, progress=progress, threads=threads or spec.train.threads)
+    folder = run_folder(spec.study, root(lease.frozen))
+    cfg = replace(spec.train, **params, out=str(folder), resume=True, progress=progress,
+                  threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, cfg.to_dict(), str(device))
-    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.set_user_attr(RUN_ID, run_id)
     x_test = data.test
 
-    def on_epoch(epoch: int, metrics: dict, model) -> None:
+    def on_epoch(epoch: int, metrics: dict, model=None) -> None:
+        if model is not None:
+            fault("epoch")
         tracker.log_epoch(run_id, metrics, epoch)
-        if epoch % spec.images_every == 0 or epoch == cfg.epochs:
+        if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
         value = metrics.get(spec.metric)
         if value is not None and math.isfinite(value):
@@ -133,49 +128,42 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-    with tempfile.TemporaryDirectory(prefix=f"vae-{spec.study}-t{trial.number}-") as tmp:
-        run_dir = Path(tmp) / "run"
-        cfg = replace(cfg, out=str(run_dir))
-        with Heartbeat(storage, trial._trial_id, spec.heartbeat_interval):
-            try:
-                history = train(cfg, callback=on_epoch, data=data)
-            except optuna.TrialPruned as e:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                tracker.finish_trial(run_id, "PRUNED", reason=str(e))  # "pruned after epoch N"
-                return "PRUNED"
-            except TrainingDiverged as e:
-                return _fail(study, trial, tracker, run_id, "diverged", str(e))
-            except KeyboardInterrupt:
-                _interrupted(study, trial, tracker, run_id)
-                raise
-            except VAEError as e:  # bad settings: every trial would fail alike, so stop the sweep
-                _fail(study, trial, tracker, run_id, "error", str(e))
-                raise
-            except Exception as e:
-                if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as its error ("interrupted")
-                    _interrupted(study, trial, tracker, run_id)
-                    raise KeyboardInterrupt from None
-                # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
-                try:
-                    tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
-                except Exception:
-                    pass
-                return _fail(study, trial, tracker, run_id, "error", f"{type(e).__name__}: {str(e)[:500]}")
+    try:
+        done = _resumable(folder, cfg)
+        if done:  # a retry: its run shows the epochs it resumes from, and says so
+            tracker.client.set_tag(run_id, "vae.resumed_from_epoch", str(len(done)))
+        for metrics in done:
+            on_epoch(metrics["epoch"], metrics)
+        history = train(cfg, callback=on_epoch, data=data)
+    except optuna.TrialPruned as e:
+        lease.prune(str(e))  # "pruned after epoch N"
+    except TrainingDiverged as e:
+        lease.fail("diverged", str(e))
+    except VAEError as e:  # bad settings: every trial would fail alike, so the sweep stops
+        lease.fail("error", str(e))
+        log_result(tracker, lease.frozen, spec.study)
+        raise
+    except Exception as e:
+        if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as its error ("interrupted")
+            raise KeyboardInterrupt from None
+        # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
+        try:
+            tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+        except Exception:
+            pass
+        lease.fail("error", f"{type(e).__name__}: {str(e)[:500]}")
+    else:
         final = history[-1]
-        for k, v in final.items():
-            if k.startswith(("test/", "diag/")):
-                trial.set_user_attr(k, v)
         value = final.get(spec.metric)
         if value is None or not math.isfinite(value):
-            return _fail(study, trial, tracker, run_id, "error", f"objective {spec.metric!r} missing or not finite")
-        tracker.finish_trial(run_id, "COMPLETE", run_dir, history)
-        study.tell(trial, value)
-    return "COMPLETE"
-
-
-def _interrupted(study, trial, tracker: Tracker, run_id: str) -> None:
-    _fail(study, trial, tracker, run_id, "interrupted", "interrupted (Ctrl-C); runs again on resume")
-    retry(study, study.get_trials(deepcopy=True)[trial.number])
+            lease.fail("error", f"objective {spec.metric!r} missing or not finite")
+        else:  # the result reaches Optuna first; the uploads follow
+            lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
+    if lease.lost:
+        return "LOST"
+    fault("result")
+    log_result(tracker, lease.frozen, spec.study)
+    return lease.state
 
 
 def _watch_ctrl_c() -> None:
@@ -193,24 +181,31 @@ def _watch_ctrl_c() -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
-def _fail(study, trial, tracker: Tracker, run_id: str, kind: str, reason: str) -> str:
-    import optuna
-
-    trial.set_user_attr("fail_kind", kind)
-    trial.set_user_attr("fail_reason", reason)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    try:
-        tracker.finish_trial(run_id, "INTERRUPTED" if kind == "interrupted" else "FAIL", reason=reason)
-    except Exception:  # tracking must not hide the trial's own failure
-        pass
-    return "FAIL"
+def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
+    """The exit code of `vae sweep` and the line that says why, from the study's progress:
+    0 when every configuration is finished (complete, pruned or diverged) with at least one
+    result, or the rest runs in other live workers; 1 when configurations failed by errors or
+    are left unfinished; 130 when interrupted."""
+    counts = f"{p['complete']} complete, {p['pruned']} pruned, {p['diverged']} diverged"
+    if interrupted:
+        return 130, f"{study}: interrupted with {p['left']} of {p['total']} left ({counts}); run the same command to resume"
+    if p["errors"]:
+        return 1, (f"{study}: {p['errors']} configuration(s) failed by errors (trials "
+                   f"{', '.join(map(str, p['unfinished'][:10]))}; `vae status --study {study}` says why); "
+                   f"{counts}; the next start runs them again")
+    if p["done"]:
+        if p["complete"] + p["pruned"] == 0:
+            return 1, f"{study}: no configuration gave a result ({counts})"
+        return 0, f"{study}: complete: {counts}; `vae report --study {study}` builds the table"
+    if p["running"]:
+        return 0, f"{study}: {p['left']} of {p['total']} left, {p['running']} running in other workers ({counts})"
+    return 1, f"{study}: {p['left']} of {p['total']} left unfinished ({counts}); run the same command to resume"
 
 
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
               log=print) -> Summary:
-    """Run trials until the study has nothing left to start; one worker, this process."""
-    import optuna
+    """Run trials until the study has nothing left to start or running; one worker, this process."""
     from optuna.trial import TrialState
 
     quiet_optuna()
@@ -222,44 +217,67 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
     tracker = Tracker(tracking_uri)
     tracker.check()
-    on_stale = stale_callback(tracker)
-    store = make_storage(storage, spec, on_stale)
-    study, experiment_id, parent = open_study(spec, store, tracker)
-
-    summary = Summary()
+    url = storage_url(storage)
+    store = make_storage(url, spec)
+    study, experiment_id, parent = open_study(spec, store, tracker, url)
     total = study.user_attrs.get("total", spec.total)
-    bar = _trial_bar(study, total, progress)
+
+    summary = Summary(study=spec.study)
+    if study_progress(study, total)["done"]:
+        summary.already_complete = True
+    bar = None if summary.already_complete else _trial_bar(study, total, progress)
+    waiting = False
     try:
-        while True:
-            reap_dead_trials(study, store, on_stale)
-            remaining = None if spec.sampler == "grid" else total - counted(study)
-            trial = claim(study, store, spec, remaining)
-            if trial is None:
-                break
+        while not summary.already_complete:
+            recover(study, store, spec, tracker, url)
+            remaining = None if spec.sampler == "grid" else total - len(chains(study.get_trials(deepcopy=False)))
+            lease = claim(study, store, spec, remaining)
+            if lease is None:
+                # nothing to start, but trials of other workers run: wait for them, recovering
+                # (and then running) those whose workers die, so that the exit code is the study's
+                others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if not others:
+                    break
+                if not waiting:
+                    log(f"waiting for {len(others)} trial(s) running in other workers")
+                waiting = True
+                time.sleep(spec.heartbeat_interval)
+                continue
+            waiting = False
             try:
-                state = run_trial(trial, study, store, spec, tracker, experiment_id, parent, data_cache,
-                                  progress, threads)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # another worker declared this trial dead (a stalled heartbeat) and runs it again
-                log(f"trial {trial.number} was failed by another worker meanwhile; moving on")
+                with lease:
+                    state = run_trial(lease, spec, tracker, experiment_id, parent, data_cache, progress, threads)
+            except KeyboardInterrupt:
+                if lease.state is not None and not lease.lost:  # its MLflow run says KILLED now
+                    log_result(tracker, lease.frozen, spec.study)
+                raise
+            if state == "LOST":
+                log(f"trial {lease.number} was failed by another worker meanwhile; moving on")
                 continue
             summary.complete += state == "COMPLETE"
             summary.pruned += state == "PRUNED"
             if state == "FAIL":
                 summary.failed += 1
-                frozen = study.get_trials(deepcopy=False)[trial.number]
-                summary.errors += frozen.user_attrs.get("fail_kind") == "error"
-                log(f"trial {trial.number} failed: {frozen.user_attrs.get('fail_reason')}")
+                frozen = lease.frozen
+                log(f"trial {lease.number} failed: {frozen.user_attrs.get(FAIL_REASON)}")
             if bar is not None:
-                _update_bar(bar, study)
+                _update_bar(bar, study, total)
+    except KeyboardInterrupt:
+        summary.progress = study_progress(study, total)
+        tracker.finish_parent(parent, _counts(summary.progress), "KILLED")
+        raise
     finally:
         if bar is not None:
             bar.close()
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    if TrialState.RUNNING not in states and TrialState.WAITING not in states:
-        counts = {s.name.lower(): states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        tracker.finish_parent(parent, counts)
+    summary.progress = study_progress(study, total)
+    code, _ = verdict(spec.study, summary.progress)
+    if summary.progress["done"] or not summary.progress["running"]:
+        tracker.finish_parent(parent, _counts(summary.progress), "FINISHED" if code == 0 else "FAILED")
     return summary
+
+
+def _counts(p: dict) -> dict:
+    return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
 def _trial_bar(study, total: int, progress: bool):
@@ -268,50 +286,68 @@ def _trial_bar(study, total: int, progress: bool):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc=f"{study.study_name} trials", unit="trial", position=0, dynamic_ncols=True)
-    _update_bar(bar, study)
+    _update_bar(bar, study, total)
     return bar
 
 
-def _update_bar(bar, study) -> None:
+def _update_bar(bar, study, total: int) -> None:
     from optuna.trial import TrialState
 
-    every = study.get_trials(deepcopy=False)
-    again = retried(every)
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    bar.n = sum(1 for t in every if t.state in finished and t.number not in again)
-    done = [t for t in every if t.state == TrialState.COMPLETE]
+    bar.n = study_progress(study, total)["finished"]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if done:
         best = min(done, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(done, key=lambda t: t.value)
-        bar.set_postfix(best=f"{best.value:.5g} (#{best.number} z={best.params.get('z_dim')} β={best.params.get('beta'):g})")
+        beta = best.params.get("beta")
+        bar.set_postfix(best=f"{best.value:.5g} (#{best.number} z={best.params.get('z_dim')}"
+                             + (f" β={beta:g})" if beta is not None else ")"))
     bar.refresh()
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
-                progress: bool, log=print) -> int:
-    """Start `workers` processes of `vae sweep` sharing the study; the cores are split between them."""
+                progress: bool, threads: int | None = None) -> tuple[int, str]:
+    """Start `workers` processes of `vae sweep` sharing the study (the cores split between them),
+    wait for all, and return the exit code and verdict line for the whole study."""
     import subprocess
 
     quiet_optuna()
     tracker = Tracker(tracking_uri)
     tracker.check()
-    store = make_storage(storage, spec, stale_callback(tracker))
-    study, _, _ = open_study(spec, store, tracker)  # created here: no race between the workers
-    threads = spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
+    url = storage_url(storage)
+    store = make_storage(url, spec)
+    study, _, parent = open_study(spec, store, tracker, url)
+    total = study.user_attrs.get("total", spec.total)
+    if study_progress(study, total)["done"]:
+        return verdict(spec.study, study_progress(study, total))
+    threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress",
            "--threads", str(threads)]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
-    bar = _trial_bar(study, study.user_attrs.get("total", spec.total), progress)
+    bar = _trial_bar(study, total, progress)
+    interrupted = False
     try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(2)
+        while [p.poll() for p in procs].count(None):  # poll() every child: it reaps the dead
+            time.sleep(1)
             if bar is not None:
-                _update_bar(bar, study)
+                _update_bar(bar, study, total)
     except KeyboardInterrupt:
+        interrupted = True
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
-        raise
     finally:
         if bar is not None:
-            _update_bar(bar, study)
+            _update_bar(bar, study, total)
             bar.close()
-    return max(p.returncode for p in procs)
+    recover(study, store, spec, tracker, url)  # trials of children that died
+    codes = [p.returncode for p in procs]
+    p = study_progress(study, total)
+    interrupted = interrupted or 130 in codes
+    code, line = verdict(spec.study, p, interrupted)
+    if interrupted:
+        tracker.finish_parent(parent, _counts(p), "KILLED")
+    elif 2 in codes:
+        code = 2  # bad settings: the worker said why
+    elif any(c < 0 for c in codes) and code == 0 and not p["done"]:
+        code = 1
+    if any(c < 0 for c in codes):
+        line += f"; {sum(c < 0 for c in codes)} worker(s) killed by a signal"
+    return code, line

@@ -11,6 +11,7 @@ the checkpoint, metrics.json and the resolved config as artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -82,9 +83,17 @@ class Tracker:
         self.uri = resolve_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
 
+    def _first_use(self):
+        """MLflow creates a SQLite store's tables on first use, which is not safe when several
+        workers start at once on a new mlruns/ (alembic: "table ... already exists"): one at a time."""
+        from pipelines.locks import file_lock, sqlite_path
+
+        db = sqlite_path(self.uri)
+        return file_lock(db.with_name(f"{db.name}.init.lock")) if db is not None else contextlib.nullcontext()
+
     def check(self) -> None:
         """One cheap request, so that a bad URI fails before any study or run is created."""
-        with _quick_http():
+        with _quick_http(), self._first_use():
             try:
                 self.client.search_experiments(max_results=1)
             except Exception as e:
@@ -117,12 +126,23 @@ class Tracker:
         self.client.log_dict(run.info.run_id, spec, "spec.json")
         return run.info.run_id
 
-    def finish_parent(self, run_id: str, summary: dict) -> None:
+    def finish_parent(self, run_id: str, summary: dict, status: str = "FINISHED") -> None:
+        """Counts of the study's trials as metrics; FINISHED when the study is complete, KILLED
+        when interrupted, FAILED when configurations failed by errors."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(f"trials/{k}", float(v), now, 0) for k, v in summary.items()])
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, status)
+
+    def running_trial_runs(self, study: str) -> list[tuple[str, int]]:
+        """(run id, trial number) of the study's trial runs that MLflow still shows RUNNING."""
+        exp = self.client.get_experiment_by_name(study)
+        if exp is None:
+            return []
+        runs = self.client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial' and attributes.status = 'RUNNING'",
+                                       max_results=1000)
+        return [(r.info.run_id, int(r.data.tags["vae.trial"])) for r in runs if "vae.trial" in r.data.tags]
 
     # --- one trial: a child run ---------------------------------------------------------
     def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
@@ -156,7 +176,12 @@ class Tracker:
 
     def finish_trial(self, run_id: str, state: str, run_dir: Path | None = None, history: list | None = None,
                      reason: str | None = None) -> None:
-        """state: COMPLETE, PRUNED, FAIL or INTERRUPTED (tag vae.state); MLflow's status is FINISHED or FAILED."""
+        """state (tag vae.state): COMPLETE, PRUNED, DIVERGED, ERROR, INTERRUPTED or DIED. MLflow's
+        status: FINISHED for results, KILLED for trials stopped from outside, FAILED otherwise."""
+        if history is None and run_dir is not None and (run_dir / "metrics.json").exists():
+            import json
+
+            history = json.loads((run_dir / "metrics.json").read_text()).get("history")
         if history:
             import matplotlib.pyplot as plt
 
@@ -170,7 +195,8 @@ class Tracker:
         self.client.set_tag(run_id, "vae.state", state)
         if reason:
             self.client.set_tag(run_id, "vae.fail_reason", reason[:5000])
-        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED"}.get(state, "FAILED")  # vae.state says why
+        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "INTERRUPTED": "KILLED", "DIED": "KILLED"}.get(
+            state, "FAILED")  # vae.state says why
         self.client.set_terminated(run_id, status)
 
 

@@ -17,6 +17,13 @@ def tiny_config(tmp_path, **overrides):
     return TrainConfig(**values)
 
 
+@pytest.fixture(autouse=True)
+def runs_dir(tmp_path, monkeypatch):
+    """Sweeps keep each configuration's run folder under VAE_RUNS_DIR while it trains."""
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "sweep-runs"))
+    return tmp_path / "sweep-runs"
+
+
 @pytest.fixture
 def tiny(tmp_path):
     return lambda **kw: tiny_config(tmp_path, **kw)
@@ -42,3 +49,6 @@ def make_image_folder(root, n_per_class=6, size=(12, 10), mode="RGB", splits=("t
 @pytest.fixture
 def image_folder(tmp_path):
     return make_image_folder(tmp_path / "images")
+
+
+from sweeping import env  # noqa: E402, F401  (the `env` fixture: a tiny grid sweep with its own stores)

@@ -3,73 +3,17 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from sweeping import GRID, points
 
 from pipelines.cli import cli
 from pipelines.spec import load_spec
 from pipelines.study import study_status
 from pipelines.sweep import run_sweep
-
-SPEC = """study: {study}
-dataset: digits
-data_dir: {data}
-limit: 200
-width: 8
-epochs: {epochs}
-batch_size: 32
-iw_samples: 2
-device: cpu
-search:
-  z_dim: [2, 4]
-  beta: [0.1, 0.01]
-images_every: 1
-heartbeat_interval: 1
-grace_period: 5
-"""
-
-
-@pytest.fixture
-def env(tmp_path):
-    class Env:
-        storage = f"sqlite:///{tmp_path}/optuna.db"
-        tracking = f"sqlite:///{tmp_path}/mlflow.db"
-
-        def spec(self, study="t", epochs=2, extra=""):
-            path = tmp_path / f"{study}.yaml"
-            path.write_text(SPEC.format(study=study, data=tmp_path / "data", epochs=epochs) + extra)
-            return path
-
-        def sweep(self, path, *args):
-            return run_sweep(load_spec(path, args), self.storage, self.tracking, progress=False)
-
-        def trials(self, study="t"):
-            import optuna
-
-            return optuna.load_study(study_name=study, storage=self.storage).get_trials()
-
-        def runs(self, study="t"):
-            import mlflow
-
-            mlflow.set_tracking_uri(self.tracking)
-            return mlflow.search_runs(experiment_names=[study])
-
-        def cli(self, *args):
-            return [sys.executable, "-m", "pipelines.cli", "sweep", *map(str, args), "--storage", self.storage,
-                    "--tracking-uri", self.tracking, "--no-progress"]
-
-    return Env()
-
-
-def points(trials, state="COMPLETE"):
-    return Counter((t.params["z_dim"], t.params["beta"]) for t in trials if t.state.name == state)
-
-
-GRID = {(2, 0.1), (2, 0.01), (4, 0.1), (4, 0.01)}
 
 
 def test_grid_sweep_tracks_every_trial(env):
@@ -134,7 +78,7 @@ def test_diverging_trial_fails_alone(env, monkeypatch):
 
     monkeypatch.setattr(vae.train, "vae_loss", nan_for_z4_beta01)
     summary = env.sweep(env.spec())
-    assert (summary.complete, summary.failed, summary.errors) == (3, 1, 0)
+    assert (summary.complete, summary.failed, summary.progress["errors"]) == (3, 1, 0)
     failed = [t for t in env.trials() if t.state.name == "FAIL"]
     assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1, "seed": 0}
     assert "diverged in epoch 1" in failed[0].user_attrs["fail_reason"]
@@ -171,7 +115,7 @@ def test_sigkill_then_rerun_completes_each_point_once(env):
     assert trials[killed.number].state.name == "FAIL"
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4
     runs = env.runs()
-    assert (runs["status"] == "FAILED").sum() == 1 and (runs["status"] == "FINISHED").sum() == 5
+    assert (runs["status"] == "KILLED").sum() == 1 and (runs["status"] == "FINISHED").sum() == 5
 
 
 def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
@@ -187,7 +131,7 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
     assert trial.state.name == "FAIL" and trial.user_attrs["fail_kind"] == "interrupted"
     runs = env.runs()
     stopped_run = runs[runs["tags.vae.state"] == "INTERRUPTED"]
-    assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "FAILED"
+    assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "KILLED"
     env.sweep(path)
     assert points(env.trials()) == Counter(GRID)
 
@@ -268,16 +212,17 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
 
 def test_heartbeat_recovers_a_trial_of_another_host(env):
     """A worker elsewhere stopped beating: once the grace period passes, its trial runs again here."""
-    from pipelines.study import claim, make_storage, open_study, stale_callback
+    from pipelines.study import make_storage, open_study
     from pipelines.tracking import Tracker
+    from pipelines.trial import claim
 
     path = env.spec(epochs=1)
     path.write_text(path.read_text().replace("grace_period: 5", "grace_period: 2"))
     spec = load_spec(path)
     tracker = Tracker(env.tracking)
-    storage = make_storage(env.storage, spec, stale_callback(tracker))
-    study, _, _ = open_study(spec, storage, tracker)
-    lost = claim(study, storage, spec, None)
+    storage = make_storage(env.storage, spec)
+    study, _, _ = open_study(spec, storage, tracker, env.storage)
+    lost = claim(study, storage, spec, None).trial
     storage.set_trial_system_attr(lost._trial_id, "vae_worker", {"host": "elsewhere", "pid": 1})
     storage.record_heartbeat(lost._trial_id)
     time.sleep(3)  # longer than the grace period
@@ -289,15 +234,17 @@ def test_heartbeat_recovers_a_trial_of_another_host(env):
 
 
 def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
-    """Otherwise reap_dead_trials would fail the retry again between its claim and its first write."""
-    from pipelines.study import claim, make_storage, open_study, retry
+    """Otherwise recovery would fail the retry again between its claim and its first write."""
+    from pipelines.recovery import retry
+    from pipelines.study import make_storage, open_study
     from pipelines.tracking import Tracker
+    from pipelines.trial import claim
 
     spec = load_spec(env.spec(epochs=1))
     tracker = Tracker(env.tracking)
     storage = make_storage(env.storage, spec)
-    study, _, _ = open_study(spec, storage, tracker)
-    dead = claim(study, storage, spec, None)
+    study, _, _ = open_study(spec, storage, tracker, env.storage)
+    dead = claim(study, storage, spec, None).trial
     storage.set_trial_system_attr(dead._trial_id, "vae_worker", {"host": "h", "pid": 12345})
     dead.set_user_attr("mlflow_run_id", "abc")
     retry(study, storage.get_trial(dead._trial_id))

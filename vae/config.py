@@ -90,6 +90,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def saved(self) -> dict:
+        """The settings that describe a finished run, for checkpoints and config.json: not where
+        it was written or how it was invoked (a sweep's run folder is gone once it is logged)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "resume", "progress")}
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}

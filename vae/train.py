@@ -13,6 +13,7 @@ losses are per image, as in vae/loss.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -103,18 +104,23 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     history: list[dict] = []
     start = 1
+    # data lives on the device; batches are slices of a shuffled index
+    x_train, x_test = data.train.to(device), data.test.to(device)
+    n = len(x_train)
+    steps = math.ceil(n / cfg.batch_size)
+    # compile or not is decided once per run (compiled and eager draw different noise) and
+    # stored in the checkpoint's config: a resumed run keeps the decision of its start
+    compile_run = _wants_compile(cfg, steps * cfg.epochs, device)
     if cfg.resume and (out / "checkpoint.pt").exists():
         blob = load_checkpoint(out, device)
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
+        compile_run = blob["config"].get("compile", compile_run) if cfg.compile is None else cfg.compile
     out.mkdir(parents=True, exist_ok=True)
-
-    # data lives on the device; batches are slices of a shuffled index
-    x_train, x_test = data.train.to(device), data.test.to(device)
-    n = len(x_train)
-    steps = math.ceil(n / cfg.batch_size)
-    step_model = _compiled(model, cfg, x_train[:cfg.batch_size], steps * (cfg.epochs - start + 1), device)
+    step_model = _compiled(model, cfg, x_train[:cfg.batch_size], compile_run, device) if start <= cfg.epochs else model
+    # as used, in checkpoints and metrics.json
+    cfg = dataclasses.replace(cfg, compile=step_model is not model if start <= cfg.epochs else compile_run)
     for epoch in range(start, cfg.epochs + 1):
         # per-epoch seeds: a resumed run draws the same shuffles and noise as an unbroken one
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -167,19 +173,25 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
             callback(epoch, metrics, model)
 
     save_grids(model, data.test, out)
-    summary = {"config": cfg.to_dict(), "final": history[-1] if history else {}, "history": history}
+    summary = {"config": cfg.saved(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return history
 
 
-def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, total_steps: int, device: torch.device):
-    """torch.compile when asked, or automatically for long runs; eager if compilation fails.
+def _wants_compile(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
+    """--compile/--no-compile, or automatically for runs of >= AUTO_COMPILE_STEPS optimiser steps
+    in all (not those left: a resumed run must decide as its start did) on cpu or cuda."""
+    if cfg.compile is not None:
+        return cfg.compile
+    return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
+
+
+def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):
+    """torch.compile when wanted; eager if compilation fails (unless asked for explicitly).
 
     Compiled once here on a full batch (forward and backward, no optimiser step), with static
     shapes: the last, smaller batch gets a graph of its own instead of making every batch a slower
-    dynamic-shape graph. The global RNG is reseeded per epoch, so this changes no number."""
-    wanted = cfg.compile if cfg.compile is not None else (
-        total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda"))
+    dynamic-shape graph."""
     if not wanted:
         return model
     import logging

@@ -1,0 +1,82 @@
+"""Locks that serialise the few steps of a sweep that must not interleave across workers.
+
+    with study_lock(storage_url, "balance"):
+        ...  # recover dead trials, enqueue missing points: never two workers at once
+
+Optuna's storages give one atomic step, a trial's WAITING -> RUNNING claim; recovery (fail a dead
+trial, enqueue its configuration again, finish its MLflow run) is several steps, and two workers
+doing it at once, or one killed halfway, would lose or repeat a point. Recovery is therefore
+written as "make the study's state right" (idempotent: a second pass repairs what a killed first
+pass left) and runs under this lock, so that passes never overlap. Neither Optuna nor MLflow
+offers such a lock, so this module is ours:
+
+- SQLite (one host): an exclusive `flock` on a file beside the database, released by the kernel
+  when its process dies, even by SIGKILL.
+- PostgreSQL (many hosts): a session-level advisory lock (`pg_advisory_lock`), released by the
+  server when the connection closes, which a killed process's kernel does at once.
+- Other databases: no lock; recovery there relies on Optuna's atomic state changes alone.
+
+`file_lock` also serialises the first start of MLflow's SQLite store: its schema migration is
+not safe when several processes create the tables at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def file_lock(path: str | Path):
+    """An exclusive lock on `path` (created if missing) for this block; blocks until free."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a `sqlite:///path` URL (None for other URLs and in-memory ones)."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return None
+    return Path(url[len("sqlite:///"):])
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock."""
+    return int.from_bytes(hashlib.sha1(f"vae-balance:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def study_lock(url: str, study: str):
+    """Hold the study's recovery lock for this block (see the module docstring)."""
+    db = sqlite_path(url)
+    if db is not None:
+        with file_lock(db.with_name(f"{db.name}.{study}.lock")):
+            yield
+        return
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                          connect_args={"connect_timeout": 5})
+        key = _advisory_key(study)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        engine.dispose()
+        return
+    yield

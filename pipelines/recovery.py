@@ -1,0 +1,144 @@
+"""Recovery: after any kill, crash or Ctrl-C, make the study's state right again.
+
+    recover(study, storage, spec, tracker)   # every worker, before each claim
+
+Written as "make the state right" rather than "react to an event", so that it is idempotent: a
+pass killed halfway leaves a state that the next pass repairs, and passes never overlap (they
+run under the study lock, pipelines/locks.py). One pass:
+
+1. Fails RUNNING trials whose worker is gone: on this host at once (its process is gone), a trial
+   claimed but never owned once the grace period passed, and elsewhere by Optuna's heartbeat
+   (`fail_stale_trials`). The reason says how the death was detected.
+2. Finishes the MLflow run of every finished trial whose worker died before doing so (KILLED for
+   interrupted and dead trials; a complete trial's artifacts are uploaded from its run folder), and
+   any trial run left RUNNING by a worker killed before the trial recorded it. MLflow's run status
+   is the record of "logged": a trial's run still RUNNING after its result is not yet logged.
+3. Enqueues every grid point that has no trial yet (a new study, or a creator killed while
+   enqueueing) and, once, the configuration of every chain whose head failed without a result
+   (interrupted, died; errors only when `retry_errors`, i.e. at a new start), with Optuna's
+   RetryHeartbeatStaleTrialCallback. A retry resumes from the run folder of its chain.
+4. Removes the run folders of finished configurations whose runs are logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from datetime import datetime, timedelta
+
+from pipelines.faults import fault
+from pipelines.locks import study_lock
+from pipelines.trial import (
+    OWN_SYSTEM_ATTRS,
+    RUN_ATTRS,
+    RUN_ID,
+    WORKER,
+    alive,
+    chains,
+    fail_kind,
+    finished,
+    params_of,
+    root,
+    run_folder,
+)
+
+
+def recover(study, storage, spec, tracker, url: str, retry_errors: bool = False) -> None:
+    """One recovery pass (see the module docstring); `url` is the storage's, for the lock."""
+    import optuna
+
+    with study_lock(url, spec.study):
+        _fail_dead(study, storage, spec.grace_period)
+        optuna.storages.fail_stale_trials(study)
+        fault("recovering")
+        trials = study.get_trials(deepcopy=False)
+        running = _finish_runs(tracker, storage, spec.study, trials)
+        _enqueue(study, spec, trials, retry_errors)
+        for c in chains(trials).values():
+            if finished(c[-1]) and c[-1].user_attrs.get(RUN_ID) not in running:
+                shutil.rmtree(run_folder(spec.study, c[0].number), ignore_errors=True)
+
+
+def _fail_dead(study, storage, grace_period: float) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    now = datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.system_attrs.get(WORKER)
+        if owner is None:
+            if t.datetime_start is None or now - t.datetime_start < timedelta(seconds=grace_period):
+                continue  # just claimed: its worker is writing its name
+            reason = "its worker died right after claiming it (never recorded an owner)"
+        elif alive(owner) is False:
+            reason = f"its worker (pid {owner.get('pid')} on {owner.get('host')}) is gone"
+        else:
+            continue  # alive here, or on another host: Optuna's heartbeat decides
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", f"{reason}; its configuration runs again")
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # it finished meanwhile
+
+
+def _finish_runs(tracker, storage, study: str, trials) -> set[str]:
+    """Terminate the MLflow runs still RUNNING of finished trials whose worker is gone or was
+    declared dead, and of trials killed between creating their run and recording it; return the
+    ids of the trial runs still RUNNING afterwards."""
+    by_number = {t.number: t for t in trials}
+    running = set()
+    for run_id, number in tracker.running_trial_runs(study):
+        t = by_number.get(number)
+        if t is None or not t.state.is_finished():
+            running.add(run_id)
+        elif t.user_attrs.get(RUN_ID) != run_id:
+            tracker.finish_trial(run_id, "DIED", reason="its worker died before the trial recorded this run")
+        elif alive(t.system_attrs.get(WORKER)) is False or (t.state.name == "FAIL" and fail_kind(t) == "died"):
+            log_result(tracker, t, study)
+        else:
+            running.add(run_id)  # its worker is uploading, here or elsewhere
+    return running
+
+
+def log_result(tracker, t, study: str) -> None:
+    """Terminate trial `t`'s MLflow run to match its Optuna state (a complete trial's artifacts
+    uploaded from its run folder); remove the folder once the configuration is finished."""
+    run_id = t.user_attrs.get(RUN_ID)
+    folder = run_folder(study, root(t))
+    if run_id:
+        state = t.state.name if t.state.name != "FAIL" else fail_kind(t).upper()
+        tracker.finish_trial(run_id, state, folder if t.state.name == "COMPLETE" else None,
+                             reason=t.user_attrs.get("fail_reason"))
+    if finished(t):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _key(params: dict, names) -> tuple:
+    return tuple((k, params.get(k)) for k in sorted(names))
+
+
+def _enqueue(study, spec, trials, retry_errors: bool) -> None:
+    all_chains = chains(trials)
+    if spec.sampler == "grid":
+        grid = spec.grid()
+        names = grid[0].keys()
+        have = {_key(params_of(c[0]), names) for c in all_chains.values()}
+        for point in grid:
+            if _key(point, names) not in have:
+                study.enqueue_trial(point)
+    for c in all_chains.values():
+        head = c[-1]
+        if head.state.name == "FAIL" and not finished(head) and (fail_kind(head) != "error" or retry_errors):
+            retry(study, head)
+
+
+def retry(study, frozen) -> None:
+    """Enqueue a failed trial's configuration again (Optuna's retry callback, minus what belonged
+    to its run and its worker: a retry inheriting the dead worker would look dead at once)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    clone = copy.deepcopy(frozen)
+    clone.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in RUN_ATTRS}
+    clone.system_attrs = {k: v for k, v in frozen.system_attrs.items() if k not in OWN_SYSTEM_ATTRS}
+    RetryHeartbeatStaleTrialCallback()(study, clone)
