@@ -81,11 +81,15 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with self._first_use():
+            self.client = MlflowClient(tracking_uri=self.uri)
+            if self.uri.startswith("sqlite"):
+                self.client.search_experiments(max_results=1)  # the first touch creates the tables
 
     def _first_use(self):
-        """MLflow creates a SQLite store's tables on first use, which is not safe when several
-        workers start at once on a new mlruns/ (alembic: "table ... already exists"): one at a time."""
+        """MLflow creates (migrates) a SQLite store's tables when a client first touches it, which
+        is not safe when several workers start at once on a new mlruns/ (alembic: "duplicate
+        column"): one process at a time."""
         from pipelines.locks import file_lock, sqlite_path
 
         db = sqlite_path(self.uri)
@@ -93,7 +97,7 @@ class Tracker:
 
     def check(self) -> None:
         """One cheap request, so that a bad URI fails before any study or run is created."""
-        with _quick_http(), self._first_use():
+        with _quick_http():
             try:
                 self.client.search_experiments(max_results=1)
             except Exception as e:
