@@ -86,9 +86,13 @@ def test_workers_survive_a_sigkill(servers):
     exp = client.get_experiment_by_name("scale")
     runs = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")
     statuses = Counter(r.info.status for r in runs)
-    assert statuses == Counter({"FINISHED": 6, "FAILED": 1})
-    failed = next(r for r in runs if r.info.status == "FAILED")
-    assert failed.data.tags["vae.trial"] == str(victim.number) and "worker died" in failed.data.tags["vae.fail_reason"]
+    assert statuses == Counter({"FINISHED": 6, "KILLED": 1})
+    killed = next(r for r in runs if r.info.status == "KILLED")
+    assert killed.data.tags["vae.trial"] == str(victim.number) and "is gone" in killed.data.tags["vae.fail_reason"]
+    # the retry resumed from the dead trial's last checkpointed epoch
+    retry = next(r for r in runs if r.data.tags["mlflow.runName"].startswith(
+        killed.data.tags["mlflow.runName"].rsplit("-t", 1)[0]) and r.info.status == "FINISHED")
+    assert int(retry.data.tags["vae.resumed_from_epoch"]) >= 1
 
     result = CliRunner().invoke(cli, ["report", "--study", "scale", "--tracking-uri", url, "--format", "csv"])
     assert result.exit_code == 0, result.output
@@ -109,7 +113,7 @@ def test_bad_connections_fail_fast(tmp_path, option, value, message):
     args[args.index(option) + 1] = value
     t0 = time.monotonic()
     result = CliRunner().invoke(cli, args)
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < 60  # "in seconds": 5 s of connect timeout, bounded loosely for a busy machine
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(cli, ["status", "--study", "x", "--storage", "postgresql://vae:secret@127.0.0.1:9/o"])
