@@ -132,8 +132,25 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
     runs = env.runs()
     stopped_run = runs[runs["tags.vae.state"] == "INTERRUPTED"]
     assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "KILLED"
+    assert set(runs[runs["tags.vae.role"] == "parent"]["status"]) == {"KILLED"}
     env.sweep(path)
     assert points(env.trials()) == Counter(GRID)
+    runs = env.runs()
+    assert set(runs[runs["tags.vae.role"] == "parent"]["status"]) == {"FINISHED"}
+    # the retry went on from the interrupted trial's checkpoint
+    assert runs["tags.vae.resumed_from_epoch"].dropna().astype(int).ge(1).all()
+
+
+def test_two_workers_on_a_sampler_study_propose_different_points(env):
+    path = env.spec(study="tpe", epochs=1, extra="sampler: tpe\nn_trials: 4\n")
+    path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: {low: 2, high: 8, log: true}")
+                    .replace("beta: [0.1, 0.01]", "beta: {low: 0.001, high: 1.0, log: true}"))
+    out = subprocess.run([*env.cli(path), "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    trials = env.trials("tpe")
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({(t.params["z_dim"], t.params["beta"]) for t in trials}) == 4
+    assert len({t.system_attrs["vae_worker"]["pid"] for t in trials}) == 2
 
 
 def test_two_workers_run_each_point_once(env):
@@ -144,7 +161,7 @@ def test_two_workers_run_each_point_once(env):
     assert points(trials) == Counter(GRID) and len(trials) == 4
     hosts = {t.system_attrs["vae_worker"]["pid"] for t in trials}
     assert len(hosts) == 2  # both workers took trials
-    assert "4 complete" in out.stdout
+    assert "complete: 4 complete" in out.stdout
 
 
 def test_status_command(env):
