@@ -8,7 +8,9 @@ run under the study lock, pipelines/locks.py). One pass:
 
 1. Fails RUNNING trials whose worker is gone: on this host at once (its process is gone), a trial
    claimed but never owned once the grace period passed, and elsewhere by Optuna's heartbeat
-   (`fail_stale_trials`). The reason says how the death was detected.
+   (`fail_stale_trials`). The reason says how the death was detected. A worker on this host that
+   is alive is never failed for a late heartbeat (a starved machine can delay its beats past the
+   grace period): its beat is renewed here instead.
 2. Finishes the MLflow run of every finished trial whose worker died before doing so (KILLED for
    interrupted and dead trials; a complete trial's artifacts are uploaded from its run folder), and
    any trial run left RUNNING by a worker killed before the trial recorded it. MLflow's run status
@@ -73,7 +75,9 @@ def _fail_dead(study, storage, grace_period: float) -> None:
         elif alive(owner) is False:
             reason = f"its worker (pid {owner.get('pid')} on {owner.get('host')}) is gone"
         else:
-            continue  # alive here, or on another host: Optuna's heartbeat decides
+            if alive(owner):  # known alive, though perhaps too busy to beat: never declared stale
+                storage.record_heartbeat(t._trial_id)
+            continue  # on another host: Optuna's heartbeat decides
         try:
             storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
             storage.set_trial_user_attr(t._trial_id, "fail_reason", f"{reason}; its configuration runs again")

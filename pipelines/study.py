@@ -125,8 +125,8 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
             raise SpecError(_mismatch(study.user_attrs.get("spec", {}), spec))
         elif spec.total > study.user_attrs.get("total", 0):
             study.set_user_attr("total", spec.total)  # more search trials asked for
-    experiment_id = tracker.experiment(spec.study)
-    parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
+        experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
+        parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
     return study, experiment_id, parent
 

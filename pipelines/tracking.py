@@ -119,7 +119,8 @@ class Tracker:
             return self.client.get_experiment_by_name(study).experiment_id
 
     def parent_run(self, experiment_id: str, study: str, spec: dict) -> str:
-        runs = self.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+        runs = self.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1,
+                                       order_by=["attributes.start_time ASC"])
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
