@@ -25,8 +25,10 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.database import check_database
 from pipelines.spec import Range, Spec
 from pipelines.study import (
+    StorageError,
     claim,
     counted,
     make_storage,
@@ -36,9 +38,11 @@ from pipelines.study import (
     retried,
     retry,
     stale_callback,
+    storage_url,
 )
 from pipelines.tracking import Tracker
 from vae.errors import VAEError
+from vae.redact import redact
 
 CTRL_C = threading.Event()
 
@@ -157,7 +161,7 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
                     raise KeyboardInterrupt from None
                 # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
                 try:
-                    tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+                    tracker.client.log_text(run_id, redact(traceback.format_exc()), "traceback.txt")
                 except Exception:
                     pass
                 return _fail(study, trial, tracker, run_id, "error", f"{type(e).__name__}: {str(e)[:500]}")
@@ -196,6 +200,7 @@ def _watch_ctrl_c() -> None:
 def _fail(study, trial, tracker: Tracker, run_id: str, kind: str, reason: str) -> str:
     import optuna
 
+    reason = redact(reason)
     trial.set_user_attr("fail_kind", kind)
     trial.set_user_attr("fail_reason", reason)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -218,8 +223,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    first = spec.train  # bad data fails here, before any study or run exists
-    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+    _check_inputs(spec, storage, data_cache)
     tracker = Tracker(tracking_uri)
     tracker.check()
     on_stale = stale_callback(tracker)
@@ -262,6 +266,17 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     return summary
 
 
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
+    """Bad data, an unusable device or Optuna storage fail here, before any study, experiment, run
+    or file exists (the tracking store, checked by Tracker, is created only after this)."""
+    from vae.train import pick_device
+
+    first = spec.train
+    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+    pick_device(first.device)
+    check_database(storage_url(storage), "Optuna storage", StorageError)
+
+
 def _trial_bar(study, total: int, progress: bool):
     if not progress:
         return None
@@ -292,6 +307,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     import subprocess
 
     quiet_optuna()
+    _check_inputs(spec, storage, {})  # and the workers find the data decoded in the cache
     tracker = Tracker(tracking_uri)
     tracker.check()
     store = make_storage(storage, spec, stale_callback(tracker))
