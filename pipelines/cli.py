@@ -188,7 +188,7 @@ def status(study, storage, trials):
         for r in info["trials"]:
             table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
                           str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
-                          r["note"])
+                          redact(r["note"]))
         Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
