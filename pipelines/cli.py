@@ -232,7 +232,8 @@ def report(study, out, fmt, tracking_uri):
     from pipelines.tracking import Tracker
     from vae.paths import check_folder
 
-    out = f"reports/{check_study_name(study)}" if out is None else out
+    study = check_study_name(study)  # reports/.. would be this folder
+    out = f"reports/{study}" if out is None else out
     if fmt == "table":  # the only format that writes files: check where, before the table is printed
         out = check_folder(out, "--out")
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
