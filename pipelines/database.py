@@ -10,6 +10,7 @@ does not answer within CONNECT_TIMEOUT_S is one line, and nothing has been writt
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 from vae.errors import first_line
@@ -82,9 +83,8 @@ def _check_sqlite(path: Path | None, what: str, shown: str, error, create: bool)
         check_folder(path.parent, f"{what} {shown}: the folder")
         return
     try:  # read-only: a check writes nothing
-        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        conn.close()
     except sqlite3.Error as e:
         raise error(f"cannot use {what} {shown}: {path}: {first_line(e)}") from None
 
