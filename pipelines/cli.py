@@ -14,23 +14,27 @@ Errors a user can fix print one line and exit with code 2.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
 from vae.config import LOSSES, TrainConfig
 from vae.errors import VAEError
+from vae.redact import redact
 
 DEFAULTS = TrainConfig()
 
 
 class Group(click.Group):
-    """Turns every VAEError into one line on stderr and exit code 2: no tracebacks for bad input."""
+    """The one error boundary: every VAEError (and a file-system error, such as a full disk) becomes
+    one line on stderr, passwords hidden, and exit code 2; no tracebacks for bad input."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except VAEError as e:
-            click.echo(f"error: {e}", err=True)
+        except (VAEError, OSError) as e:
+            message = str(e) if isinstance(e, VAEError) else f"{e.strerror or type(e).__name__}: {e.filename or e}"
+            click.echo("error: " + " ".join(redact(message).split()), err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -136,6 +140,8 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     from pipelines.sweep import run_sweep, run_workers, verdict
 
     spec = load_spec(spec_path, overrides)
+    if threads is not None:  # one rule (TrainConfig's), and every worker gets it
+        spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
     if n_trials is not None and n_trials < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n-trials")
     if workers < 1:
@@ -178,14 +184,15 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
+    from pipelines.spec import check_study_name
 
-    info = _print_status(study, storage)
+    info = _print_status(check_study_name(study), storage)
     if trials and info["trials"]:
         table = Table("trial", "state", "z_dim", "beta", "seed", "loss", "epochs", "value", "note")
         for r in info["trials"]:
             table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
                           str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
-                          r["note"])
+                          redact(r["note"]))
         Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
@@ -193,7 +200,7 @@ def status(study, storage, trials):
 @click.option("--study", default=None, help="Print the link to this study's runs table.")
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback: only this machine).")
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(study, tracking_uri, host, port):
     """Serve the MLflow UI on the sweep's tracking store and print the runs page of the study."""
     import subprocess
@@ -202,12 +209,14 @@ def ui(study, tracking_uri, host, port):
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
-        raise click.UsageError(f"{uri} is a tracking server already: open it in a browser")
+        raise click.UsageError(f"{redact(uri)} is a tracking server already: open it in a browser")
+    tracker = Tracker(uri)
+    tracker.check()
     try:
-        click.echo(f"runs of {study or 'every study'}: {runs_url(Tracker(uri), study, host, port)}")
+        click.echo(f"runs of {study or 'every study'}: {runs_url(tracker, study, host, port)}")
     except VAEError as e:  # no such study yet: serve the store anyway
-        click.echo(f"note: {e}; serving every experiment")
-        click.echo(runs_url(Tracker(uri), None, host, port))
+        click.echo(f"note: {redact(e)}; serving every experiment")
+        click.echo(runs_url(tracker, None, host, port))
     # one local user: two server workers are plenty and leave the cores to training
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
            "--workers", "2"]
@@ -222,19 +231,23 @@ def ui(study, tracking_uri, host, port):
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 def report(study, out, fmt, tracking_uri):
     """The balance table, figures and an HTML report from a study's MLflow runs."""
-    from pathlib import Path
-
     from pipelines.report import build, load_runs, to_csv, to_markdown, write_report
+    from pipelines.spec import check_study_name
     from pipelines.tracking import Tracker
+    from vae.paths import check_folder
 
-    tracker = Tracker(tracking_uri)
+    study = check_study_name(study)  # reports/.. would be this folder
+    out = f"reports/{study}" if out is None else out
+    if fmt == "table":  # the only format that writes files: check where, before the table is printed
+        out = check_folder(out, "--out")
+    tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
     if fmt == "csv":
-        click.echo(to_csv(rep), nl=False)
+        click.echo(redact(to_csv(rep)), nl=False)
         return
     if fmt == "markdown":
-        click.echo(to_markdown(rep), nl=False)
+        click.echo(redact(to_markdown(rep)), nl=False)
         return
     from rich.console import Console
     from rich.table import Table
@@ -250,8 +263,8 @@ def report(study, out, fmt, tracking_uri):
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
     console.print(table)
     for r in rep.failures.itertuples():
-        console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {r.reason}", markup=False)
-    files = write_report(rep, tracker, experiment_id, Path(out or f"reports/{study}"))
+        console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {redact(r.reason)}", markup=False)
+    files = write_report(rep, tracker, experiment_id, out)
     click.echo(f"wrote {files['html']} (and report.md, table.csv, figures); logged to the study's parent run")
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipelines.tracking import Tracker, TrackingError
 from vae.errors import VAEError
+from vae.redact import redact
 
 KEYS = ["loss", "z_dim", "beta"]
 # column -> MLflow metric, in table order after Z-dim and Beta
@@ -59,7 +60,7 @@ def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
     exp = tracker.client.get_experiment_by_name(study)
     if exp is None:
         names = [e.name for e in tracker.client.search_experiments() if e.name != "Default"]
-        raise ReportError(f"no study named {study!r} in {tracker.uri} (studies: {', '.join(names) or 'none'})")
+        raise ReportError(f"no study named {study!r} in {redact(tracker.uri)} (studies: {', '.join(names) or 'none'})")
     mlflow.set_tracking_uri(tracker.uri)
     runs = mlflow.search_runs([exp.experiment_id], max_results=50_000)
     if runs.empty or "tags.vae.role" not in runs:
@@ -204,9 +205,9 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
             + (f" (limit {runs['params.limit'].iloc[0]})" if runs["params.limit"].iloc[0] not in ("None", None) else "")
             + f", {int(report.table['Epochs'].max())} epochs, batch {report.batch_size}, "
             f"{len(runs)} complete trials, device {runs['tags.vae.device'].iloc[0]}, host {runs['tags.vae.host'].iloc[0]}")
-    (out / "report.md").write_text(to_markdown(report))
-    (out / "table.csv").write_text(to_csv(report))
-    (out / "report.html").write_text(to_html(report, files, meta))
+    (out / "report.md").write_text(redact(to_markdown(report)))
+    (out / "table.csv").write_text(redact(to_csv(report)))
+    (out / "report.html").write_text(redact(to_html(report, files, meta)))
     files.update({k: out / n for k, n in (("markdown", "report.md"), ("csv", "table.csv"), ("html", "report.html"))})
     parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
     if parents:

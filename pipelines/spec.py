@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -58,7 +59,8 @@ class SpecError(VAEError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's `true` is no z_dim 1; no NaN or inf anywhere (a NaN beta trains nothing)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Range(Strict):
@@ -82,6 +84,15 @@ class Search(Strict):
     loss: Annotated[list[Literal["beta", "sigma-vae"]], Field(min_length=1)] = ["beta"]
     """sigma-vae has no beta: its points run once per z_dim and seed, with KL weight 1."""
 
+    @field_validator("z_dim", "beta", "seed", "loss")
+    @classmethod
+    def _distinct(cls, v):
+        if isinstance(v, list):
+            twice = sorted({x for x in v if v.count(x) > 1}, key=str)
+            if twice:
+                raise ValueError(f"lists {', '.join(map(str, twice))} more than once; each value runs once")
+        return v
+
     @field_validator("beta")
     @classmethod
     def _beta(cls, v):
@@ -103,8 +114,16 @@ class Pruner(Strict):
     warmup_epochs: int = Field(default=1, ge=0)
 
 
+def check_study_name(name: str) -> str:
+    """Letters, digits, `_`, `.` and `-`, but not `.` or `..`: the name is a folder under
+    mlruns/artifacts and reports/, and `..` would write outside them."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+        raise SpecError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (and not '.' or '..')")
+    return name
+
+
 class Spec(Strict):
-    study: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    study: str
     search: Search
     sampler: Literal["grid", "tpe", "random"] = "grid"
     pruner: Pruner | None = None
@@ -119,6 +138,8 @@ class Spec(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    _study = field_validator("study")(check_study_name)
 
     @field_validator("metric")
     @classmethod
@@ -189,6 +210,8 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
         raise SpecError(f"sweep spec {str(path)!r} does not exist")
     try:
         values = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (a sweep spec is YAML, in UTF-8)") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
@@ -205,10 +228,12 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
         train = TypeAdapter(TrainConfig).validate_python(train_values)
+        # pydantic reads `epochs: true` as 1: TrainConfig.validate judges the value as written
+        train = dataclasses.replace(train, **{k: v for k, v in train_values.items() if isinstance(v, bool)})
         train.validate()
         spec = Spec(**values, train=train)
     except ValidationError as e:
-        err = e.errors()[0]
+        err = max(e.errors(), key=lambda x: len(x["loc"]))  # of a union's branches, the one that got furthest
         where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) and not str(p)[:1].isupper()
                          and not str(p).startswith(("list[", "function-"))) or "spec"
         msg = err["msg"].removeprefix("Value error, ")

@@ -16,14 +16,15 @@ import os
 import socket
 import warnings
 import zlib
-from pathlib import Path
 
+from pipelines.database import check_database, connect_args, create_parent
 from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking import Tracker
 from pipelines.trial import chains, fail_kind, finished, heads, params_of
-from vae.errors import VAEError
+from vae.errors import VAEError, first_line
+from vae.redact import redact
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 
@@ -44,10 +45,7 @@ def quiet_optuna() -> None:
 
 
 def storage_url(url: str | None) -> str:
-    url = url or os.environ.get("VAE_STORAGE") or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return url
+    return url or os.environ.get("VAE_STORAGE") or DEFAULT_STORAGE
 
 
 def make_storage(url: str | None, spec: Spec):
@@ -55,10 +53,11 @@ def make_storage(url: str | None, spec: Spec):
 
     quiet_optuna()
     url = storage_url(url)
+    create_parent(url)
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # several local workers share the file
-    elif url.startswith("postgresql"):
-        engine = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}  # unreachable: fail in seconds
+    elif connect_args(url):
+        engine = {"connect_args": connect_args(url), "pool_pre_ping": True}  # unreachable: fail in seconds
     else:
         engine = {}
     try:
@@ -66,17 +65,7 @@ def make_storage(url: str | None, spec: Spec):
             url, engine_kwargs=engine, heartbeat_interval=spec.heartbeat_interval,
             grace_period=spec.grace_period)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise StorageError(f"cannot use Optuna storage {_redact(url)}: {first[:300]}") from None
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a connection string."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+        raise StorageError(f"cannot use Optuna storage {redact(url)}: {redact(first_line(e))[:300]}") from None
 
 
 def _sampler(spec: Spec):
@@ -165,17 +154,16 @@ def study_status(name: str, storage: str | None = None) -> dict:
 
     quiet_optuna()
     url = storage_url(storage)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise StorageError(f"no Optuna storage at {url}; run `vae sweep` first")
+    check_database(url, "Optuna storage", StorageError, create=False)  # read-only: creates nothing
     try:
-        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {})
+        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
     except Exception as e:
-        raise StorageError(f"cannot use Optuna storage {_redact(url)}: {(str(e).splitlines() or [''])[0][:300]}") from None
+        raise StorageError(f"cannot use Optuna storage {redact(url)}: {redact(first_line(e))[:300]}") from None
     try:
         study = optuna.load_study(study_name=name, storage=store)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-        raise StorageError(f"no study named {name!r} in {_redact(url)} (studies: {', '.join(names) or 'none'})") from None
+        raise StorageError(f"no study named {name!r} in {redact(url)} (studies: {', '.join(names) or 'none'})") from None
     trials = study.get_trials(deepcopy=False)
     successor = {c[i].number: c[i + 1].number for c in chains(trials).values() for i in range(len(c) - 1)}
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}

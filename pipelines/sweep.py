@@ -24,14 +24,16 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipelines.database import check_database
 from pipelines.faults import fault
 from pipelines.recovery import log_result, recover
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
-from pipelines.study import make_storage, open_study, quiet_optuna, storage_url
+from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
 from pipelines.study import progress as study_progress
 from pipelines.tracking import Tracker
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
 from vae.errors import VAEError
+from vae.redact import redact
 
 
 @dataclass
@@ -148,7 +150,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             raise KeyboardInterrupt from None
         # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
         try:
-            tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+            tracker.client.log_text(run_id, redact(traceback.format_exc()), "traceback.txt")
         except Exception:
             pass
         lease.fail("error", f"{type(e).__name__}: {str(e)[:500]}")
@@ -213,8 +215,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    first = spec.train  # bad data fails here, before any study or run exists
-    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+    _check_inputs(spec, storage, data_cache)
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)
@@ -280,6 +281,17 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
+    """Bad data, an unusable device or Optuna storage fail here, before any study, experiment, run
+    or file exists (the tracking store, checked by Tracker, is created only after this)."""
+    from vae.train import pick_device
+
+    first = spec.train
+    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+    pick_device(first.device)
+    check_database(storage_url(storage), "Optuna storage", StorageError)
+
+
 def _trial_bar(study, total: int, progress: bool):
     if not progress:
         return None
@@ -310,6 +322,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     import subprocess
 
     quiet_optuna()
+    _check_inputs(spec, storage, {})  # and the workers find the data decoded in the cache
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)

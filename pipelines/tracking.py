@@ -19,11 +19,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from vae.errors import VAEError
+from pipelines.database import DATABASES, check_database, create_parent, is_database, scheme
+from vae.errors import VAEError, first_line
+from vae.redact import redact
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 # the runs table, not the GenAI view MLflow 3.17 opens in
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+SCHEMES = (*DATABASES, "http", "https", "file", "databricks")  # what MLflow can track to
 
 
 class TrackingError(VAEError):
@@ -31,10 +34,7 @@ class TrackingError(VAEError):
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def artifact_root(uri: str) -> Path:
@@ -45,7 +45,7 @@ def artifact_root(uri: str) -> Path:
 
 
 def is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "postgresql", "mysql", "mssql"))
+    return is_database(uri)
 
 
 def git_commit() -> str | None:
@@ -73,7 +73,8 @@ def _quick_http():
 
 
 class Tracker:
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, create: bool = True):
+        """create=False (read-only commands): a SQLite store must exist already; none is created."""
         import logging
 
         from mlflow import MlflowClient
@@ -81,10 +82,21 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
         self.uri = resolve_uri(uri)
-        with self._first_use():
-            self.client = MlflowClient(tracking_uri=self.uri)
-            if self.uri.startswith("sqlite"):
-                self.client.search_experiments(max_results=1)  # the first touch creates the tables
+        kind = scheme(self.uri) or "file"
+        if kind not in SCHEMES:
+            raise TrackingError(f"cannot use tracking store {redact(self.uri)}: unknown scheme {kind!r} "
+                                f"(sqlite:///PATH, postgresql://USER@HOST/DB or http://HOST:PORT)")
+        if is_database(self.uri):  # before MLflow creates a file or retries a dead server for minutes
+            check_database(self.uri, "tracking store", TrackingError, create=create)
+            if create:
+                create_parent(self.uri)
+        try:
+            with self._first_use():
+                self.client = MlflowClient(tracking_uri=self.uri)
+                if self.uri.startswith("sqlite") and create:
+                    self.client.search_experiments(max_results=1)  # the first touch creates the tables
+        except Exception as e:
+            raise TrackingError(f"cannot use tracking store {redact(self.uri)}: {redact(first_line(e))[:300]}") from None
 
     def _first_use(self):
         """MLflow creates (migrates) a SQLite store's tables when a client first touches it, which
@@ -101,8 +113,7 @@ class Tracker:
             try:
                 self.client.search_experiments(max_results=1)
             except Exception as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise TrackingError(f"cannot use tracking store {self.uri}: {first[:300]}") from None
+                raise TrackingError(f"cannot use tracking store {redact(self.uri)}: {redact(first_line(e))[:300]}") from None
 
     # --- the study: experiment and parent run --------------------------------------------
     def experiment(self, study: str) -> str:
@@ -160,7 +171,7 @@ class Tracker:
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
         run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        params = [Param(k, "None" if v is None else str(v)) for k, v in config.items()]
+        params = [Param(k, redact("None" if v is None else str(v))) for k, v in config.items()]
         self.client.log_batch(run_id, params=params)
         return run_id
 
@@ -199,7 +210,7 @@ class Tracker:
             self.client.log_artifacts(run_id, str(run_dir))
         self.client.set_tag(run_id, "vae.state", state)
         if reason:
-            self.client.set_tag(run_id, "vae.fail_reason", reason[:5000])
+            self.client.set_tag(run_id, "vae.fail_reason", redact(reason)[:5000])
         status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "INTERRUPTED": "KILLED", "DIED": "KILLED"}.get(
             state, "FAILED")  # vae.state says why
         self.client.set_terminated(run_id, status)
@@ -212,5 +223,5 @@ def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port:
         return f"{base}/#/experiments?workflowType=machine_learning"
     found = tracker.client.get_experiment_by_name(study)
     if found is None:
-        raise TrackingError(f"no experiment named {study!r} in {tracker.uri}; run `vae sweep` first")
+        raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
     return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"

@@ -202,7 +202,9 @@ class Lease:
     def fail(self, kind: str, reason: str) -> bool:
         import optuna
 
-        return self._store(optuna.trial.TrialState.FAIL, **{FAIL_KIND: kind, FAIL_REASON: reason})
+        from vae.redact import redact
+
+        return self._store(optuna.trial.TrialState.FAIL, **{FAIL_KIND: kind, FAIL_REASON: redact(reason)})
 
 
 def claim(study, storage, spec, remaining: int | None) -> Lease | None:

@@ -72,12 +72,14 @@ def test_compile_is_automatic_for_long_runs_and_falls_back(tiny, monkeypatch):
 
     from vae.errors import ConfigError
     from vae.model import VAE
-    from vae.train import _compiled
+    from vae.train import _compiled, _wants_compile
 
     model = VAE(1, 8, 8, z_dim=2, base=4)
     x = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     cpu = torch.device("cpu")
-    assert _compiled(model, tiny(), x, 100, cpu) is model  # short run: eager
+    assert not _wants_compile(tiny(), 100, cpu) and _wants_compile(tiny(), 10_000, cpu)
+    assert not _wants_compile(tiny(compile=False), 10_000, cpu) and _wants_compile(tiny(compile=True), 1, cpu)
+    assert _compiled(model, tiny(), x, False, cpu) is model  # short run: eager
 
     def broken(module, **kwargs):
         def fail(*args):
@@ -85,7 +87,29 @@ def test_compile_is_automatic_for_long_runs_and_falls_back(tiny, monkeypatch):
         return fail
 
     monkeypatch.setattr(torch, "compile", broken)
-    assert _compiled(model, tiny(), x, 10_000, cpu) is model  # long run: tried, fell back
+    assert _compiled(model, tiny(), x, True, cpu) is model  # automatic: tried, fell back
     with pytest.raises(ConfigError, match="--compile failed"):
-        _compiled(model, tiny(compile=True), x, 100, cpu)
+        _compiled(model, tiny(compile=True), x, True, cpu)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_resume_keeps_the_compile_decision_of_the_run_start(tiny, monkeypatch):
+    """A run long enough to compile at its start, resumed near its end (few steps left), stays
+    compiled: the decision is stored in the checkpoint, so the numbers match an unbroken run."""
+    import dataclasses
+
+    import torch
+
+    from vae.checkpoint import load_checkpoint
+
+    cfg = tiny(epochs=2, compile=False)
+    train(cfg)
+    blob = load_checkpoint(cfg.out)
+    assert blob["config"]["compile"] is False
+    blob["config"]["compile"] = True  # as if the run had started long enough to compile
+    torch.save(blob, f"{cfg.out}/checkpoint.pt")
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(model) or (lambda *a: model(*a)))
+    history = train(dataclasses.replace(cfg, epochs=3, compile=None, resume=True))
+    assert compiled  # 32 steps left, far below the automatic threshold: compiled all the same
+    assert load_checkpoint(cfg.out)["config"]["compile"] is True and len(history) == 3

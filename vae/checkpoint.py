@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from vae.config import TrainConfig
-from vae.errors import CheckpointError
+from vae.errors import CheckpointError, first_line
 from vae.model import VAE
+from vae.redact import redact
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -41,7 +42,7 @@ def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, h
     tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
     torch.save(blob, tmp)
     os.replace(tmp, path)
-    atomic_write_text(run_dir / "config.json", json.dumps(config.saved(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", redact(json.dumps(config.saved(), indent=2)) + "\n")
     return path
 
 
@@ -53,8 +54,8 @@ def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     try:
         # weights_only: a checkpoint from the internet cannot run code when loaded
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # torch explains weights_only over several lines: the first says what is wrong
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line(e)}") from None
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, TrainConfig, dict]:

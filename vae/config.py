@@ -6,6 +6,7 @@ Every field is one `vae train` option (`z_dim` is `--z-dim`); sweep specs set th
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -64,6 +65,13 @@ class TrainConfig:
     """show a progress bar per epoch."""
 
     def validate(self) -> TrainConfig:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # YAML reads `epochs: true` as a bool, which Python would count as 1
+            if isinstance(value, bool) and not f.type.startswith("bool"):
+                raise ConfigError(f"{f.name} must be of type {f.type}, got {value}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         checks = [
             (self.z_dim >= 1, f"z_dim must be a positive integer, got {self.z_dim}"),
             (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from vae.errors import DataError
+from vae.errors import DataError, first_line
+from vae.paths import check_folder
 
 TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 NAMES = (*TORCHVISION, "digits", "folder:PATH")
@@ -42,7 +44,7 @@ class Data:
 def load_dataset(name: str, data_dir: str | os.PathLike = "data", limit: int | None = None,
                  seed: int = 0) -> Data:
     """Load `name` (see NAMES), from the on-disk cache when it has been decoded before."""
-    data_dir = Path(data_dir)
+    data_dir = check_folder(data_dir, "--data-dir", write=False)  # a read-only folder may hold the cache
     if name in TORCHVISION:
         key, loader = name, lambda: _torchvision(name, data_dir)
     elif name == "digits":
@@ -95,11 +97,16 @@ def _torchvision(name: str, data_dir: Path):
     import torchvision
 
     cls = getattr(torchvision.datasets, TORCHVISION[name])
+    # torchvision creates these before downloading; a failed download must not leave them empty
+    made = [p for p in (data_dir, data_dir / cls.__name__, data_dir / cls.__name__ / "raw") if not p.exists()]
     try:
         splits = [cls(root=str(data_dir), train=t, download=True) for t in (True, False)]
     except Exception as e:  # URLError, socket errors, HTTP errors: all mean "no download"
+        for p in reversed(made):
+            with suppress(OSError):
+                p.rmdir()  # only if still empty
         raise DataError(
-            f"could not download {name} into {data_dir}/ ({type(e).__name__}: {e}); offline, "
+            f"could not download {name} into {data_dir}/ ({type(e).__name__}: {first_line(e)}); offline, "
             "use --dataset digits, or --dataset folder:PATH with an ImageFolder copy "
             "(e.g. `make data/cifar10` unpacks ../shared/data/cifar10-jpg.tar.gz)"
         ) from None
@@ -149,19 +156,24 @@ def _decode(files: list[Path]) -> torch.Tensor:
     if not files:
         raise DataError("an image folder split contains no images")
 
-    with Image.open(files[0]) as first:
+    @contextmanager
+    def opened(path: Path):
+        try:
+            with Image.open(path) as im:
+                yield im
+        except Exception as e:  # unreadable, truncated, not an image: bad data, not a bug
+            raise DataError(f"cannot decode image {path}: {e}") from None
+
+    with opened(files[0]) as first:
         mode = "L" if first.mode in ("1", "L", "I", "I;16", "F") else "RGB"
         size = first.size
 
     def read(path: Path) -> torch.Tensor:
-        try:
-            with Image.open(path) as im:
-                im = im.convert(mode)
-                if im.size != size:  # mixed sizes: resize to the first image's size
-                    im = im.resize(size, Image.BILINEAR)
-                t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-        except Exception as e:
-            raise DataError(f"cannot decode image {path}: {e}") from None
+        with opened(path) as im:
+            im = im.convert(mode)
+            if im.size != size:  # mixed sizes: resize to the first image's size
+                im = im.resize(size, Image.BILINEAR)
+            t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
         return t.view(size[1], size[0], -1).permute(2, 0, 1)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

@@ -23,3 +23,8 @@ class TrainingDiverged(VAEError):
     def __init__(self, epoch: int, detail: str = "loss is NaN or infinite"):
         super().__init__(f"training diverged in epoch {epoch}: {detail}")
         self.epoch = epoch
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (libraries explain over many), or its type's name."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

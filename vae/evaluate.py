@@ -9,12 +9,14 @@ Writes evaluation.json, kl_per_dim.json, recon.png and samples.png into the run 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from vae.checkpoint import atomic_write_text, load_model
 from vae.data import load_dataset
 from vae.images import save_grids
 from vae.metrics import diagnostics
+from vae.paths import check_folder
 from vae.train import evaluate, pick_device
 
 
@@ -22,6 +24,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
                  iw_samples: int = 100) -> dict:
     run_dir = Path(run_dir)
     model, cfg, blob = load_model(run_dir, pick_device(device))
+    replace(cfg, iw_samples=iw_samples).validate()  # the rule of `vae train --iw-samples`
+    check_folder(run_dir, "RUN_DIR")  # the results are written there
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.limit, cfg.seed)
     x = data.test.to(next(model.parameters()).device)
     result = {"epoch": blob["epoch"], "images": len(x)}

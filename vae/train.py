@@ -31,6 +31,7 @@ from vae.images import save_grids
 from vae.loss import vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
+from vae.paths import check_folder
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 Callback = Callable[[int, dict, VAE], None]
@@ -94,8 +95,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    out = check_folder(cfg.run_dir, "--out")
     data = data or load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
-    out = Path(cfg.run_dir)
 
     # model and optimiser; fused Adam where the device supports it (one kernel for all params)
     torch.manual_seed(cfg.seed)
@@ -113,11 +114,11 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     compile_run = _wants_compile(cfg, steps * cfg.epochs, device)
     if cfg.resume and (out / "checkpoint.pt").exists():
         blob = load_checkpoint(out, device)
+        _check_resumable(blob, cfg, data.shape, out)
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
         compile_run = blob["config"].get("compile", compile_run) if cfg.compile is None else cfg.compile
-    out.mkdir(parents=True, exist_ok=True)
     step_model = _compiled(model, cfg, x_train[:cfg.batch_size], compile_run, device) if start <= cfg.epochs else model
     # as used, in checkpoints and metrics.json
     cfg = dataclasses.replace(cfg, compile=step_model is not model if start <= cfg.epochs else compile_run)
@@ -157,6 +158,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         # test-set metrics, then checkpoint, then the callback (tracking, pruning)
         test_terms = evaluate(model, x_test, cfg)
         _check_finite(test_terms["loss"], epoch)
+        out.mkdir(parents=True, exist_ok=True)  # only now: a run that diverges in epoch 1 leaves no folder
         d = x_test[0].numel()
         test_terms["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(test_terms["sse"], test_terms["kl"], d), d)
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()},
@@ -211,6 +213,18 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
     finally:
         model.zero_grad(set_to_none=True)
     return compiled
+
+
+def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
+    """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
+    saved = blob.get("config", {})
+    for name in ("z_dim", "width"):
+        if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
+            raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
+                              f"asks for {getattr(cfg, name)}; use the same setting or another --out")
+    if tuple(blob.get("shape", shape)) != tuple(shape):
+        raise ConfigError(f"cannot resume {out}: its checkpoint was trained on images of shape {tuple(blob['shape'])}, "
+                          f"--dataset {cfg.dataset} has {tuple(shape)}; use the same data or another --out")
 
 
 def _check_finite(value: float, epoch: int) -> None:

@@ -1,0 +1,251 @@
+"""Every kind of bad input we know of: one line, exit 2, nothing created, no password printed.
+
+Each case names the input (the command line and what its folder holds) and the first words of
+the message. The test runs it with the `vae` command in process, in a folder of its own, and
+checks that afterwards the folder holds exactly what it held before. Issue 14 listed the kinds;
+add a row for each new one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_image_folder
+
+from pipelines.cli import cli
+from vae.redact import redact
+
+SECRET = "PASSWORD"  # in every URL that carries a password below; never in any output
+SPEC = """study: bad
+dataset: digits
+data_dir: {data}
+limit: 64
+width: 4
+epochs: 1
+batch_size: 32
+iw_samples: 0
+device: cpu
+search:
+  z_dim: [2]
+  beta: [0.1]
+"""
+TRAIN = ["train", "--dataset", "digits", "--data-dir", "{data}", "--limit", "64", "--z-dim", "2", "--width", "4",
+         "--epochs", "1", "--batch-size", "32", "--iw-samples", "0", "--no-progress", "--device", "cpu"]
+SWEEP = ["sweep", "spec.yaml", "--no-progress"]
+PG = "postgresql://vae:" + SECRET + "@127.0.0.1:{closed}/vae"  # a server that is not there
+
+
+def write(path: str, data: bytes | str = b"") -> Callable:
+    def setup(folder: Path, monkeypatch) -> None:
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data) if isinstance(data, bytes) else target.write_text(data)
+    return setup
+
+
+def checkpoint(z_dim=2, width=4) -> Callable:
+    """A run folder `run/` with the checkpoint of an untrained digits model (no training needed)."""
+    def setup(folder: Path, monkeypatch) -> None:
+        import torch
+
+        from vae.checkpoint import save_checkpoint
+        from vae.config import TrainConfig
+        from vae.model import VAE
+
+        model = VAE(1, 8, 8, z_dim=z_dim, base=width)
+        (folder / "run").mkdir()
+        save_checkpoint(folder / "run", model=model, optimizer=torch.optim.Adam(model.parameters()), epoch=1,
+                        history=[], config=TrainConfig(dataset="digits", z_dim=z_dim, width=width, epochs=1))
+    return setup
+
+
+def corrupt_first_image(folder: Path, monkeypatch) -> None:
+    make_image_folder(folder / "images", n_per_class=2)
+    (folder / "images" / "train" / "a" / "0.png").write_bytes(b"\x89PNG broken")  # the first, sorted
+
+
+def offline(folder: Path, monkeypatch) -> None:
+    from urllib.error import URLError
+
+    import torchvision.datasets.mnist
+
+    def no_network(*args, **kwargs):
+        raise URLError("no network (test)")
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", no_network)
+
+
+@dataclass
+class Case:
+    name: str
+    argv: list[str]   # {data}: a data folder with digits cached; {closed}: a port nobody listens on
+    message: str      # the first words after "error: "
+    setup: Callable | None = None
+    usage: bool = False  # click's own usage error: its "Usage:" lines, then one "Error: " line
+
+
+UNWRITABLE = "/proc/vae-bad-input"  # even root cannot create files in /proc
+
+CASES = [
+    # --- data -----------------------------------------------------------------------------
+    Case("corrupt first image, train", [*TRAIN, "--dataset", "folder:images"], "cannot decode image images/train/a/0.png",
+         corrupt_first_image),
+    Case("corrupt first image, sweep", [*SWEEP, "--set", "dataset=folder:images"], "cannot decode image", corrupt_first_image),
+    Case("--data-dir is a file, train", [*TRAIN, "--data-dir", "afile"], "--data-dir afile is a file", write("afile")),
+    Case("data_dir is a file, sweep", [*SWEEP, "--set", "data_dir=afile"], "--data-dir afile is a file", write("afile")),
+    Case("offline download", [*TRAIN, "--dataset", "mnist", "--data-dir", "downloads"], "could not download mnist", offline),
+    # --- run and report folders -----------------------------------------------------------
+    Case("train --out is a file", [*TRAIN, "--out", "afile"], "--out afile is a file", write("afile")),
+    Case("train --out below a file", [*TRAIN, "--out", "afile/run"], "--out afile/run lies below afile", write("afile")),
+    Case("train --out unwritable", [*TRAIN, "--out", f"{UNWRITABLE}/run"], f"--out {UNWRITABLE}/run: cannot write"),
+    Case("report --out is a file", ["report", "--study", "bad", "--out", "afile"], "--out afile is a file", write("afile")),
+    Case("report --out unwritable", ["report", "--study", "bad", "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write"),
+    # --- checkpoints ----------------------------------------------------------------------
+    Case("resume with another --z-dim", [*TRAIN, "--out", "run", "--resume", "--z-dim", "3"],
+         "cannot resume run: its checkpoint has z_dim 2, --z-dim asks for 3", checkpoint()),
+    Case("resume with another --width", [*TRAIN, "--out", "run", "--resume", "--width", "8"],
+         "cannot resume run: its checkpoint has width 4, --width asks for 8", checkpoint()),
+    Case("evaluate a random-bytes checkpoint", ["evaluate", "run"], "cannot read checkpoint run/checkpoint.pt",
+         write("run/checkpoint.pt", os.urandom(4096))),
+    Case("evaluate --iw-samples -1", ["evaluate", "run", "--iw-samples", "-1"], "iw_samples must be >= 0", checkpoint()),
+    # --- specs and settings ---------------------------------------------------------------
+    Case("binary spec file", ["sweep", "binary.yaml"], "binary.yaml: not a text file", write("binary.yaml", b"\xff\xfe\x00\x81" * 64)),
+    Case("NaN in a grid", [*SWEEP, "--set", "search.beta=[.nan]"], "spec.yaml: search.beta: Input should be a finite number"),
+    Case("inf in a range", [*SWEEP, "--set", "search.beta={low: 0.1, high: .inf}", "--set", "sampler=random",
+                            "--set", "n_trials=2"], "spec.yaml: search.beta.high: Input should be a finite number"),
+    Case("inf learning rate in a spec", [*SWEEP, "--set", "lr=.inf"], "spec.yaml: lr must be a finite number"),
+    Case("train --beta inf", [*TRAIN, "--beta", "inf"], "beta must be a finite number"),
+    Case("train --beta nan", [*TRAIN, "--beta", "nan"], "beta must be a finite number"),
+    Case("train --lr inf", [*TRAIN, "--lr", "inf"], "lr must be a finite number"),
+    Case("epochs=true", [*SWEEP, "--set", "epochs=true"], "spec.yaml: epochs must be of type int, got True"),
+    Case("z_dim=[true]", [*SWEEP, "--set", "search.z_dim=[true]"], "spec.yaml: search.z_dim: Input should be a valid integer"),
+    Case("duplicate grid values", [*SWEEP, "--set", "search.z_dim=[2,2]"], "spec.yaml: search.z_dim: lists 2 more than once"),
+    Case("sweep --threads 0", [*SWEEP, "--threads", "0"], "threads must be >= 1"),
+    Case("study name ..", [*SWEEP, "--set", "study=.."], "spec.yaml: study name '..' must be"),
+    Case("study name .", [*SWEEP, "--set", "study=."], "spec.yaml: study name '.' must be"),
+    Case("report --study ..", ["report", "--study", ".."], "study name '..' must be"),
+    Case("status --study ..", ["status", "--study", ".."], "study name '..' must be"),
+    Case("device not on this machine", [*SWEEP, "--set", "device=cuda:99"], "device 'cuda:99' is not usable here"),
+    Case("ui --port -5", ["ui", "--port", "-5"], "Invalid value for '--port'", usage=True),
+    # --- stores: unusable, unreachable, corrupt, absent -----------------------------------
+    Case("tracking scheme foo://, sweep", [*SWEEP, "--tracking-uri", "foo://bar"], "cannot use tracking store foo://bar: unknown scheme"),
+    Case("tracking scheme foo://, report", ["report", "--study", "bad", "--tracking-uri", "foo://bar"],
+         "cannot use tracking store foo://bar: unknown scheme"),
+    Case("tracking scheme foo://, ui", ["ui", "--tracking-uri", "foo://bar"], "cannot use tracking store foo://bar"),
+    Case("tracking store PostgreSQL not there", [*SWEEP, "--tracking-uri", PG],
+         "cannot use tracking store postgresql://vae:***@127.0.0.1"),
+    Case("Optuna storage foo://", [*SWEEP, "--storage", "foo://bar"], "cannot use Optuna storage foo://bar"),
+    Case("Optuna storage PostgreSQL not there", [*SWEEP, "--storage", PG], "cannot use Optuna storage postgresql://vae:***@"),
+    Case("corrupt mlflow.db, report", ["report", "--study", "bad"], "cannot use tracking store sqlite:///mlruns/mlflow.db",
+         write("mlruns/mlflow.db", os.urandom(4096))),
+    Case("corrupt optuna.db, sweep", [*SWEEP], "cannot use Optuna storage sqlite:///mlruns/optuna.db",
+         write("mlruns/optuna.db", os.urandom(4096))),
+    Case("report, no store here", ["report", "--study", "nope"], "no tracking store at sqlite:///mlruns/mlflow.db"),
+    Case("status, no store here", ["status", "--study", "nope"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
+    # --- passwords ------------------------------------------------------------------------
+    Case("password in an http tracking URI", [*SWEEP, "--tracking-uri", "http://alice:" + SECRET + "@127.0.0.1:{closed}"],
+         "cannot use tracking store http://alice:***@127.0.0.1"),
+    Case("password in report's tracking URI", ["report", "--study", "nope", "--tracking-uri", PG],
+         "cannot use tracking store postgresql://vae:***@"),
+    Case("password as a query parameter", [*SWEEP, "--storage", "postgresql://127.0.0.1:{closed}/o?user=vae&password=" + SECRET],
+         "cannot use Optuna storage postgresql://127.0.0.1:{closed}/o?user=vae&password=***"),
+    Case("password in status's storage", ["status", "--study", "nope", "--storage", PG], "cannot use Optuna storage postgresql://vae:***@"),
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """digits decoded and cached once, outside the cases' folders"""
+    from vae.data import load_dataset
+
+    path = tmp_path_factory.mktemp("data")
+    load_dataset("digits", path)
+    return path
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill(text: str, data_dir: Path, port: int) -> str:
+    return text.replace("{data}", str(data_dir)).replace("{closed}", str(port))
+
+
+def files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, data_dir, tmp_path, monkeypatch):
+    if UNWRITABLE in " ".join(case.argv) and not sys.platform.startswith("linux"):
+        pytest.skip("needs /proc")
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_TRACKING_URI", "VAE_STORAGE", "VAE_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "spec.yaml").write_text(SPEC.format(data=data_dir))
+    if case.setup:
+        case.setup(tmp_path, monkeypatch)
+    port = closed_port()
+    argv = [fill(a, data_dir, port) for a in case.argv]
+    before = files(tmp_path)
+
+    result = CliRunner().invoke(cli, argv)
+
+    output = result.output
+    assert result.exit_code == 2, output
+    assert "Traceback" not in output and SECRET not in output
+    lines = output.strip().splitlines()
+    if case.usage:
+        assert lines[-1].startswith(f"Error: {case.message}"), output
+    else:
+        assert len(lines) == 1, output
+        assert lines[0].startswith(f"error: {fill(case.message, data_dir, port)}"), output
+    assert files(tmp_path) == before  # nothing created, nothing half-written
+    assert not Path(UNWRITABLE).exists()
+
+
+def test_train_diverging_in_epoch_1_leaves_no_run_folder(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [fill(a, data_dir, 0) for a in TRAIN] + ["--lr", "1e30", "--out", "run"])
+    assert result.exit_code == 2 and result.output.startswith("error: training diverged in epoch 1"), result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_threads_reach_every_worker(tmp_path, monkeypatch):
+    """`--threads` with `--workers 2` used to be dropped; each worker process now gets it."""
+    import pipelines.sweep
+
+    seen = {}
+
+    def fake_workers(spec, argv, workers, *args, **kwargs):
+        seen["threads"] = spec.train.threads
+        return 0, "done"
+    monkeypatch.setattr(pipelines.sweep, "run_workers", fake_workers)
+    (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--workers", "2", "--threads", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"threads": 3}
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("postgresql://vae:" + SECRET + "@db/optuna", "postgresql://vae:***@db/optuna"),
+    ("no study named 'nope' in postgresql://vae:" + SECRET + "@db:5432/m (studies: a)",
+     "no study named 'nope' in postgresql://vae:***@db:5432/m (studies: a)"),
+    ("http://alice:" + SECRET + "@host/api: failed", "http://alice:***@host/api: failed"),
+    ("postgresql://h/db?user=vae&password=" + SECRET + "&sslmode=require", "postgresql://h/db?user=vae&password=***&sslmode=require"),
+    ("https://h/x?token=" + SECRET + ";api_key=" + SECRET, "https://h/x?token=***;api_key=***"),
+    ("mysql://u:p@ss" + SECRET + "@h/d", "mysql://u:***@h/d"),
+    ("host=db password=" + SECRET + " user=vae", "host=db password=*** user=vae"),
+    ("sqlite:///mlruns/mlflow.db and postgresql://vae@db/optuna", "sqlite:///mlruns/mlflow.db and postgresql://vae@db/optuna"),
+    ("--set needs KEY=VALUE", "--set needs KEY=VALUE"),
+])
+def test_redact(text, shown):
+    assert redact(text) == shown
