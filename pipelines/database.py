@@ -10,6 +10,8 @@ does not answer within CONNECT_TIMEOUT_S is one line, and nothing has been writt
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -50,6 +52,28 @@ def create_parent(url: str) -> None:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sqlite(url: str, init: Callable[[str], object]) -> None:
+    """Create a new SQLite store whole or not at all: `init(tmp_url)` makes its tables in a
+    temporary file, which is renamed into place. MLflow's and Optuna's schema migrations are not
+    atomic in SQLite: a process killed while making a new file left a half-made schema that every
+    later start tripped over ("table _alembic_tmp_tags already exists"), and two processes making
+    it at once collided ("duplicate column"). One process at a time, under a file lock."""
+    from pipelines.locks import file_lock
+
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(f"{path.name}.init.lock")):
+        if path.exists():
+            return  # made by another process meanwhile
+        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed here
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        init(f"sqlite:///{tmp}")
+        os.replace(tmp, path)
 
 
 def check_database(url: str, what: str, error: type[Exception], create: bool = True) -> None:

@@ -16,8 +16,7 @@ offers such a lock, so this module is ours:
   server when the connection closes, which a killed process's kernel does at once.
 - Other databases: no lock; recovery there relies on Optuna's atomic state changes alone.
 
-`file_lock` also serialises the first start of MLflow's SQLite store: its schema migration is
-not safe when several processes create the tables at once.
+`file_lock` also serialises the creation of a new SQLite store (pipelines/database.py).
 """
 
 from __future__ import annotations
@@ -43,13 +42,6 @@ def file_lock(path: str | Path):
         os.close(fd)  # closing releases the lock
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a `sqlite:///path` URL (None for other URLs and in-memory ones)."""
-    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
-        return None
-    return Path(url[len("sqlite:///"):])
-
-
 def _advisory_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory_lock."""
     return int.from_bytes(hashlib.sha1(f"vae-balance:{name}".encode()).digest()[:8], "big", signed=True)
@@ -58,6 +50,8 @@ def _advisory_key(name: str) -> int:
 @contextmanager
 def study_lock(url: str, study: str):
     """Hold the study's recovery lock for this block (see the module docstring)."""
+    from pipelines.database import sqlite_path
+
     db = sqlite_path(url)
     if db is not None:
         with file_lock(db.with_name(f"{db.name}.{study}.lock")):

@@ -17,7 +17,7 @@ import socket
 import warnings
 import zlib
 
-from pipelines.database import check_database, connect_args, create_parent
+from pipelines.database import check_database, connect_args, create_parent, create_sqlite
 from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
@@ -61,6 +61,7 @@ def make_storage(url: str | None, spec: Spec):
     else:
         engine = {}
     try:
+        create_sqlite(url, lambda tmp: optuna.storages.RDBStorage(tmp, engine_kwargs=engine).engine.dispose())
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=spec.heartbeat_interval,
             grace_period=spec.grace_period)

@@ -11,7 +11,6 @@ the checkpoint, metrics.json and the resolved config as artifacts.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -19,7 +18,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.database import DATABASES, check_database, create_parent, is_database, scheme
+from pipelines.database import (
+    DATABASES,
+    check_database,
+    create_parent,
+    create_sqlite,
+    is_database,
+    scheme,
+)
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -91,21 +97,11 @@ class Tracker:
             if create:
                 create_parent(self.uri)
         try:
-            with self._first_use():
-                self.client = MlflowClient(tracking_uri=self.uri)
-                if self.uri.startswith("sqlite") and create:
-                    self.client.search_experiments(max_results=1)  # the first touch creates the tables
+            if create:
+                create_sqlite(self.uri, lambda url: MlflowClient(tracking_uri=url).search_experiments(max_results=1))
+            self.client = MlflowClient(tracking_uri=self.uri)
         except Exception as e:
             raise TrackingError(f"cannot use tracking store {redact(self.uri)}: {redact(first_line(e))[:300]}") from None
-
-    def _first_use(self):
-        """MLflow creates (migrates) a SQLite store's tables when a client first touches it, which
-        is not safe when several workers start at once on a new mlruns/ (alembic: "duplicate
-        column"): one process at a time."""
-        from pipelines.locks import file_lock, sqlite_path
-
-        db = sqlite_path(self.uri)
-        return file_lock(db.with_name(f"{db.name}.init.lock")) if db is not None else contextlib.nullcontext()
 
     def check(self) -> None:
         """One cheap request, so that a bad URI fails before any study or run is created."""
