@@ -88,11 +88,17 @@ def validation_size(n_train: int, val_size: int | None) -> int:
     return n
 
 
+def validation_indices(n_train: int, val_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices into a training split of n_train images, seeded, disjoint, sorted."""
+    n_val = validation_size(n_train, val_size)
+    idx = torch.randperm(n_train, generator=torch.Generator().manual_seed(VAL_SEED))
+    return idx[n_val:].sort().values, idx[:n_val].sort().values
+
+
 def validation_split(train: torch.Tensor, val_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, validation): a seeded validation split carved from the training split, disjoint from it."""
-    n_val = validation_size(len(train), val_size)
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(VAL_SEED))
-    return train[idx[n_val:].sort().values], train[idx[:n_val].sort().values]
+    keep, val = validation_indices(len(train), val_size)
+    return train[keep], train[val]
 
 
 def evaluation_order(labels: torch.Tensor | None, n: int | None = None, seed: int = EVAL_SEED) -> torch.Tensor:
