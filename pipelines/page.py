@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.report import Report, display_frame, is_collapsed, recommendations, sources
+from pipelines.recommend import is_collapsed, recommendations
+from pipelines.report import Report, display_frame, sources
 from pipelines.tracking import Tracker
 
 
@@ -152,7 +153,7 @@ def to_html(report: Report, files: dict[str, Path], meta: str) -> str:
         items = "".join(f"<li>trial {r.trial} ({html.escape(str(r.run))}): {r.state} — {html.escape(str(r.reason))}</li>"
                         for r in report.failures.itertuples())
         failures = f"<h2>Not in the table</h2><ul class='failures'>{items}</ul>"
-    recs = recommendations(report)
+    recs = recommendations(report.table)
     recommendations_html = ("<h2>Recommendations</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in recs) + "</ul>") if recs else ""
     grids = []
     for _, run in _ordered(report.runs).iterrows():

@@ -11,10 +11,7 @@ the "×B" columns multiply by the sweep's batch size, the units the original REA
 appears to use (sums over a batch of 64). `sources()` says which split each column comes from:
 the losses from the whole test split, the diagnostics and generation metrics from its evaluation
 subset (vae/data.py, vae/metrics.py, vae/fid.py). Runs from before a column existed show it blank.
-
-Recommendations weigh both sides of the trade-off: per z-dim, the models on the Pareto front of
-(R-loss, FID of samples), both on the evaluation subset, naming the best for generation, the best
-for reconstruction and a balanced choice; collapsed models (vae/collapse.py) are never recommended.
+Recommendations: pipelines/recommend.py.
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.recommend import recommendations
 from pipelines.tracking import Tracker, TrackingError
-from vae.collapse import collapsed
 from vae.errors import VAEError
 
 KEYS = ["loss", "z_dim", "beta"]
@@ -160,60 +157,6 @@ def sources(report: Report) -> list[str]:
     return lines
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats in both coordinates (both minimised)."""
-    return [i for i, (a, b) in enumerate(points)
-            if not any(c <= a and d <= b and (c, d) != (a, b) for c, d in points)]
-
-
-def _label(row) -> str:
-    return "σ-VAE" if row["Loss"] == "sigma-vae" else f"beta {row['Beta']:g}"
-
-
-def is_collapsed(row) -> bool:
-    return collapsed(row.get("AU"), row.get("KL (nats)"))
-
-
-def recommendations(report: Report) -> list[str]:
-    """Plain rules on the table, each stated with its result."""
-    t = report.table
-    lines = []
-    r_col = "_r_loss_eval" if "_r_loss_eval" in t and t["_r_loss_eval"].notna().any() else "R-loss"
-    for z, rows in t.groupby("Z-dim"):
-        dead = rows[rows.apply(is_collapsed, axis=1)]
-        if len(dead):
-            lines.append(f"z-dim {z}: {', '.join(_label(r) for _, r in dead.iterrows())} collapsed "
-                         f"(AU = 0 or KL < 0.01 nats per image): never recommended.")
-        alive = rows.drop(dead.index).dropna(subset=[r_col, "FID (samples)"])
-        if alive.empty:
-            continue
-        front = alive.iloc[pareto_front(list(zip(alive[r_col], alive["FID (samples)"])))]
-        gen, rec = front.loc[front["FID (samples)"].idxmin()], front.loc[front[r_col].idxmin()]
-        spread = front[[r_col, "FID (samples)"]]
-        scaled = (spread - spread.min()) / (spread.max() - spread.min()).replace(0, 1)
-        balanced = front.loc[scaled.sum(axis=1).idxmin()]
-        names = ", ".join(_label(r) for _, r in front.sort_values(r_col).iterrows())
-        lines.append(
-            f"z-dim {z}: Pareto front of (R-loss, FID of samples) on the evaluation subset: {names}. "
-            f"Best generation: {_label(gen)} (FID {gen['FID (samples)']:.1f}, R-loss {gen[r_col]:.4g}); "
-            f"best reconstruction: {_label(rec)} (R-loss {rec[r_col]:.4g}, FID {rec['FID (samples)']:.1f}); "
-            f"balanced: {_label(balanced)} (rule: on the front, the smallest sum of R-loss and FID each "
-            f"scaled to 0–1 over the front).")
-    if "NLL (bits/dim)" in t and ("FID (samples)" not in t or t["FID (samples)"].isna().all()):
-        for z, rows in t[(t["Loss"] == "beta") & ~t.apply(is_collapsed, axis=1)].groupby("Z-dim"):
-            best = rows.loc[rows["NLL (bits/dim)"].idxmin()]
-            lines.append(f"z-dim {z}: beta {best['Beta']:g} has the best importance-weighted NLL "
-                         f"({best['NLL (bits/dim)']:.3f} bits/dim) of the betas tried "
-                         f"(rule: lowest NLL, which rewards neither blur nor an unused prior).")
-    if "AU" in t:
-        for z, rows in t.groupby("Z-dim"):
-            au = rows["AU"].max()
-            verdict = ("all dimensions are used: a larger z-dim may help" if au >= 0.9 * z
-                       else f"at most {au:.0f} of {z} dimensions are active: a z-dim near {max(1, math.ceil(au)):d} suffices at these betas")
-            lines.append(f"z-dim {z}: {verdict} (rule: active units, Cov_x E[z_u|x] > 0.01, Burda et al. 2016).")
-    return lines
-
-
 # --- rendering -----------------------------------------------------------------------------
 def _cell(col: str, mean, std) -> str:
     if isinstance(mean, str) or col in ("Z-dim", "Epochs", "Seeds"):
@@ -273,7 +216,7 @@ def to_markdown(report: Report) -> str:
     if not report.failures.empty:
         lines += ["", "## Not in the table", ""]
         lines += [f"- trial {r.trial} ({r.run}): {r.state} — {r.reason}" for r in report.failures.itertuples()]
-    recs = recommendations(report)
+    recs = recommendations(report.table)
     if recs:
         lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
     return "\n".join(lines) + "\n"

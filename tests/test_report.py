@@ -170,7 +170,8 @@ def fake_runs(rows):
 
 
 def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
-    from pipelines.report import display_frame, recommendations, sources
+    from pipelines.recommend import recommendations
+    from pipelines.report import display_frame, sources
 
     def m(r, fid, kl=20.0, au=10.0, mi=3.0, saturated=0.0):
         return {"test/r_loss": r, "test/kld_loss": kl / 10, "test/kl": kl, "test/sse": r * 3072, "diag/r_loss": r,
@@ -186,7 +187,7 @@ def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
         (10, 1.0, "beta", m(0.09, 10, kl=0.001, au=0, mi=-0.02)),  # collapsed: best FID, never recommended
         (20, 0.01, "beta", m(0.02, 100, mi=7.7, saturated=1.0)),
     ]))
-    lines = recommendations(rep)
+    lines = recommendations(rep.table)
     front = next(line for line in lines if line.startswith("z-dim 10: Pareto"))
     assert "beta 0.01, beta 0.05, beta 0.1." in front and "beta 0.005" not in front and "beta 1" not in front
     assert "Best generation: beta 0.1" in front and "best reconstruction: beta 0.01" in front
@@ -199,7 +200,7 @@ def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
     assert frame["FID (recon)"].eq("").all()  # a column these runs did not log: blank, not missing
     assert not [c for c in frame if c.startswith("_")]
     from pipelines import plots
-    from pipelines.report import is_collapsed
+    from pipelines.recommend import is_collapsed
 
     dead = rep.table.apply(is_collapsed, axis=1)
     title = plots.generation_vs_reconstruction(rep.table, r_col="_r_loss_eval", dead=dead).axes[0].get_title()
