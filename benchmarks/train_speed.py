@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from textbook import textbook_train  # noqa: E402
 
 from vae.config import TrainConfig  # noqa: E402
-from vae.data import load_dataset  # noqa: E402
+from vae.data import load_dataset, validation_split  # noqa: E402
 from vae.loss import vae_loss  # noqa: E402
 from vae.model import VAE  # noqa: E402
 from vae.train import train  # noqa: E402
@@ -83,13 +83,13 @@ def race(args, folder: Path) -> None:
 
     cfg = TrainConfig(dataset=f"folder:{folder}", data_dir=args.data_dir, limit=args.limit, z_dim=args.z_dim,
                       beta=0.01, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-                      progress=False, iw_samples=0, device="cpu", compile=args.compile)
+                      progress=False, iw_samples=0, fid_samples=0, device="cpu", compile=args.compile)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)  # decoded once, as vae.train does
     textbook_set = torchvision.datasets.ImageFolder(str(folder / "train"), transform=torchvision.transforms.ToTensor())
     if args.limit and args.limit < len(textbook_set):
         g = torch.Generator().manual_seed(cfg.seed)
         textbook_set = Subset(textbook_set, torch.randperm(len(textbook_set), generator=g)[:args.limit].sort().values.tolist())
-    n = len(data.train)
+    n = len(validation_split(data.train, cfg.val_size)[0])  # vae.train trains on what the validation split leaves
     print(f"data: {n} training images of shape {tuple(data.shape)}, batch {cfg.batch_size}, {cfg.epochs} epoch(s), "
           f"z={cfg.z_dim}, width={cfg.width}, torch threads {torch.get_num_threads()}")
     ours, theirs, steady = [], [], []
@@ -149,7 +149,7 @@ def sweep_overhead(args, folder: Path) -> None:
         spec_path = Path(tmp) / "bench.yaml"
         spec_path.write_text(f"study: bench\ndataset: folder:{folder}\ndata_dir: {args.data_dir}\n"
                              f"limit: {args.limit or 'null'}\nepochs: {args.sweep_epochs}\nbatch_size: {args.batch_size}\n"
-                             f"width: {args.width}\ndevice: cpu\nsearch:\n  z_dim: [{args.z_dim}]\n  beta: [0.1, 0.01]\n"
+                             f"width: {args.width}\ndevice: cpu\nfid_samples: 0\nsearch:\n  z_dim: [{args.z_dim}]\n  beta: [0.1, 0.01]\n"
                              f"images_every: 5\n")
         spec = load_spec(spec_path)
         storage, tracking = f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"

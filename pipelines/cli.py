@@ -61,6 +61,8 @@ def train_options(f):
                      help="cifar10, mnist, fashion-mnist, digits or folder:PATH."),
         click.option("--data-dir", default=None, help="Download/cache folder [env VAE_DATA_DIR; default: data]."),
         click.option("--limit", type=int, default=None, help="At most N images per split (seeded subset)."),
+        click.option("--val-size", type=int, default=None,
+                     help="Validation images carved from the training split [default: 10%, at most 5000]."),
         click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
         click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
         click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
@@ -81,6 +83,12 @@ def train_options(f):
         click.option("--threads", type=int, default=None, help="torch CPU threads."),
         click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
                      help="K of the IWAE bound in the final diagnostics (0: skip them)."),
+        click.option("--eval-images", type=int, default=DEFAULTS.eval_images, show_default=True,
+                     help="Evaluation subset of the test split (stratified) for the final diagnostics."),
+        click.option("--iw-images", type=int, default=DEFAULTS.iw_images, show_default=True,
+                     help="IWAE NLL on the first N images of the evaluation subset."),
+        click.option("--fid-samples", type=int, default=None,
+                     help="Prior samples for FID/KID/precision/recall (0: off) [default: 500, 0 below 28 px]."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Per-epoch progress bar."),
     ]
     for option in reversed(options):
@@ -89,7 +97,7 @@ def train_options(f):
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads", "compile")}
+    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads", "compile", "val_size", "fid_samples")}
     if values.get("data_dir") is None:
         values.pop("data_dir", None)
     return TrainConfig(**values).validate()
@@ -114,11 +122,12 @@ def train(**options):
 @click.option("--data-dir", default=None, help="Override the data folder recorded in the run.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--iw-samples", type=int, default=100, show_default=True, help="K for the importance-weighted NLL bound.")
-def evaluate(run_dir, data_dir, device, iw_samples):
-    """Test-set losses, diagnostics and image grids of a saved run."""
+@click.option("--fid-samples", type=int, default=None, help="Prior samples for FID (0: off) [default: the run's setting].")
+def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
+    """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
     from vae.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples)
+    result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples)
     width = max(map(len, result))
     for key, value in result.items():
         click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.report import Report, display_frame, recommendations
+from pipelines.recommend import is_collapsed, recommendations
+from pipelines.report import Report, display_frame, sources
 from pipelines.tracking import Tracker
 
 
@@ -36,11 +37,18 @@ def _data_uri(path: Path) -> str:
 
 
 def figures(report: Report, tracker: Tracker, out: Path) -> dict[str, Path]:
-    """Rate–distortion, test curves and per-dimension KL plots; each row's image grids."""
+    """Rate–distortion, generation vs reconstruction, test curves and per-dimension KL plots; each
+    row's image grids."""
     from pipelines import plots
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    files = {"rate_distortion": _png(plots.rate_distortion(report.table), out / "rate_distortion.png")}
+    t = report.table
+    dead = t.apply(is_collapsed, axis=1)
+    files = {"rate_distortion": _png(plots.rate_distortion(t, dead=dead), out / "rate_distortion.png")}
+    if t["FID (samples)"].notna().any():
+        r_col = "_r_loss_eval" if "_r_loss_eval" in t else "R-loss"
+        files["generation"] = _png(plots.generation_vs_reconstruction(t, r_col=r_col, dead=dead),
+                                   out / "generation_vs_reconstruction.png")
     histories, kl_curves = {}, {}
     grids = out / "grids"
     grids.mkdir(exist_ok=True)
@@ -109,15 +117,18 @@ figcaption {{ font-size: 12px; color: #555; }}
 <body data-images="pending">
 <h1>Balance table: {study}</h1>
 <p>{meta}</p>
-<p>Final test-set values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C).
+<p>Final values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C).
 ×B = the same times the batch size {batch}: the units the original README's table appears to use.
-NLL and −ELBO use a Gaussian decoder with a fitted σ (bits/dim); AU = active units; MI = I(x; z);
-σ implied = √(β·D / 2z), the decoder σ the loss stands for.</p>
+NLL and −ELBO use a Gaussian decoder with a fitted σ (bits/dim); AU = active units; MI = I(x; z),
+at most log N; σ implied = √(β·D / 2z), the decoder σ the loss stands for; FID, precision and
+recall measure the prior samples (generation), FID (recon) the reconstructions.</p>
 <div class="scroll">{table}</div>
+<p>Where each number comes from:</p><ul class="sources">{sources}</ul>
 {failures}
 {recommendations}
 <h2>Rate–distortion</h2>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
+{generation}
 <h2>Training curves (test set)</h2>
 <img class="plot" alt="curves" src="{curves}">
 {kl_per_dim}
@@ -142,7 +153,7 @@ def to_html(report: Report, files: dict[str, Path], meta: str) -> str:
         items = "".join(f"<li>trial {r.trial} ({html.escape(str(r.run))}): {r.state} — {html.escape(str(r.reason))}</li>"
                         for r in report.failures.itertuples())
         failures = f"<h2>Not in the table</h2><ul class='failures'>{items}</ul>"
-    recs = recommendations(report)
+    recs = recommendations(report.table)
     recommendations_html = ("<h2>Recommendations</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in recs) + "</ul>") if recs else ""
     grids = []
     for _, run in _ordered(report.runs).iterrows():
@@ -155,10 +166,13 @@ def to_html(report: Report, files: dict[str, Path], meta: str) -> str:
         grids.append(f"<figure><img alt='reconstructions {html.escape(name)}' src='{_data_uri(recon)}'>"
                      f"<img alt='samples {html.escape(name)}' src='{_data_uri(samples)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    kl = files.get("kl_per_dim")
+    kl, gen = files.get("kl_per_dim"), files.get("generation")
+    generation = ("<h2>Generation vs reconstruction</h2><img class='plot' alt='generation vs reconstruction' "
+                  f"src='{_data_uri(gen)}'>") if gen else ""
     return PAGE.format(
         study=html.escape(report.study), meta=html.escape(meta), batch=report.batch_size, table=table,
-        failures=failures, recommendations=recommendations_html,
+        failures=failures, recommendations=recommendations_html, generation=generation,
+        sources="".join(f"<li>{html.escape(line)}</li>" for line in sources(report)),
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
         kl_per_dim=f"<h2>KL per latent dimension</h2><img class='plot' alt='kl per dim' src='{_data_uri(kl)}'>" if kl else "",
         grids="".join(grids))

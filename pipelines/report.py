@@ -8,7 +8,10 @@ and the figures as PNG files, and logs them as artifacts of the study's parent r
 
 Units: KLD-loss and R-loss are final test-set values *per image*, normalised as in vae/loss.py;
 the "×B" columns multiply by the sweep's batch size, the units the original README's table
-appears to use (sums over a batch of 64).
+appears to use (sums over a batch of 64). `sources()` says which split each column comes from:
+the losses from the whole test split, the diagnostics and generation metrics from its evaluation
+subset (vae/data.py, vae/metrics.py, vae/fid.py). Runs from before a column existed show it blank.
+Recommendations: pipelines/recommend.py.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.recommend import recommendations
 from pipelines.tracking import Tracker, TrackingError
 from vae.errors import VAEError
 from vae.redact import redact
@@ -29,13 +33,22 @@ METRICS = {
     "KLD-loss": "test/kld_loss", "R-loss": "test/r_loss",
     "KL (nats)": "test/kl", "SSE": "test/sse", "Loss": None,
     "AU": "diag/active_units", "NLL (bits/dim)": "diag/nll_bpd", "-ELBO (bits/dim)": "diag/elbo_bpd",
-    "MI (nats)": "diag/mi_nats", "Rate − MI (nats)": "diag/rate_minus_mi",
+    "MI (nats)": "diag/mi_nats", "MI ceiling log N": "diag/mi_ceiling_nats", "Rate − MI (nats)": "diag/rate_minus_mi",
     "σ implied": "diag/sigma_implied", "σ MLE": "diag/sigma_mle",
+    "FID (samples)": "diag/fid", "FID (recon)": "diag/fid_recon", "KID": "diag/kid",
+    "Precision": "diag/precision", "Recall": "diag/recall",
+    # used by the rules and the cells, not shown as columns
+    "_mi_saturated": "diag/mi_saturated", "_r_loss_eval": "diag/r_loss",
 }
+ALWAYS = ("FID (samples)", "FID (recon)", "Precision", "Recall")  # shown blank for runs without them
+# split sizes and estimator sizes, for sources(): metric -> what it counts
+SIZES = {"data/train_images": "train", "data/val_images": "validation", "data/test_images": "test",
+         "diag/eval_images": "evaluation subset", "diag/iw_images": "IWAE images", "diag/fid_samples": "FID samples"}
 
 
 TERMINAL_COLUMNS = ["Z-dim", "Beta", "Loss", "KLD-loss", "R-loss", "KLD-loss ×B", "R-loss ×B", "AU",
-                    "NLL (bits/dim)", "MI (nats)", "Epochs", "Seeds"]
+                    "NLL (bits/dim)", "MI (nats)", "FID (samples)", "FID (recon)", "Precision", "Recall",
+                    "Epochs", "Seeds"]
 
 
 class ReportError(VAEError):
@@ -50,6 +63,7 @@ class Report:
     failures: pd.DataFrame       # trials not in the table, with their reason
     runs: pd.DataFrame           # the complete trial runs behind the table
     batch_size: int
+    sizes: dict[str, int] = field(default_factory=dict)  # SIZES keys -> the most common value over runs
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -91,10 +105,11 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     if done.empty:
         raise ReportError(f"study {study!r} has no complete trials yet ({len(failures)} failed or unfinished)")
 
-    present = {col: m for col, m in METRICS.items() if m is not None and f"metrics.{m}" in done}
+    present = {col: m for col, m in METRICS.items()
+               if m is not None and (f"metrics.{m}" in done or col in ALWAYS)}
     values = done[KEYS + ["seed", "epochs"]].copy()
     for col, metric in present.items():
-        values[col] = done[f"metrics.{metric}"].astype(float)
+        values[col] = done[f"metrics.{metric}"].astype(float) if f"metrics.{metric}" in done else float("nan")
     grouped = values.groupby(KEYS, sort=False)
     mean = grouped[list(present)].mean()
     std = grouped[list(present)].std()  # NaN for a single seed
@@ -116,25 +131,30 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     order = table.assign(_s=table["Loss"] != "beta").sort_values(["Z-dim", "_s", "Beta"],
                                                                   ascending=[True, True, False]).index
     table, std = table.loc[order].reset_index(drop=True), std.loc[order].reset_index(drop=True)
-    return Report(study, table, std, failures, done, batch)
+    sizes = {k: int(done[f"metrics.{k}"].dropna().mode().iloc[0]) for k in SIZES
+             if f"metrics.{k}" in done and done[f"metrics.{k}"].notna().any()}
+    return Report(study, table, std, failures, done, batch, sizes)
 
 
-def recommendations(report: Report) -> list[str]:
-    """Plain rules on the table, each stated with its result."""
-    t = report.table
-    lines = []
-    if "NLL (bits/dim)" in t:
-        for z, rows in t[t["Loss"] == "beta"].groupby("Z-dim"):
-            best = rows.loc[rows["NLL (bits/dim)"].idxmin()]
-            lines.append(f"z-dim {z}: beta {best['Beta']:g} has the best importance-weighted NLL "
-                         f"({best['NLL (bits/dim)']:.3f} bits/dim) of the betas tried "
-                         f"(rule: lowest NLL, which rewards neither blur nor an unused prior).")
-    if "AU" in t:
-        for z, rows in t.groupby("Z-dim"):
-            au = rows["AU"].max()
-            verdict = ("all dimensions are used: a larger z-dim may help" if au >= 0.9 * z
-                       else f"at most {au:.0f} of {z} dimensions are active: a z-dim near {max(1, math.ceil(au)):d} suffices at these betas")
-            lines.append(f"z-dim {z}: {verdict} (rule: active units, Cov_x E[z_u|x] > 0.01, Burda et al. 2016).")
+def sources(report: Report) -> list[str]:
+    """Which split and how many images each group of columns comes from."""
+    n = report.sizes
+
+    def size(key):
+        return f"{n[key]:,}" if key in n else "size not recorded"
+
+    lines = [f"KLD-loss, R-loss, KL, SSE, Loss (and ×B): the whole test split ({size('data/test_images')} images), "
+             f"final epoch.",
+             f"AU, −ELBO, MI, Rate − MI, σ MLE: the evaluation subset of the test split ({size('diag/eval_images')} "
+             f"images, stratified by class, the same for every run); NLL: its first {size('diag/iw_images')}. "
+             f"MI cannot exceed log N (N = the subset's size): values within noise of it read '≥ log N, saturated' "
+             f"and rank nothing.",
+             f"FID (samples), KID, precision, recall (Kynkäänniemi et al., k = 3): {size('diag/fid_samples')} prior "
+             f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
+             f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
+             f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative.",
+             f"Validation split ({size('data/val_images')} images carved from the {size('data/train_images')} "
+             f"training images): the sweep's objective and pruning; never shown here."]
     return lines
 
 
@@ -150,6 +170,19 @@ def _cell(col: str, mean, std) -> str:
     return text
 
 
+def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
+    """MI at its ceiling says only "at least log N"; a negative MI is noise around 0, not a finding."""
+    mi = t["MI (nats)"].iloc[i]
+    if math.isnan(mi):
+        return
+    if "_mi_saturated" in t and t["_mi_saturated"].iloc[i] >= 0.5:
+        row["MI (nats)"] = f"≥ {t['MI ceiling log N'].iloc[i]:.1f}, saturated"
+        if "Rate − MI (nats)" in row and row["Rate − MI (nats)"]:
+            row["Rate − MI (nats)"] = f"≤ {t['Rate − MI (nats)'].iloc[i]:.4g}"
+    elif mi < 0:
+        row["MI (nats)"] = "≈ 0 (noise)"
+
+
 def display_frame(report: Report) -> pd.DataFrame:
     """The table as strings: mean ± std where several seeds ran; sigma-vae rows say so in Beta."""
     t, s = report.table, report.std
@@ -162,8 +195,11 @@ def display_frame(report: Report) -> pd.DataFrame:
             if col == "Beta" and t["Loss"].iloc[i] == "sigma-vae":
                 value = "σ-VAE"
             row[col] = _cell(col, value if not hasattr(value, "item") else value.item(), std)
+        if "MI (nats)" in t:
+            _mi_cells(t, i, row)
         rows.append(row)
     frame = pd.DataFrame(rows)
+    frame = frame.drop(columns=[c for c in frame if c.startswith("_")])
     if (t["Loss"] == "beta").all():
         frame = frame.drop(columns="Loss")
     return frame
@@ -177,20 +213,20 @@ def to_markdown(report: Report) -> str:
     lines = [f"# Balance table: {report.study}", "",
              f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C)); "
              f"×B = times the batch size {report.batch_size}, the original README's units.", "",
-             head, rule, *body]
+             head, rule, *body, "", "Where each number comes from:", "", *[f"- {line}" for line in sources(report)]]
     if not report.failures.empty:
         lines += ["", "## Not in the table", ""]
         lines += [f"- trial {r.trial} ({r.run}): {r.state} — {r.reason}" for r in report.failures.itertuples()]
-    recs = recommendations(report)
+    recs = recommendations(report.table)
     if recs:
         lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(report: Report) -> str:
-    t = report.table.copy()
+    t = report.table.drop(columns=[c for c in report.table if c.startswith("_")])
     for col in report.std.columns:
-        if col not in ("Z-dim", "Beta", "Loss") and report.std[col].notna().any():
+        if col not in ("Z-dim", "Beta", "Loss") and not col.startswith("_") and report.std[col].notna().any():
             t[f"{col} std"] = report.std[col]
     return t.to_csv(index=False)
 

@@ -10,7 +10,7 @@
     sampler: grid                  # grid | tpe | random
     pruner: {type: median, warmup_epochs: 2}     # optional (none | median | hyperband)
     n_trials: 30                   # samplers only; a grid runs each point once
-    metric: test/loss              # the objective, a per-epoch metric of `vae train`
+    metric: val/loss               # the objective: a per-epoch train/ or val/ metric of `vae train`
     direction: minimize
     images_every: 5                # log reconstruction and sample grids every K epochs
 
@@ -47,11 +47,20 @@ SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several 
 NOT_IN_SPEC = {"out", "resume", *SWEPT}
 # settings that change where or how fast a trial runs, not what it computes
 NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
-# what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end
+# what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
+# the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
-METRICS = ({f"train/{t}" for t in _TERMS} | {f"test/{t}" for t in (*_TERMS, "elbo_bpd")} | {"train/beta"}
+GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precision", "recall", "fid_samples",
+                                            "fid_reference")}
+METRICS = ({f"train/{t}" for t in _TERMS} | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd")}
+           | {"train/beta"}
            | {f"diag/{k}" for k in ("active_units", "elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
-                                    "rate_minus_mi", "sigma_mle", "sigma_implied")})
+                                    "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
+                                    "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
+           | GENERATION_METRICS)
+# objectives and pruning choose models, so they read the training or validation split only: the test
+# split (test/ per epoch, diag/ at the end on its evaluation subset) reports them
+OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/"))}
 
 
 class SpecError(VAEError):
@@ -128,7 +137,7 @@ class Spec(Strict):
     sampler: Literal["grid", "tpe", "random"] = "grid"
     pruner: Pruner | None = None
     n_trials: PositiveInt | None = None
-    metric: str = "test/loss"
+    metric: str = "val/loss"
     direction: Literal["minimize", "maximize"] = "minimize"
     images_every: PositiveInt = 5
     heartbeat_interval: PositiveInt = 10
@@ -144,8 +153,14 @@ class Spec(Strict):
     @field_validator("metric")
     @classmethod
     def _metric(cls, v):
-        if v not in METRICS:
-            raise ValueError(f"unknown metric {v!r}; one of: {', '.join(sorted(METRICS))}")
+        if v.startswith("test/") and f"val/{v[5:]}" in OBJECTIVES:
+            raise ValueError(f"{v!r} is measured on the test split, which reports models but must not choose "
+                             f"them; use 'val/{v[5:]}', the same measure on the validation split")
+        if v in METRICS and v not in OBJECTIVES:
+            raise ValueError(f"{v!r} is an end-of-training diagnostic on the test split, not an objective; "
+                             f"use a val/ metric (one of: {', '.join(sorted(m for m in OBJECTIVES if m.startswith('val/')))})")
+        if v not in OBJECTIVES:
+            raise ValueError(f"unknown metric {v!r}; one of: {', '.join(sorted(OBJECTIVES))}")
         return v
 
     @model_validator(mode="after")

@@ -30,7 +30,12 @@ def test_train_and_evaluate(tmp_path):
     result = run(["evaluate", str(out), "--iw-samples", "3"])
     assert result.exit_code == 0, result.output
     assert "diag/active_units" in result.output
-    assert json.loads((out / "evaluation.json").read_text())["epoch"] == 1
+    first = json.loads((out / "evaluation.json").read_text())
+    assert first["epoch"] == 1 and first["data/val_images"] == 13 and first["diag/mi_ceiling_nats"] > 0
+    # every diagnostic is seeded: a second evaluation gives identical numbers, test/loss included
+    again = run(["evaluate", str(out), "--iw-samples", "3"])
+    assert again.output == result.output
+    assert json.loads((out / "evaluation.json").read_text()) == first
 
 
 @pytest.mark.parametrize("args, message", [

@@ -82,3 +82,58 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(DataError, match="could not download cifar10.*digits.*folder:PATH"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_evaluation_subset_covers_every_class(tmp_path):
+    from vae.data import evaluation_order, evaluation_subset
+
+    data = load_dataset("digits", tmp_path)
+    order = evaluation_order(data.test_labels)
+    assert sorted(order.tolist()) == list(range(len(data.test)))  # a permutation of the test split
+    assert set(data.test_labels[order[:10]].tolist()) == set(range(10))  # every class in the first 10
+    counts = torch.bincount(data.test_labels[order[:50]], minlength=10)
+    expected = 50 * torch.bincount(data.test_labels, minlength=10) / len(data.test)
+    assert (counts - expected).abs().max() <= 1.5  # stratified: each class in proportion
+    assert torch.equal(evaluation_subset(data, 50), data.test[order[:50]])
+    # one seeded order per dataset: the same for every run, whatever its seed or limit's seed
+    again = load_dataset("digits", tmp_path, limit=100, seed=5)
+    assert torch.equal(evaluation_subset(again, 30), evaluation_subset(load_dataset("digits", tmp_path, limit=100, seed=9), 30))
+    assert set(again.test_labels[evaluation_order(again.test_labels)[:10]].tolist()) == set(range(10))
+
+
+def test_evaluation_order_without_labels_is_spread_over_the_stored_order():
+    from vae.data import evaluation_order
+
+    order = evaluation_order(None, 1000)
+    assert sorted(order.tolist()) == list(range(1000))
+    # 100 images from 1000 class-sorted ones: one from each block of 10, none two blocks apart
+    assert sorted((order[:100] // 10).tolist()) == list(range(100))
+
+
+def test_folder_labels_are_the_class_folders(tmp_path):
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "imgs", n_per_class=5)
+    data = load_dataset(f"folder:{root}", tmp_path)
+    assert data.test_labels.tolist() == [0] * 5 + [1] * 5  # sorted files: class a, then class b
+
+
+def test_validation_split_is_disjoint_from_train_and_test(tmp_path):
+    from conftest import make_image_folder
+
+    from vae.data import validation_size, validation_split
+
+    root = make_image_folder(tmp_path / "imgs", n_per_class=30)  # random pixels: every image distinct
+    data = load_dataset(f"folder:{root}", tmp_path)
+    train, val = validation_split(data.train)
+    assert (len(train), len(val)) == (54, 6)  # 10 % of 60
+
+    def rows(x):
+        return {bytes(r) for r in x.flatten(1).numpy()}
+
+    assert rows(train) | rows(val) == rows(data.train)
+    assert not rows(train) & rows(val) and not rows(val) & rows(data.test)
+    assert torch.equal(validation_split(data.train)[1], val)  # seeded
+    assert validation_size(50_000, None) == 5000 and validation_size(2000, None) == 200
+    with pytest.raises(DataError, match="val_size 60 does not fit"):
+        validation_split(data.train, 60)

@@ -12,7 +12,9 @@ from vae.metrics import (
     diagnostics,
     gaussian_log_lik,
     iwae_log_lik,
+    mi_saturated,
     mutual_information,
+    mutual_information_terms,
 )
 from vae.model import VAE
 
@@ -101,3 +103,30 @@ def test_sigma_mle_is_the_rmse_and_bits_per_dim_convention():
     best = calibrated_neg_elbo(sse, kl, d)
     for s in (0.5 * rmse, 2 * rmse):
         assert 0.5 * d * math.log(2 * math.pi * s * s) + sse / (2 * s * s) + kl > best
+
+
+def test_mi_is_flagged_at_its_ceiling_for_an_encoder_that_separates_every_image():
+    g = torch.Generator().manual_seed(0)
+    n = 500
+    # posteriors far apart: each z_i is explained by its own x_i alone, so the estimate is log N
+    mu, logvar = 50 * torch.randn(n, 8, generator=g), torch.full((n, 8), -4.0)
+    terms = mutual_information_terms(mu, logvar, g)
+    mi, se = terms.mean().item(), terms.std().item() / math.sqrt(n)
+    assert mi == pytest.approx(math.log(n), abs=4 * se)
+    assert mi_saturated(mi, se, n)
+    # an informative encoder below the ceiling is not flagged, nor is one that ignores x
+    mu = 0.5 * torch.randn(n, 2, generator=g)
+    terms = mutual_information_terms(mu, torch.full((n, 2), -1.0), g)
+    assert not mi_saturated(terms.mean().item(), terms.std().item() / math.sqrt(n), n)
+    terms = mutual_information_terms(torch.zeros(n, 2), torch.zeros(n, 2), g)
+    assert not mi_saturated(terms.mean().item(), terms.std().item() / math.sqrt(n), n)
+
+
+def test_diagnostics_report_the_mi_ceiling_and_are_seeded():
+    torch.manual_seed(0)
+    model = VAE(1, 8, 8, z_dim=3, base=4)
+    x = (torch.rand(40, 1, 8, 8) * 255).to(torch.uint8)
+    first, _ = diagnostics(model, x, beta=0.1, k=3, iw_images=8, seed=1)
+    assert first["diag/mi_ceiling_nats"] == pytest.approx(math.log(40))
+    assert first["diag/eval_images"] == 40 and first["diag/iw_images"] == 8
+    assert first == diagnostics(model, x, beta=0.1, k=3, iw_images=8, seed=1)[0]

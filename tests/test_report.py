@@ -141,3 +141,69 @@ def test_unknown_and_empty_study(study):
     result = CliRunner().invoke(cli, ["report", "--study", "empty", "--tracking-uri", tracking])
     assert result.exit_code == 2 and "has no runs yet" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_sweep_objective_is_the_validation_loss(study):
+    import optuna
+
+    tmp, tracking = study
+    _, runs = load_runs("r", Tracker(tracking))
+    trials = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp}/optuna.db").get_trials()
+    done = runs[(runs["tags.vae.role"] == "trial") & (runs["tags.vae.state"] == "COMPLETE")]
+    for t in (t for t in trials if t.state.name == "COMPLETE"):
+        run = done[done["tags.vae.trial"] == str(t.number)].iloc[0]
+        assert t.value == pytest.approx(run["metrics.val/loss"])
+        assert t.value != pytest.approx(run["metrics.test/loss"])
+
+
+def fake_runs(rows):
+    """MLflow's search_runs frame for complete trials: (z, beta, loss, metrics) each."""
+    import pandas as pd
+
+    records = []
+    for i, (z, beta, loss, metrics) in enumerate(rows):
+        records.append({"run_id": f"r{i}", "status": "FINISHED", "tags.vae.role": "trial", "tags.vae.state": "COMPLETE",
+                        "tags.vae.trial": str(i), "tags.mlflow.runName": f"t{i}", "params.z_dim": str(z),
+                        "params.beta": str(beta), "params.seed": "0", "params.loss": loss, "params.epochs": "2",
+                        "params.batch_size": "64", **{f"metrics.{k}": v for k, v in metrics.items()}})
+    return pd.DataFrame(records)
+
+
+def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
+    from pipelines.recommend import recommendations
+    from pipelines.report import display_frame, sources
+
+    def m(r, fid, kl=20.0, au=10.0, mi=3.0, saturated=0.0):
+        return {"test/r_loss": r, "test/kld_loss": kl / 10, "test/kl": kl, "test/sse": r * 3072, "diag/r_loss": r,
+                "diag/fid": fid, "diag/active_units": au, "diag/mi_nats": mi, "diag/mi_ceiling_nats": 7.6,
+                "diag/mi_saturated": saturated, "diag/rate_minus_mi": kl - mi, "data/test_images": 10000,
+                "diag/eval_images": 2000, "diag/fid_samples": 500}
+
+    rep = build("x", fake_runs([
+        (10, 0.1, "beta", m(0.05, 80)),            # best generation
+        (10, 0.05, "beta", m(0.04, 90)),           # balanced
+        (10, 0.01, "beta", m(0.03, 120)),          # best reconstruction
+        (10, 0.005, "beta", m(0.035, 130)),        # dominated by beta 0.01
+        (10, 1.0, "beta", m(0.09, 10, kl=0.001, au=0, mi=-0.02)),  # collapsed: best FID, never recommended
+        (20, 0.01, "beta", m(0.02, 100, mi=7.7, saturated=1.0)),
+    ]))
+    lines = recommendations(rep.table)
+    front = next(line for line in lines if line.startswith("z-dim 10: Pareto"))
+    assert "beta 0.01, beta 0.05, beta 0.1." in front and "beta 0.005" not in front and "beta 1" not in front
+    assert "Best generation: beta 0.1" in front and "best reconstruction: beta 0.01" in front
+    assert "balanced: beta 0.05" in front
+    assert any("beta 1 collapsed" in line for line in lines)
+    frame = display_frame(rep)
+    mi = frame["MI (nats)"].tolist()  # rows: z-dim up, beta down
+    assert (mi[0], mi[-1]) == ("≈ 0 (noise)", "≥ 7.6, saturated")
+    assert frame["Rate − MI (nats)"].iloc[-1].startswith("≤ ")
+    assert frame["FID (recon)"].eq("").all()  # a column these runs did not log: blank, not missing
+    assert not [c for c in frame if c.startswith("_")]
+    from pipelines import plots
+    from pipelines.recommend import is_collapsed
+
+    dead = rep.table.apply(is_collapsed, axis=1)
+    title = plots.generation_vs_reconstruction(rep.table, r_col="_r_loss_eval", dead=dead).axes[0].get_title()
+    assert "best reconstruction and the best generation are different models" in title
+    assert plots.rate_distortion(rep.table, dead=dead).axes[0].get_xscale() == "log"  # rate: total KL, log axis
+    assert "10,000" in sources(rep)[0] and "2,000" in sources(rep)[1] and "500 prior samples" in sources(rep)[2]

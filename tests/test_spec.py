@@ -19,6 +19,7 @@ def write(tmp_path, text, name="spec.yaml"):
 
 def test_grid_and_overrides(tmp_path):
     spec = load_spec(write(tmp_path, GOOD), ["epochs=5", "search.beta=[0.5]", "limit=100"])
+    assert spec.metric == "val/loss"  # the default objective reads the validation split
     assert spec.train.epochs == 5 and spec.train.limit == 100 and spec.train.dataset == "digits"
     assert spec.grid() == [{"z_dim": 2, "beta": 0.5, "seed": 0}, {"z_dim": 4, "beta": 0.5, "seed": 0}]
     assert spec.total == 2
@@ -33,7 +34,7 @@ def test_fingerprint_ignores_where_a_trial_runs(tmp_path):
 def test_shipped_specs_load():
     for name, total in (("quick", 4), ("balance", 10), ("search", 30)):
         spec = load_spec(f"sweeps/{name}.yaml")
-        assert spec.study == name and spec.total == total
+        assert spec.study == name and spec.total == total and spec.metric.startswith("val/")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -47,6 +48,8 @@ def test_shipped_specs_load():
     ("- a list\n", "expected a mapping"),
     (GOOD.replace("search:", "sampler: tpe\nsearch:"), "needs n_trials"),
     (GOOD + "metric: test/los\n", "metric: unknown metric 'test/los'"),
+    (GOOD + "metric: test/loss\n", "'test/loss' is measured on the test split.*use 'val/loss'"),
+    (GOOD + "metric: diag/nll_bpd\n", "end-of-training diagnostic on the test split, not an objective"),
 ])
 def test_bad_specs(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):
@@ -59,9 +62,9 @@ def test_missing_spec(tmp_path):
 
 
 def test_metric_names_are_what_training_reports(tiny):
-    from pipelines.spec import METRICS
+    from pipelines.spec import GENERATION_METRICS, METRICS
     from vae.train import train
 
-    final = train(tiny(epochs=1))[-1]
-    reported = {k for k in final if k.startswith(("train/", "test/", "diag/"))}
-    assert METRICS == reported
+    final = train(tiny(epochs=1))[-1]  # digits: FID off by default
+    reported = {k for k in final if k.startswith(("train/", "val/", "test/", "diag/"))}
+    assert METRICS - GENERATION_METRICS == reported

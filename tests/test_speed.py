@@ -12,6 +12,7 @@ from conftest import make_image_folder  # noqa: E402
 from textbook import textbook_train  # noqa: E402
 
 from vae.config import TrainConfig  # noqa: E402
+from vae.data import validation_indices  # noqa: E402
 from vae.train import train  # noqa: E402
 
 
@@ -32,6 +33,8 @@ def test_trainer_matches_the_textbook_loop(tmp_path, options):
     ours = train(cfg)
     torch.set_num_threads(threads)
     dataset = torchvision.datasets.ImageFolder(str(folder / "train"), transform=torchvision.transforms.ToTensor())
+    train_part, _ = validation_indices(len(dataset), cfg.val_size)  # vae.train holds out a validation split
+    dataset = torch.utils.data.Subset(dataset, train_part.tolist())
     n = len(dataset)
     # the same shuffles vae.train draws (per-epoch seeded permutations)
     orders = lambda epoch: torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 1))  # noqa: E731

@@ -25,6 +25,9 @@ class TrainConfig:
     """where datasets are downloaded and decoded tensors cached (env VAE_DATA_DIR)."""
     limit: int | None = None
     """take a seeded subset of at most this many images from each split (quick runs)."""
+    val_size: int | None = None
+    """validation images carved from the training split after `limit` (seeded); they choose models
+    (sweep objectives, pruning). Default: 10 % of the training split, at most 5,000."""
     z_dim: int = 100
     """latent dimensions."""
     beta: float = 0.01
@@ -61,6 +64,14 @@ class TrainConfig:
     """torch CPU threads (default: torch's choice); set when several workers share the cores."""
     iw_samples: int = 100
     """K of the importance-weighted NLL bound in the end-of-training diagnostics; 0 skips them."""
+    eval_images: int = 2000
+    """size of the evaluation subset of the test split (stratified by class, seeded) that the
+    end-of-training diagnostics use: KL, AU, MI, sigma, and the FID reference."""
+    iw_images: int = 256
+    """the IWAE NLL uses the first this many images of the evaluation subset (K decoder passes each)."""
+    fid_samples: int | None = None
+    """prior samples (and reconstructions) for FID, KID and precision/recall at the end of training;
+    0 turns them off. Default: 500 for images of at least 28 px a side, 0 for smaller ones."""
     progress: bool = True
     """show a progress bar per epoch."""
 
@@ -84,6 +95,10 @@ class TrainConfig:
             (self.kl_warmup_epochs >= 0, "kl_warmup_epochs must be >= 0"),
             (self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}"),
             (self.iw_samples >= 0, f"iw_samples must be >= 0, got {self.iw_samples}"),
+            (self.val_size is None or self.val_size >= 1, f"val_size must be >= 1, got {self.val_size}"),
+            (self.eval_images >= 2, f"eval_images must be >= 2, got {self.eval_images}"),
+            (self.iw_images >= 1, f"iw_images must be >= 1, got {self.iw_images}"),
+            (self.fid_samples is None or self.fid_samples >= 0, f"fid_samples must be >= 0, got {self.fid_samples}"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
         ]
         for ok, message in checks:

@@ -1,7 +1,19 @@
 """Diagnostics that measure the reconstruction/KL balance instead of eyeballing samples.
 
     from vae.metrics import diagnostics
-    diagnostics(model, data.test, beta=0.01)   # {"diag/active_units": 31, "diag/nll_bpd": 4.9, ...}
+    diagnostics(model, x_eval, beta=0.01)   # {"diag/active_units": 31, "diag/nll_bpd": 4.9, ...}
+
+`x_eval` is the evaluation subset of the test split, in the seeded stratified order of
+`vae.data.evaluation_order`: KL, AU, sigma and MI use all of it, the IWAE NLL its first
+`iw_images` (a prefix of the same order, so the subsets are nested and cover every class). Every
+estimator draws its noise from one generator seeded with `seed`: the same model and images give
+the same numbers.
+
+MI (Hoffman & Johnson's I(x; z) under q, estimated over the N images given) can never exceed
+log N: once every posterior is far from the others, the estimate sits at log N whatever the
+model does. `diag/mi_ceiling_nats` = log N is reported beside it, and `diag/mi_saturated` = 1 when
+the estimate is within two standard errors of that ceiling (or above it): such values cannot
+rank models, only say "at least log N". Negative estimates are noise around 0.
 
 Likelihood convention (for `elbo_*` and `nll_*`): pixels are scaled to [0, 1] (k/255, no
 dequantisation noise) and the decoder is read as a Gaussian N(recon, sigma^2 I) with one shared
@@ -41,9 +53,16 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
                        chunk: int = 256) -> float:
     """I(x; z) under q (Hoffman & Johnson, 2016), estimated as in He et al. (2019):
     E_x[-H(q(z|x))] - E_z[log q(z)], with q(z) the mixture of the N posteriors given. At most log N."""
+    return mutual_information_terms(mu, logvar, generator, chunk).mean().item()
+
+
+def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                             chunk: int = 256) -> torch.Tensor:
+    """The per-image terms -H(q(z|x_i)) - log q(z_i), z_i ~ q(z|x_i), whose mean is the MI estimate
+    (their spread gives its standard error)."""
     mu, logvar = mu.double(), logvar.double()
     n, z_dim = mu.shape
-    neg_entropy = (-0.5 * z_dim * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
+    neg_entropy = -0.5 * z_dim * LOG_2PI - 0.5 * (1 + logvar).sum(-1)
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     z = mu + noise * (0.5 * logvar).exp()
     var = logvar.exp()
@@ -52,7 +71,13 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
         dev = z[i:i + chunk, None, :] - mu[None]
         log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (z_dim * LOG_2PI + logvar.sum(-1))[None]
         log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
-    return float(neg_entropy - torch.cat(log_qz).mean())
+    return neg_entropy - torch.cat(log_qz)
+
+
+def mi_saturated(mi: float, standard_error: float, n: int) -> bool:
+    """True when an MI estimate over n images is within two standard errors of its ceiling log n,
+    or above it: it then says only "at least about log n" and cannot rank models."""
+    return mi >= math.log(n) - 2 * standard_error
 
 
 def gaussian_log_lik(x: torch.Tensor, recon: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -97,9 +122,9 @@ def bits_per_dim(nll_nats: float, d: int) -> float:
 
 @torch.no_grad()
 def diagnostics(model, x_uint8: torch.Tensor, beta: float | None, k: int = 100, iw_images: int = 256,
-                mi_images: int = 2000, seed: int = 0) -> tuple[dict[str, float], list[float]]:
-    """All diagnostics on a test split; returns (metrics, per-dimension KL sorted). `beta` is the
-    weight of the original loss (None for sigma-vae)."""
+                seed: int = 0) -> tuple[dict[str, float], list[float]]:
+    """All diagnostics on the evaluation subset x_uint8 (IWAE: its first iw_images); returns
+    (metrics, per-dimension KL sorted). `beta` is the weight of the original loss (None for sigma-vae)."""
     model.eval()
     device = next(model.parameters()).device
     if device.type == "mps":  # the estimators need float64, which MPS lacks
@@ -121,14 +146,22 @@ def diagnostics(model, x_uint8: torch.Tensor, beta: float | None, k: int = 100, 
     neg_elbo = calibrated_neg_elbo(sse / n, kl, d)
     x_iw = x_uint8[:iw_images].to(device).float() / 255
     nll = float(-iwae_log_lik(model, x_iw, sigma, k, g).mean()) if k > 0 else float("nan")
-    mi = mutual_information(mu[:mi_images], logvar[:mi_images], g)
+    mi_terms = mutual_information_terms(mu, logvar, g)
+    mi, mi_se = mi_terms.mean().item(), (mi_terms.std().item() / math.sqrt(n) if n > 1 else float("nan"))
     metrics = {
+        "diag/eval_images": float(n),
+        "diag/iw_images": float(len(x_iw)),
+        "diag/r_loss": sse / (n * d),
+        "diag/kl_nats": kl,
         "diag/active_units": float(active_units(mu)),
         "diag/elbo_nats": neg_elbo,
         "diag/elbo_bpd": bits_per_dim(neg_elbo, d),
         "diag/nll_nats": nll,
         "diag/nll_bpd": bits_per_dim(nll, d),
         "diag/mi_nats": mi,
+        "diag/mi_se_nats": mi_se,
+        "diag/mi_ceiling_nats": math.log(n),
+        "diag/mi_saturated": float(mi_saturated(mi, mi_se, n)),
         "diag/rate_minus_mi": kl - mi,
         "diag/sigma_mle": sigma,
         # None for sigma-vae, whose decoder sigma is sigma_mle itself

@@ -7,8 +7,11 @@
 
 or `vae train --dataset digits --z-dim 16 --beta 0.05 --epochs 3`. `train()` knows nothing of
 Optuna or MLflow: they hook in through `callback(epoch, metrics, model)`, called after every
-epoch once the checkpoint is on disk. Metric keys are namespaced (`train/r_loss`, `test/kl`);
-losses are per image, as in vae/loss.py.
+epoch once the checkpoint is on disk. Metric keys are namespaced (`train/r_loss`, `val/loss`,
+`test/kl`); losses are per image, as in vae/loss.py. `val/` is the validation split carved from the
+training split (what sweeps optimise and prune on), `test/` the test split (reported, never an
+objective); `data/` the three split sizes; at the end `diag/` the diagnostics on the test split's
+evaluation subset (vae/metrics.py) and, with the [fid] extra, generation quality (vae/fid.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.config import AUTO_COMPILE_STEPS, TrainConfig
-from vae.data import Data, load_dataset
+from vae.data import Data, evaluation_subset, load_dataset, validation_split
 from vae.errors import ConfigError, TrainingDiverged
 from vae.images import save_grids
 from vae.loss import vae_loss
@@ -72,18 +75,46 @@ def autocast(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
-    """Test-set losses (per image, averaged over x, a uint8 tensor), at the full KL weight."""
+    """Losses on a split (per image, averaged over x, a uint8 tensor), at the full KL weight, plus
+    the calibrated -ELBO in bits/dim. The posterior noise is seeded (cfg.seed): the same model and
+    images give the same numbers, in training and in `vae evaluate`."""
     model.eval()
     device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
     beta = full_kl_weight(cfg)
     sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device).float() / 255
         with autocast(device, cfg.amp):
-            recon, mu, logvar = model(xb)
+            mu, logvar = model.encode(xb)
+            eps = torch.randn(mu.shape, generator=g, device=device, dtype=torch.float32)
+            recon = model.decode(mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar))
         terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
         sums += torch.stack([getattr(terms, t) for t in TERMS]).double() * len(xb)
-    return dict(zip(TERMS, (sums / len(x)).tolist()))
+    result = dict(zip(TERMS, (sums / len(x)).tolist()))
+    d = x[0].numel()
+    result["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(result["sse"], result["kl"], d), d)
+    return result
+
+
+def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tuple[dict[str, float], list[float] | None]:
+    """End-of-training diagnostics on the evaluation subset of the test split, and generation
+    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed."""
+    from vae import fid
+
+    x_eval = evaluation_subset(data, cfg.eval_images)
+    metrics, kl_dims = {}, None
+    if cfg.iw_samples > 0:
+        metrics, kl_dims = diagnostics(model, x_eval, cfg.beta if cfg.loss == "beta" else None,
+                                       k=cfg.iw_samples, iw_images=cfg.iw_images, seed=cfg.seed)
+    n = fid.sample_count(cfg.fid_samples, data.shape)
+    if n > 0:
+        try:
+            metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
+                                                  cache_dir=Path(cfg.data_dir) / "cache"))
+        except fid.FIDUnavailable as e:
+            log(f"note: {e}")
+    return metrics, kl_dims
 
 
 def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> VAE:
@@ -106,8 +137,13 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     history: list[dict] = []
     start = 1
     # data lives on the device; batches are slices of a shuffled index
-    x_train, x_test = data.train.to(device), data.test.to(device)
+    train_part, val_part = validation_split(data.train, cfg.val_size)
+    x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
     n = len(x_train)
+    sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
+    if cfg.progress:
+        print(f"data: {n:,} train / {len(x_val):,} validation / {len(x_test):,} test images "
+              f"(diagnostics: {min(cfg.eval_images, len(x_test)):,} of test)", file=sys.stderr)
     steps = math.ceil(n / cfg.batch_size)
     # compile or not is decided once per run (compiled and eager draw different noise) and
     # stored in the checkpoint's config: a resumed run keeps the decision of its start
@@ -155,20 +191,21 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         _check_finite(train_terms["loss"], epoch)
         seconds = time.perf_counter() - t0
 
-        # test-set metrics, then checkpoint, then the callback (tracking, pruning)
+        # validation and test metrics, then checkpoint, then the callback (tracking, pruning)
+        val_terms = evaluate(model, x_val, cfg)
+        _check_finite(val_terms["loss"], epoch)
         test_terms = evaluate(model, x_test, cfg)
         _check_finite(test_terms["loss"], epoch)
         out.mkdir(parents=True, exist_ok=True)  # only now: a run that diverges in epoch 1 leaves no folder
-        d = x_test[0].numel()
-        test_terms["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(test_terms["sse"], test_terms["kl"], d), d)
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()},
+                   **{f"val/{k}": v for k, v in val_terms.items()},
                    **{f"test/{k}": v for k, v in test_terms.items()},
-                   "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds}
-        if epoch == cfg.epochs and cfg.iw_samples > 0:
-            diag, kl_dims = diagnostics(model, x_test, cfg.beta if cfg.loss == "beta" else None,
-                                        k=cfg.iw_samples, seed=cfg.seed)
+                   "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
+        if epoch == cfg.epochs:
+            diag, kl_dims = final_diagnostics(model, data, cfg, log=lambda m: print(m, file=sys.stderr))
             metrics.update(diag)
-            atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
+            if kl_dims is not None:
+                atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
         history.append(metrics)
         save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
         if callback is not None:
