@@ -125,6 +125,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = data or load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
+    train_part, val_part = validation_split(data.train, cfg.val_size)  # before any file: a bad val_size writes nothing
     out = Path(cfg.run_dir)
 
     # model and optimiser; fused Adam where the device supports it (one kernel for all params)
@@ -142,7 +143,6 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     out.mkdir(parents=True, exist_ok=True)
 
     # data lives on the device; batches are slices of a shuffled index
-    train_part, val_part = validation_split(data.train, cfg.val_size)
     x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
     n = len(x_train)
     sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
