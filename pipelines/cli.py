@@ -265,8 +265,8 @@ def report(study, out, fmt, tracking_uri):
 
     frame = display_frame(rep)
     frame = frame[[c for c in TERMINAL_COLUMNS if c in frame]]
-    table = Table(*frame.columns, title=f"{study}: final test values per image (×B: ×{rep.batch_size}); "
-                                        f"every column in report.md / table.csv")
+    table = Table(*frame.columns, title=f"{study}: final values per image (×B: ×{rep.batch_size}); losses on the test "
+                                        f"split, the rest on its evaluation subset; sizes and every column in report.md")
     for row in frame.itertuples(index=False):
         table.add_row(*map(str, row))
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers

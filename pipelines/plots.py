@@ -47,7 +47,9 @@ def _by_z_dim(ax, table, x_col: str, y_col: str, dead=None):
             ax.plot(sigma[x_col], sigma[y_col], "*", ms=13, color=line.get_color(), label=f"z-dim {z_dim}, σ-VAE")
         if dead is not None and dead[rows.index].any():
             gone = rows[dead[rows.index]]
-            ax.plot(gone[x_col], gone[y_col], "x", ms=11, color="black", label=None)
+            labelled = "collapsed (AU = 0 or KL < 0.01 nats)" in ax.get_legend_handles_labels()[1]
+            ax.plot(gone[x_col], gone[y_col], "x", ms=11, color="black", ls="none",
+                    label=None if labelled else "collapsed (AU = 0 or KL < 0.01 nats)")
 
 
 def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", dead=None):
@@ -75,6 +77,8 @@ def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "F
     ax.set_xlabel("R-loss (SSE / (H·W·C), per image; evaluation subset)")
     ax.set_ylabel("FID of prior samples (lower: better generation)")
     rows = table.dropna(subset=[r_col, fid_col])
+    if dead is not None:
+        rows = rows[~dead[rows.index]]  # the title speaks of the models that did not collapse
     if len(rows) >= 2:
         best_r, best_g = rows[r_col].idxmin(), rows[fid_col].idxmin()
         shown = ("one model has both the best reconstruction and the best generation" if best_r == best_g
@@ -85,7 +89,7 @@ def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "F
         elif signs and all(v > 0 for v in signs):
             shown += "; lower R-loss came with lower FID at every z-dim (no trade-off)"
     else:
-        shown = "too few models with FID"
+        shown = "fewer than two models with FID that did not collapse"
     ax.set_title(f"generation vs reconstruction: {shown}", fontsize=9, wrap=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -49,6 +49,11 @@ def recommendations(t: pd.DataFrame) -> list[str]:
         scaled = (spread - spread.min()) / (spread.max() - spread.min()).replace(0, 1)
         balanced = front.loc[scaled.sum(axis=1).idxmin()]
         names = ", ".join(_label(r) for _, r in front.sort_values(r_col).iterrows())
+        if len(front) == 1:
+            lines.append(f"z-dim {z}: {names} has both the lowest R-loss ({rec[r_col]:.4g}) and the lowest FID "
+                         f"({gen['FID (samples)']:.1f}) of the models that did not collapse (rule: Pareto front of "
+                         f"(R-loss, FID of samples) on the evaluation subset).")
+            continue
         lines.append(
             f"z-dim {z}: Pareto front of (R-loss, FID of samples) on the evaluation subset: {names}. "
             f"Best generation: {_label(gen)} (FID {gen['FID (samples)']:.1f}, R-loss {gen[r_col]:.4g}); "
@@ -62,7 +67,7 @@ def recommendations(t: pd.DataFrame) -> list[str]:
                          f"({best['NLL (bits/dim)']:.3f} bits/dim) of the betas tried "
                          f"(rule: lowest NLL, which rewards neither blur nor an unused prior).")
     if "AU" in t:
-        for z, rows in t.groupby("Z-dim"):
+        for z, rows in t[~t.apply(is_collapsed, axis=1)].groupby("Z-dim"):
             au = rows["AU"].max()
             verdict = ("all dimensions are used: a larger z-dim may help" if au >= 0.9 * z
                        else f"at most {au:.0f} of {z} dimensions are active: a z-dim near {max(1, math.ceil(au)):d} suffices at these betas")

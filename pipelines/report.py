@@ -38,7 +38,7 @@ METRICS = {
     "FID (samples)": "diag/fid", "FID (recon)": "diag/fid_recon", "KID": "diag/kid",
     "Precision": "diag/precision", "Recall": "diag/recall",
     # used by the rules and the cells, not shown as columns
-    "_mi_saturated": "diag/mi_saturated", "_r_loss_eval": "diag/r_loss",
+    "_mi_saturated": "diag/mi_saturated", "_mi_se": "diag/mi_se_nats", "_r_loss_eval": "diag/r_loss",
 }
 ALWAYS = ("FID (samples)", "FID (recon)", "Precision", "Recall")  # shown blank for runs without them
 # split sizes and estimator sizes, for sources(): metric -> what it counts
@@ -153,8 +153,8 @@ def sources(report: Report) -> list[str]:
              f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
              f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
              f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative.",
-             f"Validation split ({size('data/val_images')} images carved from the {size('data/train_images')} "
-             f"training images): the sweep's objective and pruning; never shown here."]
+             f"Validation split ({size('data/val_images')} images carved from the training split, which keeps "
+             f"{size('data/train_images')} to train on): the sweep's objective and pruning; not in this table."]
     return lines
 
 
@@ -171,7 +171,8 @@ def _cell(col: str, mean, std) -> str:
 
 
 def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
-    """MI at its ceiling says only "at least log N"; a negative MI is noise around 0, not a finding."""
+    """MI at its ceiling says only "at least log N"; within two standard errors of 0 (or negative)
+    it is noise, not a finding."""
     mi = t["MI (nats)"].iloc[i]
     if math.isnan(mi):
         return
@@ -179,7 +180,7 @@ def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
         row["MI (nats)"] = f"≥ {t['MI ceiling log N'].iloc[i]:.1f}, saturated"
         if "Rate − MI (nats)" in row and row["Rate − MI (nats)"]:
             row["Rate − MI (nats)"] = f"≤ {t['Rate − MI (nats)'].iloc[i]:.4g}"
-    elif mi < 0:
+    elif mi < 0 or ("_mi_se" in t and mi < 2 * t["_mi_se"].iloc[i]):
         row["MI (nats)"] = "≈ 0 (noise)"
 
 

@@ -44,6 +44,7 @@ def test_train_and_evaluate(tmp_path):
     (["--z-dim", "0"], "z_dim must be a positive integer"),
     (["--beta", "-0.1"], "beta must be >= 0"),
     (["--epochs", "0"], "epochs must be >= 1"),
+    (["--val-size", "128"], "val_size 128 does not fit a training split of 128 images"),
 ])
 def test_bad_train_input(tmp_path, args, message):
     out = tmp_path / "run"

@@ -98,7 +98,8 @@ class TrainConfig:
             (self.val_size is None or self.val_size >= 1, f"val_size must be >= 1, got {self.val_size}"),
             (self.eval_images >= 2, f"eval_images must be >= 2, got {self.eval_images}"),
             (self.iw_images >= 1, f"iw_images must be >= 1, got {self.iw_images}"),
-            (self.fid_samples is None or self.fid_samples >= 0, f"fid_samples must be >= 0, got {self.fid_samples}"),
+            (self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
+             f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
         ]
         for ok, message in checks:

@@ -83,7 +83,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", limit: int | N
 def validation_size(n_train: int, val_size: int | None) -> int:
     """`val_size` images, or by default 10 % of the training split and at most 5,000 (CIFAR-10's
     50,000 training images give 45,000 / 5,000)."""
-    n = min(5000, round(0.1 * n_train)) if val_size is None else val_size
+    n = max(1, min(5000, round(0.1 * n_train))) if val_size is None else val_size
     if not 1 <= n < n_train:
         raise DataError(f"val_size {n} does not fit a training split of {n_train} images "
                         f"(it needs 1 <= val_size < {n_train})")

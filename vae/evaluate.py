@@ -28,7 +28,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     replace(cfg, iw_samples=iw_samples).validate()  # the rule of `vae train --iw-samples`
     check_folder(run_dir, "RUN_DIR")  # the results are written there
     cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, iw_samples=iw_samples,
-                  fid_samples=cfg.fid_samples if fid_samples is None else fid_samples)
+                  fid_samples=cfg.fid_samples if fid_samples is None else fid_samples).validate()
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     _, x_val = validation_split(data.train, cfg.val_size)
     on = next(model.parameters()).device

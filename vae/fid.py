@@ -190,6 +190,8 @@ def generation_metrics(model, x_eval: torch.Tensor, n: int, seed: int = 0, cache
     """FID, KID, precision and recall of n prior samples against x_eval (uint8, the evaluation
     subset), and the FID of the posterior-mean reconstructions of its first n images."""
     weights_path()  # fail with the install hint before any work
+    if len(x_eval) < 2:
+        raise FIDUnavailable("FID skipped: it needs at least 2 evaluation images")
     model.eval()
     device = next(model.parameters()).device
     real = reference_features(x_eval, device, cache_dir)

@@ -128,6 +128,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     device = pick_device(cfg.device)
     out = check_folder(cfg.run_dir, "--out")
     data = data or load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
+    train_part, val_part = validation_split(data.train, cfg.val_size)  # before any file: a bad val_size writes nothing
 
     # model and optimiser; fused Adam where the device supports it (one kernel for all params)
     torch.manual_seed(cfg.seed)
@@ -137,7 +138,6 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     history: list[dict] = []
     start = 1
     # data lives on the device; batches are slices of a shuffled index
-    train_part, val_part = validation_split(data.train, cfg.val_size)
     x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
     n = len(x_train)
     sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
