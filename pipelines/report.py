@@ -88,7 +88,7 @@ def build(study: str, runs: pd.DataFrame) -> Report:
         raise ReportError(f"study {study!r} has no trial runs yet; run `vae sweep` first")
     # params come back as strings
     trials["z_dim"] = trials["params.z_dim"].astype(int)
-    trials["beta"] = trials["params.beta"].astype(float)
+    trials["beta"] = pd.to_numeric(trials["params.beta"], errors="coerce")  # "None" for sigma-vae
     trials["seed"] = trials["params.seed"].astype(int)
     trials["loss"] = trials.get("params.loss", pd.Series("beta", index=trials.index)).fillna("beta")
     trials["epochs"] = trials["params.epochs"].astype(int)
@@ -110,7 +110,7 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     values = done[KEYS + ["seed", "epochs"]].copy()
     for col, metric in present.items():
         values[col] = done[f"metrics.{metric}"].astype(float) if f"metrics.{metric}" in done else float("nan")
-    grouped = values.groupby(KEYS, sort=False)
+    grouped = values.groupby(KEYS, sort=False, dropna=False)  # sigma-vae rows have no beta
     mean = grouped[list(present)].mean()
     std = grouped[list(present)].std()  # NaN for a single seed
     extra = grouped.agg(Epochs=("epochs", "max"), Seeds=("seed", "nunique"))

@@ -91,7 +91,7 @@ class Search(Strict):
     beta: Annotated[list[float], Field(min_length=1)] | Range
     seed: Annotated[list[int], Field(min_length=1)] = [0]
     loss: Annotated[list[Literal["beta", "sigma-vae"]], Field(min_length=1)] = ["beta"]
-    """sigma-vae has no beta: its points run once per z_dim and seed, with KL weight 1."""
+    """sigma-vae has no beta: its points run once per z_dim and seed, with beta None (KL weight 1)."""
 
     @field_validator("z_dim", "beta", "seed", "loss")
     @classmethod
@@ -180,7 +180,7 @@ class Spec(Strict):
         s = self.search
         points = []
         for loss in s.loss:
-            betas = [1.0] if loss == "sigma-vae" else s.beta
+            betas = [None] if loss == "sigma-vae" else s.beta  # sigma-vae has no beta (TrainConfig)
             for z, b, r in itertools.product(s.z_dim, betas, s.seed):
                 points.append(dict(z_dim=z, beta=b, seed=r) | ({} if s.loss == ["beta"] else {"loss": loss}))
         return points

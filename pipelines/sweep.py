@@ -55,8 +55,9 @@ def _suggest(trial, spec: Spec) -> dict:
             params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
         elif isinstance(space, Range):
             params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
-        else:  # every value the grid holds (sigma-vae points add beta 1)
-            choices = sorted({p[name] for p in spec.grid()}) if spec.sampler == "grid" else space
+        else:  # every value the grid holds (sigma-vae points add beta None)
+            choices = (sorted({p[name] for p in spec.grid()}, key=lambda v: (v is None, v or 0))
+                       if spec.sampler == "grid" else space)
             params[name] = trial.suggest_categorical(name, choices)
     params["seed"] = trial.suggest_categorical("seed", s.seed)
     if s.loss != ["beta"]:

@@ -225,6 +225,14 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
     assert sorted(t.params["z_dim"] for t in sigma) == [2, 4] and all(t.state.name == "COMPLETE" for t in sigma)
     runs = env.runs()
     assert set(runs[runs["params.loss"] == "sigma-vae"]["tags.mlflow.runName"]) == {"z2-sigma-t4", "z4-sigma-t5"}
+    # sigma-VAE has no beta: not in Optuna, not in MLflow, not in the table
+    assert all(t.params["beta"] is None for t in sigma)
+    assert (runs[runs["params.loss"] == "sigma-vae"]["params.beta"].isin(["None", None])).all()
+    from pipelines.report import build
+
+    table = build("t", runs).table
+    rows = table[table["Loss"] == "sigma-vae"]
+    assert sorted(rows["Z-dim"]) == [2, 4] and rows["Beta"].isna().all() and len(table) == 6
 
 
 def test_heartbeat_recovers_a_trial_of_another_host(env):

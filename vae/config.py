@@ -30,8 +30,9 @@ class TrainConfig:
     (sweep objectives, pruning). Default: 10 % of the training split, at most 5,000."""
     z_dim: int = 100
     """latent dimensions."""
-    beta: float = 0.01
-    """weight of KLD-loss against R-loss in loss = R + beta * KLD (sigma-vae: unused, KL weight 1)."""
+    beta: float | None = 0.01
+    """weight of KLD-loss against R-loss in loss = R + beta * KLD; None for sigma-vae, which has
+    no beta (see `kl_weight`)."""
     width: int = 32
     """channels of the first conv layer; the encoder uses width, 2*width, 4*width."""
     epochs: int = 50
@@ -75,6 +76,22 @@ class TrainConfig:
     progress: bool = True
     """show a progress bar per epoch."""
 
+    def __post_init__(self):
+        # the one definition of "sigma-VAE has no beta": whatever beta came with it is dropped
+        if self.loss == "sigma-vae":
+            self.beta = None
+
+    @property
+    def kl_weight(self) -> float:
+        """The KL term's full weight: beta for the original loss; 1 for sigma-vae, whose objective
+        is the negative ELBO itself (Rybkin et al., 2021)."""
+        return 1.0 if self.loss == "sigma-vae" else self.beta
+
+    @property
+    def balance(self) -> str:
+        """How R and KL are balanced, for names and labels: `b0.01`, or `sigma` for sigma-vae."""
+        return "sigma" if self.beta is None else f"b{self.beta:g}"
+
     def validate(self) -> TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -85,7 +102,8 @@ class TrainConfig:
                 raise ConfigError(f"{f.name} must be a finite number, got {value}")
         checks = [
             (self.z_dim >= 1, f"z_dim must be a positive integer, got {self.z_dim}"),
-            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.beta is not None or self.loss != "beta", "loss 'beta' needs a beta"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -109,7 +127,7 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> str:
-        return self.out or f"runs/{self.dataset.replace(':', '-').replace('/', '_')}-z{self.z_dim}-b{self.beta:g}"
+        return self.out or f"runs/{self.dataset.replace(':', '-').replace('/', '_')}-z{self.z_dim}-{self.balance}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

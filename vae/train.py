@@ -55,14 +55,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def full_kl_weight(cfg: TrainConfig) -> float:
-    """beta for the original loss; 1 for sigma-vae, whose objective is the ELBO itself."""
-    return 1.0 if cfg.loss == "sigma-vae" else cfg.beta
-
-
 def kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """The full KL weight, ramped linearly from 0 over kl_warmup_epochs (Bowman et al., 2016)."""
-    target = full_kl_weight(cfg)
+    target = cfg.kl_weight
     if cfg.kl_warmup_epochs == 0:
         return target
     return target * min(1.0, step / (cfg.kl_warmup_epochs * steps_per_epoch))
@@ -81,7 +76,7 @@ def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 10
     model.eval()
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    beta = full_kl_weight(cfg)
+    beta = cfg.kl_weight
     sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device).float() / 255
@@ -105,7 +100,7 @@ def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tu
     x_eval = evaluation_subset(data, cfg.eval_images)
     metrics, kl_dims = {}, None
     if cfg.iw_samples > 0:
-        metrics, kl_dims = diagnostics(model, x_eval, cfg.beta if cfg.loss == "beta" else None,
+        metrics, kl_dims = diagnostics(model, x_eval, cfg.beta,
                                        k=cfg.iw_samples, iw_images=cfg.iw_images, seed=cfg.seed)
     n = fid.sample_count(cfg.fid_samples, data.shape)
     if n > 0:
