@@ -31,6 +31,8 @@ from datetime import datetime, timedelta
 from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.trial import (
+    FAIL_KIND,
+    FAIL_REASON,
     OWN_SYSTEM_ATTRS,
     RUN_ATTRS,
     RUN_ID,
@@ -79,8 +81,8 @@ def _fail_dead(study, storage, grace_period: float) -> None:
                 storage.record_heartbeat(t._trial_id)
             continue  # on another host: Optuna's heartbeat decides
         try:
-            storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", f"{reason}; its configuration runs again")
+            storage.set_trial_user_attr(t._trial_id, FAIL_KIND, "died")
+            storage.set_trial_user_attr(t._trial_id, FAIL_REASON, f"{reason}; its configuration runs again")
             storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # it finished meanwhile
@@ -113,7 +115,7 @@ def log_result(tracker, t, study: str) -> None:
     if run_id:
         state = t.state.name if t.state.name != "FAIL" else fail_kind(t).upper()
         tracker.finish_trial(run_id, state, folder if t.state.name == "COMPLETE" else None,
-                             reason=t.user_attrs.get("fail_reason"))
+                             reason=t.user_attrs.get(FAIL_REASON))
     if finished(t):
         shutil.rmtree(folder, ignore_errors=True)
 
