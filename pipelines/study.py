@@ -22,7 +22,7 @@ from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking import Tracker
-from pipelines.trial import chains, fail_kind, finished, heads, params_of
+from pipelines.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -172,7 +172,7 @@ def study_status(name: str, storage: str | None = None) -> dict:
     rows = []
     for t in trials:
         params = params_of(t)  # waiting trials: enqueued values
-        note = t.user_attrs.get("fail_reason") or ""
+        note = t.user_attrs.get(FAIL_REASON) or ""
         if t.number in successor:
             note = f"{note}; ran again as trial {successor[t.number]}" if note else f"ran again as trial {successor[t.number]}"
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
