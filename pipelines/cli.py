@@ -96,13 +96,20 @@ def config_from_options(options: dict) -> TrainConfig:
 def train(**options):
     """Train one VAE; write checkpoint, metrics.json, recon.png and samples.png to --out."""
     cfg = config_from_options(options)
+    from vae.collapse import COLLAPSE_KL_NATS, collapsed
     from vae.train import train as run_training
 
     history = run_training(cfg)
     final = history[-1]
-    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.5f}  "
-               f"KLD-loss {final['test/kld_loss']:.5f}  loss {final['test/loss']:.5f}  (per image; "
-               f"x{cfg.batch_size} for the original README's per-batch units)")
+    au = final.get("diag/active_units")
+    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.4g}  "
+               f"KLD-loss {final['test/kld_loss']:.4g}  loss {final['test/loss']:.4g}"
+               + (f"  AU {au:.0f}/{cfg.z_dim}" if au is not None else "")
+               + f"  (per image; x{cfg.batch_size} for the original README's per-batch units)")
+    if collapsed(au, final["test/kl"]):
+        click.echo(f"warning: posterior collapse (AU {'?' if au is None else int(au)}, KL {final['test/kl']:.3g} nats "
+                   f"per image; collapsed when AU = 0 or KL < {COLLAPSE_KL_NATS}): the decoder ignores z and "
+                   "every reconstruction is the mean image; lower --beta, train longer or use --kl-warmup-epochs")
 
 
 @cli.command()
@@ -157,10 +164,13 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
 
 def _print_status(study: str, storage: str | None) -> None:
     from pipelines.study import study_status
+    from vae.collapse import COLLAPSE_KL_NATS
 
     status = study_status(study, storage)
+    n_collapsed = sum(r["collapsed"] for r in status["trials"])
     click.echo(f"{study}: {status['complete']} complete / {status['running']} running / {status['waiting']} waiting / "
-               f"{status['fail']} failed / {status['pruned']} pruned; {status['left']} of {status['total']} left")
+               f"{status['fail']} failed / {status['pruned']} pruned; {status['left']} of {status['total']} left"
+               + (f"; {n_collapsed} complete with posterior collapse (AU = 0 or KL < {COLLAPSE_KL_NATS} nats)" if n_collapsed else ""))
 
 
 @cli.command()
@@ -181,7 +191,7 @@ def status(study, storage, trials):
         for r in info["trials"]:
             table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
                           str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
-                          r["note"])
+                          "posterior collapse" if r["collapsed"] else r["note"])
         Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking import Tracker
+from vae.collapse import collapsed
 from vae.errors import VAEError
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
@@ -264,5 +265,7 @@ def study_status(name: str, storage: str | None = None) -> dict:
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
                      "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
                      "epochs": len(t.intermediate_values), "value": t.value,
+                     "collapsed": t.state == TrialState.COMPLETE and collapsed(t.user_attrs.get("diag/active_units"),
+                                                                             t.user_attrs.get("test/kl")),
                      "note": t.user_attrs.get("fail_reason") or ("ran again as a retry" if t.number in again else "")})
     return {"study": name, "total": total, **counts, "left": max(0, total - finished), "trials": rows}
