@@ -116,6 +116,7 @@ def open_study(spec: Spec, storage, tracker: Tracker):
     if creator:
         experiment_id = tracker.experiment(spec.study)
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
+        study.set_metric_names([spec.metric])  # optuna-dashboard and trial tables name the objective
         study.set_user_attr("fingerprint", spec.fingerprint())
         study.set_user_attr("spec", spec.describe())
         study.set_user_attr("total", spec.total)

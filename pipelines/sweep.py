@@ -33,11 +33,11 @@ from pipelines.study import (
     open_study,
     quiet_optuna,
     reap_dead_trials,
-    retried,
     retry,
     stale_callback,
 )
 from pipelines.tracking import Tracker
+from pipelines.trial_bar import TrialBar
 from vae.errors import VAEError
 
 CTRL_C = threading.Event()
@@ -107,7 +107,7 @@ def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int
 
 
 def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
-              data_cache: dict, progress: bool, threads: int | None) -> str:
+              data_cache: dict, progress: bool, threads: int | None, bar: TrialBar | None = None) -> str:
     """Train one configuration; return the trial's final Optuna state."""
     import optuna
 
@@ -121,10 +121,14 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
     device = pick_device(cfg.device)
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, cfg.to_dict(), str(device))
     trial.set_user_attr("mlflow_run_id", run_id)
+    if bar is not None:
+        bar.epoch(trial.number, 0)
     x_test = data.test
 
     def on_epoch(epoch: int, metrics: dict, model) -> None:
         tracker.log_epoch(run_id, metrics, epoch)
+        if bar is not None:
+            bar.epoch(trial.number, epoch)
         if epoch % spec.images_every == 0 or epoch == cfg.epochs:
             tracker.log_images(run_id, model, x_test, epoch)
         value = metrics.get(spec.metric)
@@ -228,7 +232,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
 
     summary = Summary()
     total = study.user_attrs.get("total", spec.total)
-    bar = _trial_bar(study, total, progress)
+    bar = TrialBar(study, total, spec.train.epochs, progress)
     try:
         while True:
             reap_dead_trials(study, store, on_stale)
@@ -238,7 +242,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
                 break
             try:
                 state = run_trial(trial, study, store, spec, tracker, experiment_id, parent, data_cache,
-                                  progress, threads)
+                                  progress, threads, bar)
             except optuna.exceptions.UpdateFinishedTrialError:
                 # another worker declared this trial dead (a stalled heartbeat) and runs it again
                 log(f"trial {trial.number} was failed by another worker meanwhile; moving on")
@@ -250,40 +254,14 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
                 frozen = study.get_trials(deepcopy=False)[trial.number]
                 summary.errors += frozen.user_attrs.get("fail_kind") == "error"
                 log(f"trial {trial.number} failed: {frozen.user_attrs.get('fail_reason')}")
-            if bar is not None:
-                _update_bar(bar, study)
+            bar.refresh()
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     states = [t.state for t in study.get_trials(deepcopy=False)]
     if TrialState.RUNNING not in states and TrialState.WAITING not in states:
         counts = {s.name.lower(): states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         tracker.finish_parent(parent, counts)
     return summary
-
-
-def _trial_bar(study, total: int, progress: bool):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=f"{study.study_name} trials", unit="trial", position=0, dynamic_ncols=True)
-    _update_bar(bar, study)
-    return bar
-
-
-def _update_bar(bar, study) -> None:
-    from optuna.trial import TrialState
-
-    every = study.get_trials(deepcopy=False)
-    again = retried(every)
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    bar.n = sum(1 for t in every if t.state in finished and t.number not in again)
-    done = [t for t in every if t.state == TrialState.COMPLETE]
-    if done:
-        best = min(done, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(done, key=lambda t: t.value)
-        bar.set_postfix(best=f"{best.value:.5g} (#{best.number} z={best.params.get('z_dim')} β={best.params.get('beta'):g})")
-    bar.refresh()
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
@@ -300,18 +278,15 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress",
            "--threads", str(threads)]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
-    bar = _trial_bar(study, study.user_attrs.get("total", spec.total), progress)
+    bar = TrialBar(study, study.user_attrs.get("total", spec.total), spec.train.epochs, progress)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(2)
-            if bar is not None:
-                _update_bar(bar, study)
+            bar.refresh()
     except KeyboardInterrupt:
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
         raise
     finally:
-        if bar is not None:
-            _update_bar(bar, study)
-            bar.close()
+        bar.close()
     return max(p.returncode for p in procs)

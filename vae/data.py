@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vae.errors import DataError
+from vae.progress import phase
 
 TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 NAMES = (*TORCHVISION, "digits", "folder:PATH")
@@ -63,7 +64,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike = "data", limit: int | N
 def _cached(path: Path, loader) -> tuple[torch.Tensor, torch.Tensor]:
     if path.exists():
         try:
-            blob = torch.load(path, weights_only=True)
+            with phase(f"loading the decoded images from {path}"):
+                blob = torch.load(path, weights_only=True)
             return blob["train"], blob["test"]
         except Exception:  # a truncated or stale cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
@@ -164,5 +166,11 @@ def _decode(files: list[Path]) -> torch.Tensor:
             raise DataError(f"cannot decode image {path}: {e}") from None
         return t.view(size[1], size[0], -1).permute(2, 0, 1)
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return torch.stack(list(pool.map(read, files, chunksize=256)))
+    images = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
+            phase(f"decoding {len(files):,} images of {files[0].parent.parent} (once: cached afterwards)",
+                  total=len(files)) as bar:
+        for image in pool.map(read, files, chunksize=256):
+            images.append(image)
+            bar.update(1)
+    return torch.stack(images)

@@ -30,6 +30,7 @@ from vae.images import save_grids
 from vae.loss import vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
+from vae.progress import EpochBar, label, phase
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 Callback = Callable[[int, dict, VAE], None]
@@ -122,7 +123,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.train()
         sums = torch.zeros(len(TERMS), device=device)
         t0 = time.perf_counter()
-        bar = _progress(cfg, steps, epoch)
+        bar = EpochBar(label(cfg.z_dim, cfg.beta, cfg.seed, cfg.loss), epoch, cfg.epochs, steps, cfg.progress)
         for i in range(steps):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = x_train[idx].float().div_(255)
@@ -135,15 +136,12 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
             optimizer.step()
             # accumulate on the device: no host sync per batch
             sums += torch.stack([getattr(terms, t).detach() for t in TERMS]) * len(idx)
-            if bar is not None:
-                bar.update(1)
-                if i % 50 == 0 or i == steps - 1:
-                    seen = min(n, (i + 1) * cfg.batch_size)
-                    running = dict(zip(TERMS, (sums / seen).tolist()))
-                    _check_finite(running["loss"], epoch)
-                    bar.set_postfix(r=f"{running['r_loss']:.4f}", kld=f"{running['kld_loss']:.3f}")
-        if bar is not None:
-            bar.close()
+            running = None
+            if bar.wants_losses(i):  # every 10% of the epoch: one host sync
+                running = dict(zip(TERMS, (sums / min(n, (i + 1) * cfg.batch_size)).tolist()))
+                _check_finite(running["loss"], epoch)
+            bar.update(running)
+        bar.close()
         train_terms = dict(zip(TERMS, (sums / n).tolist()))
         _check_finite(train_terms["loss"], epoch)
         seconds = time.perf_counter() - t0
@@ -157,10 +155,12 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                    **{f"test/{k}": v for k, v in test_terms.items()},
                    "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds}
         if epoch == cfg.epochs and cfg.iw_samples > 0:
-            diag, kl_dims = diagnostics(model, x_test, cfg.beta if cfg.loss == "beta" else None,
-                                        k=cfg.iw_samples, seed=cfg.seed)
+            with phase(f"diagnostics: active units, MI, IWAE NLL (K={cfg.iw_samples})", enabled=cfg.progress):
+                diag, kl_dims = diagnostics(model, x_test, cfg.beta if cfg.loss == "beta" else None,
+                                            k=cfg.iw_samples, seed=cfg.seed)
             metrics.update(diag)
             atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
+        bar.end(train_terms, test_terms, seconds)
         history.append(metrics)
         save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
         if callback is not None:
@@ -187,9 +187,10 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, total_steps: 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPUs
     compiled = torch.compile(model, dynamic=False)
     try:
-        with autocast(device, cfg.amp):
-            recon, mu, logvar = compiled(example.float() / 255)
-        vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
+        with phase("compiling the model (torch.compile, once per run)", enabled=cfg.progress):
+            with autocast(device, cfg.amp):
+                recon, mu, logvar = compiled(example.float() / 255)
+            vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
     except Exception as e:  # no C++ compiler, no Triton, an unsupported backend
         if cfg.compile:
             raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
@@ -204,11 +205,3 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, total_steps: 
 def _check_finite(value: float, epoch: int) -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(epoch)
-
-
-def _progress(cfg: TrainConfig, steps: int, epoch: int):
-    if not cfg.progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", dynamic_ncols=True)
