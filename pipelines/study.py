@@ -27,6 +27,7 @@ from vae.errors import VAEError
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 READY_TIMEOUT_S = 120
+CONSTANT_ATTRS = ("z_dim", "beta", "seed", "loss")  # a search dimension with one value: a user attr
 RUN_ATTRS = ("mlflow_run_id", "fail_kind", "fail_reason")  # belong to one run, not to its retry
 
 
@@ -236,19 +237,41 @@ def stale_callback(tracker: Tracker):
     return on_stale
 
 
-def study_status(name: str, storage: str | None = None) -> dict:
-    """Progress of a study from the Optuna storage alone: counts and one row per trial."""
+def trial_config(t) -> dict:
+    """A trial's z_dim, beta, seed (and loss): its parameters, the constants of the search (user
+    attributes, not parameters) and, while it waits, the values it was enqueued with."""
+    constants = {k: t.user_attrs[k] for k in CONSTANT_ATTRS if k in t.user_attrs}
+    return {**t.system_attrs.get("fixed_params", {}), **constants, **t.params}
+
+
+def _existing_storage(storage: str | None):
+    """(url, store) of a storage that must exist already: status never creates one."""
     import optuna
-    from optuna.trial import TrialState
 
     quiet_optuna()
     url = storage_url(storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         raise StorageError(f"no Optuna storage at {url}; run `vae sweep` first")
     try:
-        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {})
+        return url, optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {})
     except Exception as e:
         raise StorageError(f"cannot use Optuna storage {_redact(url)}: {(str(e).splitlines() or [''])[0][:300]}") from None
+
+
+def study_names(storage: str | None = None) -> list[str]:
+    """Every study in the storage, oldest first (`vae status` without --study)."""
+    import optuna
+
+    _, store = _existing_storage(storage)
+    return [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+
+
+def study_status(name: str, storage: str | None = None) -> dict:
+    """Progress of a study from the Optuna storage alone: counts and one row per trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    url, store = _existing_storage(storage)
     try:
         study = optuna.load_study(study_name=name, storage=store)
     except KeyError:
@@ -262,7 +285,7 @@ def study_status(name: str, storage: str | None = None) -> dict:
                    and t.number not in again)
     rows = []
     for t in trials:
-        params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # waiting trials: enqueued values
+        params = trial_config(t)
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
                      "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
                      "epochs": len(t.intermediate_values), "value": t.value,

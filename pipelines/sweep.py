@@ -53,6 +53,13 @@ class Summary:
 
 def _suggest(trial, spec: Spec) -> dict:
     s = spec.search
+
+    def categorical(name, choices):
+        if len(choices) == 1:  # a constant: a fixed attribute, not a parameter (importance 0, noise)
+            trial.set_user_attr(name, choices[0])
+            return choices[0]
+        return trial.suggest_categorical(name, choices)
+
     params = {}
     for name in ("z_dim", "beta"):
         space = getattr(s, name)
@@ -62,10 +69,10 @@ def _suggest(trial, spec: Spec) -> dict:
             params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
         else:  # every value the grid holds (sigma-vae points add beta 1)
             choices = sorted({p[name] for p in spec.grid()}) if spec.sampler == "grid" else space
-            params[name] = trial.suggest_categorical(name, choices)
-    params["seed"] = trial.suggest_categorical("seed", s.seed)
+            params[name] = categorical(name, choices)
+    params["seed"] = categorical("seed", s.seed)
     if s.loss != ["beta"]:
-        params["loss"] = trial.suggest_categorical("loss", s.loss)
+        params["loss"] = categorical("loss", s.loss)
     elif spec.train.loss != "beta":
         params["loss"] = spec.train.loss
     return params
@@ -112,15 +119,17 @@ def run_trial(trial, study, storage, spec: Spec, tracker: Tracker, experiment_id
     import optuna
 
     from vae.errors import TrainingDiverged
-    from vae.train import pick_device, train
+    from vae.train import applied, pick_device, train
 
     params = _suggest(trial, spec)
     storage.set_trial_system_attr(trial._trial_id, "vae_worker", {"host": socket.gethostname(), "pid": os.getpid()})
     cfg = replace(spec.train, **params, resume=False, progress=progress, threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
-    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, cfg.to_dict(), str(device))
+    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, len(data.train)),
+                                 str(device))
     trial.set_user_attr("mlflow_run_id", run_id)
+    tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
     if bar is not None:
         bar.epoch(trial.number, 0)
     x_test = data.test
@@ -260,6 +269,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     states = [t.state for t in study.get_trials(deepcopy=False)]
     if TrialState.RUNNING not in states and TrialState.WAITING not in states:
         counts = {s.name.lower(): states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        tracker.log_best(parent, study, spec.metric)
         tracker.finish_parent(parent, counts)
     return summary
 

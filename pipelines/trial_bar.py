@@ -18,18 +18,14 @@ import sys
 import threading
 import time
 
-from pipelines.study import retried
+from pipelines.study import retried, trial_config
 from vae.progress import duration, interactive, label, num, say
 
 REFRESH_S = 1.0
 
 
-def _params(t) -> dict:
-    return {**t.system_attrs.get("fixed_params", {}), **t.params}  # waiting trials: enqueued values
-
-
 def _label(t) -> str:
-    p = _params(t)
+    p = trial_config(t)
     return label(p.get("z_dim"), p.get("beta"), p.get("seed", 0), p.get("loss", "beta"))
 
 

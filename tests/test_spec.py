@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from pipelines.spec import SpecError, load_spec
@@ -65,3 +67,16 @@ def test_metric_names_are_what_training_reports(tiny):
     final = train(tiny(epochs=1))[-1]
     reported = {k for k in final if k.startswith(("train/", "test/", "diag/"))}
     assert METRICS == reported
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochz: 3\n", "epochz: unknown key; did you mean 'epochs'?"),
+    ("search:\n  zdim: [2]\n  beta: [0.1]\n", "search.zdim: unknown key; did you mean 'z_dim'?"),
+    ("pruner: {type: median, warmup_epoch: 1}\n", "pruner.warmup_epoch: unknown key; did you mean 'warmup_epochs'?"),
+])
+def test_a_misspelled_key_gets_a_suggestion(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    body = "study: s\n" + text + ("" if "search" in text else "search:\n  z_dim: [2]\n  beta: [0.1]\n")
+    path.write_text(body)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path)

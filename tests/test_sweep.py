@@ -136,7 +136,7 @@ def test_diverging_trial_fails_alone(env, monkeypatch):
     summary = env.sweep(env.spec())
     assert (summary.complete, summary.failed, summary.errors) == (3, 1, 0)
     failed = [t for t in env.trials() if t.state.name == "FAIL"]
-    assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1, "seed": 0}
+    assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1} and failed[0].user_attrs["seed"] == 0
     assert "diverged in epoch 1" in failed[0].user_attrs["fail_reason"]
     runs = env.runs()
     bad = runs[runs["status"] == "FAILED"]

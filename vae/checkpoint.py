@@ -35,13 +35,13 @@ def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, h
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "history": history,
-        "config": config.to_dict(),
+        "config": config.record(),
         "shape": list(model.shape),
     }
     tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
     torch.save(blob, tmp)
     os.replace(tmp, path)
-    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.record(), indent=2) + "\n")
     return path
 
 

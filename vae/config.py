@@ -13,6 +13,9 @@ from vae.errors import ConfigError
 
 LOSSES = ("beta", "sigma-vae")
 AUTO_COMPILE_STEPS = 3000
+INVOCATION = ("out", "resume", "progress")
+"""How a run is started, not what it computes: never recorded with the run (a sweep trains in a
+temporary folder that is gone afterwards)."""
 
 
 @dataclass
@@ -89,6 +92,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def record(self) -> dict:
+        """The settings a run's files (config.json, checkpoint, metrics.json) record: all but INVOCATION."""
+        return {k: v for k, v in self.to_dict().items() if k not in INVOCATION}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

@@ -85,6 +85,22 @@ def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 10
     return dict(zip(TERMS, (sums / len(x)).tolist()))
 
 
+def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
+    """--compile / --no-compile, or by default only for runs long enough to pay for compiling."""
+    if cfg.compile is not None:
+        return cfg.compile
+    return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
+
+
+def applied(cfg: TrainConfig, n_train: int) -> dict:
+    """The recorded settings as `train` applies them on this machine: the device picked, whether
+    it compiles, the CPU threads, and amp only where it has an effect (CUDA). What a tracker logs."""
+    device = pick_device(cfg.device)
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    return {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
+            "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+
+
 def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> VAE:
     return VAE(*shape, z_dim=cfg.z_dim, base=cfg.width)
 
@@ -167,7 +183,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
             callback(epoch, metrics, model)
 
     save_grids(model, data.test, out)
-    summary = {"config": cfg.to_dict(), "final": history[-1] if history else {}, "history": history}
+    summary = {"config": cfg.record(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return history
 
@@ -178,9 +194,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, total_steps: 
     Compiled once here on a full batch (forward and backward, no optimiser step), with static
     shapes: the last, smaller batch gets a graph of its own instead of making every batch a slower
     dynamic-shape graph. The global RNG is reseeded per epoch, so this changes no number."""
-    wanted = cfg.compile if cfg.compile is not None else (
-        total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda"))
-    if not wanted:
+    if not compile_wanted(cfg, total_steps, device):
         return model
     import logging
 
