@@ -33,8 +33,8 @@ VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("p
                 ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/active_units"),
                 ("metrics", "diag/nll_bpd"), ("metrics", "diag/fid"), ("tags", "vae.state")]
 # end-of-trial values the run's description shows as a table (label, metric, format)
-SUMMARY = [("R-loss", "test/r_loss", ".4g"), ("KLD-loss", "test/kld_loss", ".4g"), ("KL (nats)", "test/kl", ".4g"),
-           ("AU", "diag/active_units", ".0f"), ("NLL (bits/dim)", "diag/nll_bpd", ".4f"),
+SUMMARY = [("R-loss", "test/r_loss", ".4g"), ("KLD-loss", "test/kld_loss", ".4g"), ("AU", "diag/active_units", ".0f"),
+           ("NLL (bits/dim)", "diag/nll_bpd", ".4f"), ("KL (nats)", "test/kl", ".4g"),
            ("−ELBO (bits/dim)", "diag/elbo_bpd", ".4f"), ("MI (nats)", "diag/mi_nats", ".3f"),
            ("Rate − MI (nats)", "diag/rate_minus_mi", ".3f"), ("σ MLE", "diag/sigma_mle", ".4g"),
            ("σ implied", "diag/sigma_implied", ".4g"), ("FID", "diag/fid", ".2f")]
@@ -196,7 +196,7 @@ class Tracker:
         from vae.collapse import COLLAPSE_KL_NATS, collapsed
 
         rows = [(label, format(final[m], fmt)) for label, m, fmt in SUMMARY if final.get(m) is not None]
-        lines = [f"**Final test-set values after epoch {epoch}** (per image; `vae report` puts them in the balance table)",
+        lines = [f"**Final test-set values** (epoch {epoch}, per image)",
                  "", "| | |", "|---|---|", *[f"| {label} | {value} |" for label, value in rows]]
         if collapsed(final.get("diag/active_units"), final.get("test/kl")):
             lines += ["", f"**Posterior collapse**: AU = 0 or KL < {COLLAPSE_KL_NATS} nats; the decoder ignores z."]
@@ -241,11 +241,11 @@ class Tracker:
 
 
 def trial_params(config: dict) -> dict:
-    """What defines a trial: its settings without where data lives, run-folder/resume/progress flags
-    (vae.config.INVOCATION) and unset values (limit None: all images)."""
+    """What defines a trial: its settings without where the data lives and the run-folder, resume and
+    progress flags (vae.config.INVOCATION). `limit` None means every image."""
     from vae.config import INVOCATION
 
-    return {k: v for k, v in config.items() if k not in (*INVOCATION, "data_dir") and v is not None}
+    return {k: v for k, v in config.items() if k not in (*INVOCATION, "data_dir")}
 
 
 def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
