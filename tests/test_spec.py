@@ -39,7 +39,7 @@ def test_shipped_specs_load():
 
 
 @pytest.mark.parametrize("text, message", [
-    (GOOD + "colour: red\n", "colour: Extra inputs are not permitted"),
+    (GOOD + "colour: red\n", "colour: unknown key; allowed: amp, "),
     (GOOD.replace("[0.1, 0.01]", "[0.1, -0.01]"), "search.beta: beta must be >= 0"),
     (GOOD.replace("[2, 4]", "[]"), "search.z_dim: List should have at least 1 item"),
     (GOOD.replace("[2, 4]", "[0, 4]"), "search.z_dim"),

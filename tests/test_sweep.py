@@ -214,7 +214,7 @@ def test_status_command(env):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("colour: red\n", "colour: Extra inputs are not permitted"),
+    ("colour: red\n", "colour: unknown key"),
     ("search:\n  z_dim: [2]\n  beta: [-1]\n", "beta must be >= 0"),
     ("search:\n  z_dim: []\n  beta: [0.1]\n", "at least 1 item"),
 ])
