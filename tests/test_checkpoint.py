@@ -10,7 +10,7 @@ def test_round_trip(tiny):
     cfg = tiny()
     train(cfg)
     model, loaded_cfg, blob = load_model(cfg.out)
-    assert loaded_cfg == cfg and blob["epoch"] == 2
+    assert loaded_cfg.record() == cfg.record() and blob["epoch"] == 2  # run folder, resume, progress: not recorded
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(model.encode(x)[0], load_model(cfg.out)[0].encode(x)[0])
 
