@@ -169,7 +169,7 @@ def _decode(files: list[Path]) -> torch.Tensor:
     images = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
             phase(f"decoding {len(files):,} images of {files[0].parent.parent} (once: cached afterwards)",
-                  total=len(files)) as bar:
+                  total=len(files), unit="image") as bar:
         for image in pool.map(read, files, chunksize=256):
             images.append(image)
             bar.update(1)

@@ -63,7 +63,7 @@ class _Silent:
 
 
 @contextmanager
-def phase(message: str, total: int | None = None, enabled: bool = True):
+def phase(message: str, total: int | None = None, enabled: bool = True, unit: str = "it"):
     """Announce a step that may take seconds: nothing if it ends within DELAY_S; else a bar of
     `total` items on a terminal, or a line when it starts and one with its time when it ends."""
     if not enabled:
@@ -74,7 +74,7 @@ def phase(message: str, total: int | None = None, enabled: bool = True):
         from tqdm import tqdm
 
         with tqdm(total=total, desc=message, delay=DELAY_S, leave=True, file=sys.stderr,
-                  dynamic_ncols=True, unit_scale=True) as bar:
+                  dynamic_ncols=True, unit=unit) as bar:
             yield bar
         return
     shown = threading.Event()
