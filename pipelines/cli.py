@@ -23,11 +23,30 @@ from vae.errors import VAEError
 from vae.redact import redact
 
 DEFAULTS = TrainConfig()
+# one per command, shown under it in `vae --help`
+EXAMPLES = {
+    "train": "vae train --dataset digits --z-dim 16 --beta 0.001 --epochs 30 --batch-size 32",
+    "evaluate": "vae evaluate runs/digits-z16-b0.001",
+    "sweep": "vae sweep sweeps/quick.yaml --set epochs=10",
+    "status": "vae status --study quick    (without --study: every study)",
+    "report": "vae report --study quick --out reports/quick",
+    "ui": "vae ui --study quick",
+}
 
 
 class Group(click.Group):
     """The one error boundary: every VAEError (and a file-system error, such as a full disk) becomes
     one line on stderr, passwords hidden, and exit code 2; no tracebacks for bad input."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+    def format_commands(self, ctx, formatter):
+        # \b: click keeps the lines as they are (no rewrapping, no "..." truncation)
+        rows = [(name, f"\b\n{cmd.get_short_help_str(limit=1000)}\ne.g. {EXAMPLES.get(name, '')}")
+                for name, cmd in self.commands.items() if not cmd.hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:
@@ -66,10 +85,13 @@ def train_options(f):
         click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
         click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
         click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
-        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True),
-        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True),
+        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True,
+                     help="Passes over the training split."),
+        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
+                     help="Images per optimiser step (the original table's 64)."),
         click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True),
+        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
+                     help="Seeds weights, subset, shuffles and noise (same seed on CPU: same numbers)."),
         click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
         click.option("--out", default=None, help="Run folder [default: runs/<dataset>-z<z>-b<beta>]."),
         click.option("--resume/--no-resume", default=False, show_default=True, help="Continue from the run folder's checkpoint."),
@@ -89,7 +111,8 @@ def train_options(f):
                      help="IWAE NLL on the first N images of the evaluation subset."),
         click.option("--fid-samples", type=int, default=None,
                      help="Prior samples for FID/KID/precision/recall (0: off) [default: 500, 0 below 28 px]."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Per-epoch progress bar."),
+        click.option("--progress/--no-progress", default=True, show_default=True,
+                     help="Epoch bar with running losses, a line per slow phase; plain lines when piped."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -108,19 +131,26 @@ def config_from_options(options: dict) -> TrainConfig:
 def train(**options):
     """Train one VAE; write checkpoint, metrics.json, recon.png and samples.png to --out."""
     cfg = config_from_options(options)
+    from vae.collapse import COLLAPSE_KL_NATS, collapsed
     from vae.train import train as run_training
 
     history = run_training(cfg)
     final = history[-1]
-    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.5f}  "
-               f"KLD-loss {final['test/kld_loss']:.5f}  loss {final['test/loss']:.5f}  (per image; "
-               f"x{cfg.batch_size} for the original README's per-batch units)")
+    au = final.get("diag/active_units")
+    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.4g}  "
+               f"KLD-loss {final['test/kld_loss']:.4g}  loss {final['test/loss']:.4g}"
+               + (f"  AU {au:.0f}/{cfg.z_dim}" if au is not None else "")
+               + f"  (per image; x{cfg.batch_size} for the original README's per-batch units)")
+    if collapsed(au, final["test/kl"]):
+        click.echo(f"warning: posterior collapse (AU {'?' if au is None else int(au)}, KL {final['test/kl']:.3g} nats "
+                   f"per image; collapsed when AU = 0 or KL < {COLLAPSE_KL_NATS}): the decoder ignores z and "
+                   "every reconstruction is the mean image; lower --beta, train longer or use --kl-warmup-epochs")
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--data-dir", default=None, help="Override the data folder recorded in the run.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
 @click.option("--iw-samples", type=int, default=100, show_default=True, help="K for the importance-weighted NLL bound.")
 @click.option("--fid-samples", type=int, default=None, help="Prior samples for FID (0: off) [default: the run's setting].")
 def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
@@ -142,7 +172,8 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
 @click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db].")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="A trial bar (running configuration, best so far, sweep ETA) above the epoch bar; plain lines when piped.")
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.spec import load_spec
@@ -176,32 +207,43 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
 
 def _print_status(study: str, storage: str | None) -> dict:
     from pipelines.study import study_status
+    from vae.collapse import COLLAPSE_KL_NATS
 
     info = study_status(study, storage)
+    n_collapsed = sum(r["collapsed"] for r in info["trials"])
     click.echo(f"{study}: {info['complete']} complete / {info['pruned']} pruned / {info['diverged']} diverged / "
                f"{info['errors']} failed by errors / {info['running']} running / {info['waiting']} waiting; "
-               f"{info['left']} of {info['total']} left")
+               f"{info['left']} of {info['total']} left"
+               + (f"; {n_collapsed} complete with posterior collapse (AU = 0 or KL < {COLLAPSE_KL_NATS} nats)"
+                  if n_collapsed else ""))
     return info
 
 
 @cli.command()
-@click.option("--study", required=True, help="Study name (the spec's `study`).")
+@click.option("--study", default=None, help="Study name (the spec's `study`) [default: one line per study].")
 @click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
-@click.option("--trials/--no-trials", default=True, show_default=True, help="List every trial.")
+@click.option("--trials/--no-trials", default=True, show_default=True, help="List every trial (with --study).")
 def status(study, storage, trials):
     """A study's progress from the Optuna storage: complete / running / failed / left."""
     from rich.console import Console
     from rich.table import Table
 
     from pipelines.spec import check_study_name
+    from pipelines.study import study_names
 
+    if study is None:
+        names = study_names(storage)
+        for name in names:
+            _print_status(name, storage)
+        click.echo("`vae status --study NAME` lists a study's trials" if names else "no studies yet; run `vae sweep`")
+        return
     info = _print_status(check_study_name(study), storage)
     if trials and info["trials"]:
         table = Table("trial", "state", "z_dim", "beta", "seed", "loss", "epochs", "value", "note")
         for r in info["trials"]:
             table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
                           str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
-                          redact(r["note"]))
+                          "posterior collapse" if r["collapsed"] else redact(r["note"]))
         Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
@@ -209,12 +251,11 @@ def status(study, storage, trials):
 @click.option("--study", default=None, help="Print the link to this study's runs table.")
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback: only this machine).")
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port of the UI.")
 def ui(study, tracking_uri, host, port):
-    """Serve the MLflow UI on the sweep's tracking store and print the runs page of the study."""
-    import subprocess
-
+    """Serve the MLflow UI on the sweep's tracking store; print the study's runs page once it answers."""
     from pipelines.tracking import Tracker, resolve_uri, runs_url
+    from pipelines.ui import serve
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
@@ -222,14 +263,11 @@ def ui(study, tracking_uri, host, port):
     tracker = Tracker(uri)
     tracker.check()
     try:
-        click.echo(f"runs of {study or 'every study'}: {runs_url(tracker, study, host, port)}")
+        url, what = runs_url(tracker, study, host, port), f"runs of {study}" if study else "every study"
     except VAEError as e:  # no such study yet: serve the store anyway
         click.echo(f"note: {redact(e)}; serving every experiment")
-        click.echo(runs_url(tracker, None, host, port))
-    # one local user: two server workers are plenty and leave the cores to training
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--workers", "2"]
-    sys.exit(subprocess.call(cmd))
+        url, what = runs_url(tracker, None, host, port), "every study"
+    sys.exit(serve(uri, host, port, on_ready=lambda: click.echo(f"{what}: {url}  (Ctrl-C stops the server)")))
 
 
 @cli.command()

@@ -197,7 +197,9 @@ class Spec(Strict):
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict:
-        return {**self.model_dump(exclude={"train"}), "train": self.train.to_dict()}
+        """The spec as stored with the study: training settings without those the search sets per trial."""
+        train = {k: v for k, v in self.train.record().items() if k not in NOT_IN_SPEC}
+        return {**self.model_dump(exclude={"train"}), "train": train}
 
 
 def _set(values: dict, override: str) -> None:
@@ -217,6 +219,17 @@ def _set(values: dict, override: str) -> None:
         if not isinstance(node, dict):
             raise SpecError(f"--set {key}: {p} is not a section")
     node[leaf] = value
+
+
+def _did_you_mean(loc: tuple, train_names: set[str]) -> str:
+    """'; did you mean 'epochs'?' for a misspelled key (difflib), naming the keys allowed there."""
+    import difflib
+
+    *section, key = [str(p) for p in loc]
+    model = {"search": Search, "pruner": Pruner}.get(section[0]) if section else None
+    allowed = set(model.model_fields) if model else (set(Spec.model_fields) - {"train"}) | (train_names - NOT_IN_SPEC)
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
 
 
 def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Spec:
@@ -248,10 +261,14 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
         train.validate()
         spec = Spec(**values, train=train)
     except ValidationError as e:
-        err = max(e.errors(), key=lambda x: len(x["loc"]))  # of a union's branches, the one that got furthest
+        errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), None) or max(
+            errors, key=lambda x: len(x["loc"]))  # else, of a union's branches, the one that got furthest
         where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) and not str(p)[:1].isupper()
                          and not str(p).startswith(("list[", "function-"))) or "spec"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key{_did_you_mean(err['loc'], train_names)}"
         raise SpecError(f"{path}: {where}: {msg}") from None
     except VAEError as e:
         raise SpecError(f"{path}: {e}") from None

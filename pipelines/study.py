@@ -23,6 +23,7 @@ from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking import Tracker
 from pipelines.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
+from vae.collapse import collapsed
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -148,18 +149,33 @@ def progress(study, total: int) -> dict:
     return out
 
 
-def study_status(name: str, storage: str | None = None) -> dict:
-    """Progress of a study from the Optuna storage alone: counts and one row per trial."""
+def _existing_storage(storage: str | None):
+    """(url, store) of a storage that must exist already: status never creates one."""
     import optuna
-    from optuna.trial import TrialState
 
     quiet_optuna()
     url = storage_url(storage)
     check_database(url, "Optuna storage", StorageError, create=False)  # read-only: creates nothing
     try:
-        store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
+        return url, optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
     except Exception as e:
         raise StorageError(f"cannot use Optuna storage {redact(url)}: {redact(first_line(e))[:300]}") from None
+
+
+def study_names(storage: str | None = None) -> list[str]:
+    """Every study in the storage, oldest first (`vae status` without --study)."""
+    import optuna
+
+    _, store = _existing_storage(storage)
+    return [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+
+
+def study_status(name: str, storage: str | None = None) -> dict:
+    """Progress of a study from the Optuna storage alone: counts and one row per trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    url, store = _existing_storage(storage)
     try:
         study = optuna.load_study(study_name=name, storage=store)
     except KeyError:
@@ -177,5 +193,8 @@ def study_status(name: str, storage: str | None = None) -> dict:
             note = f"{note}; ran again as trial {successor[t.number]}" if note else f"ran again as trial {successor[t.number]}"
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
                      "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
-                     "epochs": len(t.intermediate_values), "value": t.value, "note": note})
+                     "epochs": len(t.intermediate_values), "value": t.value,
+                     "collapsed": t.state == TrialState.COMPLETE and collapsed(t.user_attrs.get("diag/active_units"),
+                                                                             t.user_attrs.get("test/kl")),
+                     "note": note})
     return {"study": name, **counts, **progress(study, total), "trials": rows}

@@ -32,6 +32,7 @@ from pipelines.study import StorageError, make_storage, open_study, quiet_optuna
 from pipelines.study import progress as study_progress
 from pipelines.tracking import Tracker
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
+from pipelines.trial_bar import TrialBar
 from vae.errors import VAEError
 from vae.redact import redact
 
@@ -48,6 +49,13 @@ class Summary:
 
 def _suggest(trial, spec: Spec) -> dict:
     s = spec.search
+
+    def categorical(name, choices):
+        if len(choices) == 1:  # a constant: a fixed attribute, not a parameter (importance 0, noise)
+            trial.set_user_attr(name, choices[0])
+            return choices[0]
+        return trial.suggest_categorical(name, choices)
+
     params = {}
     for name in ("z_dim", "beta"):
         space = getattr(s, name)
@@ -58,10 +66,10 @@ def _suggest(trial, spec: Spec) -> dict:
         else:  # every value the grid holds (sigma-vae points add beta None)
             choices = (sorted({p[name] for p in spec.grid()}, key=lambda v: (v is None, v or 0))
                        if spec.sampler == "grid" else space)
-            params[name] = trial.suggest_categorical(name, choices)
-    params["seed"] = trial.suggest_categorical("seed", s.seed)
+            params[name] = categorical(name, choices)
+    params["seed"] = categorical("seed", s.seed)
     if s.loss != ["beta"]:
-        params["loss"] = trial.suggest_categorical("loss", s.loss)
+        params["loss"] = categorical("loss", s.loss)
     elif spec.train.loss != "beta":
         params["loss"] = spec.train.loss
     return params
@@ -98,7 +106,7 @@ def _resumable(folder: Path, cfg) -> list[dict]:
 
 
 def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
-              data_cache: dict, progress: bool, threads: int | None) -> str:
+              data_cache: dict, progress: bool, threads: int | None, bar: TrialBar | None = None) -> str:
     """Parameters -> training -> result, for the trial `lease` owns; return its final state.
 
     The training runs in the configuration's run folder (pipelines/trial.py run_folder), so a
@@ -106,7 +114,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     import optuna
 
     from vae.errors import TrainingDiverged
-    from vae.train import pick_device, train
+    from vae.train import applied, pick_device, train
 
     trial = lease.trial
     params = _suggest(trial, spec)
@@ -115,14 +123,20 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
                   threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
-    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, cfg.to_dict(), str(device))
+    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, len(data.train)),
+                                 str(device))
     trial.set_user_attr(RUN_ID, run_id)
+    tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
+    if bar is not None:
+        bar.epoch(trial.number, 0)
     x_test = data.test
 
     def on_epoch(epoch: int, metrics: dict, model=None) -> None:
         if model is not None:
             fault("epoch")
         tracker.log_epoch(run_id, metrics, epoch)
+        if bar is not None and model is not None:
+            bar.epoch(trial.number, epoch)
         if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
         value = metrics.get(spec.metric)
@@ -227,7 +241,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
         summary.already_complete = True
-    bar = None if summary.already_complete else _trial_bar(study, total, progress)
+    bar = None if summary.already_complete else TrialBar(study, total, spec.train.epochs, progress)
     waiting = False
     try:
         while not summary.already_complete:
@@ -248,7 +262,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
             waiting = False
             try:
                 with lease:
-                    state = run_trial(lease, spec, tracker, experiment_id, parent, data_cache, progress, threads)
+                    state = run_trial(lease, spec, tracker, experiment_id, parent, data_cache, progress, threads,
+                                      bar)
             except KeyboardInterrupt:
                 if lease.state is not None and not lease.lost:  # its MLflow run says KILLED now
                     log_result(tracker, lease.frozen, spec.study)
@@ -263,7 +278,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
                 frozen = lease.frozen
                 log(f"trial {lease.number} failed: {frozen.user_attrs.get(FAIL_REASON)}")
             if bar is not None:
-                _update_bar(bar, study, total)
+                bar.refresh()
     except KeyboardInterrupt:
         summary.progress = study_progress(study, total)
         tracker.finish_parent(parent, _counts(summary.progress), "KILLED")
@@ -274,6 +289,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     summary.progress = study_progress(study, total)
     code, _ = verdict(spec.study, summary.progress)
     if summary.progress["done"] or not summary.progress["running"]:
+        tracker.log_best(parent, study, spec.metric)
         tracker.finish_parent(parent, _counts(summary.progress), "FINISHED" if code == 0 else "FAILED")
     return summary
 
@@ -291,29 +307,6 @@ def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
     _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
     pick_device(first.device)
     check_database(storage_url(storage), "Optuna storage", StorageError)
-
-
-def _trial_bar(study, total: int, progress: bool):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=f"{study.study_name} trials", unit="trial", position=0, dynamic_ncols=True)
-    _update_bar(bar, study, total)
-    return bar
-
-
-def _update_bar(bar, study, total: int) -> None:
-    from optuna.trial import TrialState
-
-    bar.n = study_progress(study, total)["finished"]
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if done:
-        best = min(done, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(done, key=lambda t: t.value)
-        beta = best.params.get("beta")
-        bar.set_postfix(best=f"{best.value:.5g} (#{best.number} z={best.params.get('z_dim')}"
-                             + (f" β={beta:g})" if beta is not None else ")"))
-    bar.refresh()
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
@@ -336,21 +329,18 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress",
            "--threads", str(threads)]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
-    bar = _trial_bar(study, total, progress)
+    bar = TrialBar(study, total, spec.train.epochs, progress)
     interrupted = False
     try:
         while [p.poll() for p in procs].count(None):  # poll() every child: it reaps the dead
             time.sleep(1)
-            if bar is not None:
-                _update_bar(bar, study, total)
+            bar.refresh()
     except KeyboardInterrupt:
         interrupted = True
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
     finally:
-        if bar is not None:
-            _update_bar(bar, study, total)
-            bar.close()
+        bar.close()
     recover(study, store, spec, tracker, url)  # trials of children that died
     codes = [p.returncode for p in procs]
     p = study_progress(study, total)

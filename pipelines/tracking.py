@@ -4,13 +4,16 @@ The default store is `sqlite:///mlruns/mlflow.db` with artifacts under mlruns/ar
 no longer writes a plain mlruns/ file store); `--tracking-uri` or MLFLOW_TRACKING_URI points at a
 tracking server instead. See the results with `vae ui` (same URI).
 
-Per trial: every training setting as params; per-epoch metrics (`train/r_loss`, `test/kl`, ...)
+Per trial: the settings that define it as params, as applied (vae.train.applied: the device
+picked, compile and threads as used, amp only on CUDA; no run folder, resume or progress flags);
+per-epoch metrics (`train/r_loss`, `test/kl`, ...)
 in one batch per epoch; reconstruction and sample grids every K epochs; then the loss curves,
 the checkpoint, metrics.json and the resolved config as artifacts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +36,18 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 # the runs table, not the GenAI view MLflow 3.17 opens in
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SCHEMES = (*DATABASES, "http", "https", "file", "databricks")  # what MLflow can track to
+# MLflow's "shared view" of the runs page (an experiment tag the UI reads for ?viewStateShareKey=):
+# the trials as rows, without their parent, with these columns (a UI column id is `type.`key``)
+VIEW_KEY = "vae-balance"
+VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("params", "seed"),
+                ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/active_units"),
+                ("metrics", "diag/nll_bpd"), ("metrics", "diag/fid"), ("tags", "vae.state")]
+# end-of-trial values the run's description shows as a table (label, metric, format)
+SUMMARY = [("R-loss", "test/r_loss", ".4g"), ("KLD-loss", "test/kld_loss", ".4g"), ("AU", "diag/active_units", ".0f"),
+           ("NLL (bits/dim)", "diag/nll_bpd", ".4f"), ("KL (nats)", "test/kl", ".4g"),
+           ("−ELBO (bits/dim)", "diag/elbo_bpd", ".4f"), ("MI (nats)", "diag/mi_nats", ".3f"),
+           ("Rate − MI (nats)", "diag/rate_minus_mi", ".3f"), ("σ MLE", "diag/sigma_mle", ".4g"),
+           ("σ implied", "diag/sigma_implied", ".4g"), ("FID", "diag/fid", ".2f")]
 
 
 class TrackingError(VAEError):
@@ -136,7 +151,34 @@ class Tracker:
                                      tags={"vae.role": "parent", "vae.study": study,
                                            "mlflow.source.git.commit": git_commit() or "unknown"})
         self.client.log_dict(run.info.run_id, spec, "spec.json")
+        self.log_spec(run.info.run_id, spec)
         return run.info.run_id
+
+    def log_spec(self, run_id: str, spec: dict) -> None:
+        """The spec as the parent run's params: `search.z_dim`, `sampler`, `metric`, training settings by name."""
+        from mlflow.entities import Param
+
+        flat = {f"search.{k}": v for k, v in spec.get("search", {}).items()}
+        flat |= {k: v for k, v in spec.items() if k not in ("search", "train")}
+        flat |= {k: v for k, v in spec.get("train", {}).items() if k != "data_dir"}
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in flat.items() if v is not None])
+
+    def log_best(self, run_id: str, study, metric: str) -> None:
+        """The study's best complete trial on its parent run: tags `best.*` and metric `best/<metric>`."""
+        from mlflow.entities import Metric, RunTag
+
+        try:
+            best = study.best_trial
+        except ValueError:  # no complete trial
+            return
+        from pipelines.trial import params_of
+
+        tags = {"best.trial": str(best.number), **{f"best.{k}": str(v) for k, v in params_of(best).items()}}
+        if best.user_attrs.get("mlflow_run_id"):
+            tags["best.run_id"] = best.user_attrs["mlflow_run_id"]
+            tags["best.run"] = self.client.get_run(best.user_attrs["mlflow_run_id"]).info.run_name
+        self.client.log_batch(run_id, metrics=[Metric(f"best/{metric}", float(best.value), int(time.time() * 1000), 0)],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finish_parent(self, run_id: str, summary: dict, status: str = "FINISHED") -> None:
         """Counts of the study's trials as metrics; FINISHED when the study is complete, KILLED
@@ -159,6 +201,7 @@ class Tracker:
     # --- one trial: a child run ---------------------------------------------------------
     def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
                     device: str) -> str:
+        """A child run for trial `number`; `config`: the settings as applied (vae.train.applied)."""
         from mlflow.entities import Param
 
         balance = "sigma" if config.get("loss") == "sigma-vae" else f"b{config['beta']:g}"
@@ -167,8 +210,7 @@ class Tracker:
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
         run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        params = [Param(k, redact("None" if v is None else str(v))) for k, v in config.items()]
-        self.client.log_batch(run_id, params=params)
+        self.client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in trial_params(config).items()])
         return run_id
 
     def log_epoch(self, run_id: str, metrics: dict, epoch: int) -> None:
@@ -177,6 +219,30 @@ class Tracker:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch"]
         self.client.log_batch(run_id, metrics=batch)
+        if any(k.startswith("diag/") for k in metrics):  # the last epoch: diagnostics readable at a glance
+            self.log_summary(run_id, metrics, epoch)
+
+    def log_summary(self, run_id: str, final: dict, epoch: int) -> None:
+        """The end-of-training values as the run's description (a table on its Overview page, where
+        a one-point chart says little) and as `summary.json`; "posterior collapse" when it collapsed."""
+        from vae.collapse import COLLAPSE_KL_NATS, collapsed
+
+        rows = [(label, format(final[m], fmt)) for label, m, fmt in SUMMARY if final.get(m) is not None]
+        lines = [f"**Final test-set values** (epoch {epoch}, per image)",
+                 "", "| | |", "|---|---|", *[f"| {label} | {value} |" for label, value in rows]]
+        if collapsed(final.get("diag/active_units"), final.get("test/kl")):
+            lines += ["", f"**Posterior collapse**: AU = 0 or KL < {COLLAPSE_KL_NATS} nats; the decoder ignores z."]
+        self.client.set_tag(run_id, "mlflow.note.content", "\n".join(lines) + "\n")
+        self.client.log_text(run_id, json.dumps({"epoch": epoch, **final}, indent=2) + "\n", "summary.json")
+
+    def log_first_images(self, run_id: str, config, x_test) -> None:
+        """Grids of the untrained model at step 0, where the UI's image slider starts."""
+        import torch
+
+        from vae.train import build_model
+
+        torch.manual_seed(config.seed)  # the initial weights `vae.train.train` starts from
+        self.log_images(run_id, build_model(config, tuple(x_test.shape[1:])), x_test, 0)
 
     def log_images(self, run_id: str, model, x_test, epoch: int) -> None:
         from torchvision.transforms.functional import to_pil_image
@@ -212,12 +278,34 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
 
+def trial_params(config: dict) -> dict:
+    """What defines a trial: its settings without where the data lives and the run-folder, resume and
+    progress flags (vae.config.INVOCATION). `limit` None means every image."""
+    from vae.config import INVOCATION
+
+    return {k: v for k, v in config.items() if k not in (*INVOCATION, "data_dir")}
+
+
+def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
+    """The runs page as vae-balance shows a study: trials only (no collapsed parent row), best
+    first by the study's metric, the balance table's key columns."""
+    columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
+    return {"searchFilter": "tags.`vae.role` = 'trial'", "orderByKey": f"metrics.`{metric}`",
+            "orderByAsc": direction == "minimize", "selectedColumns": columns}
+
+
 def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port: int = 5000) -> str:
-    """The UI page a user should land on: the study's runs table in the machine-learning view."""
+    """The UI page a user should land on: the study's trials in the machine-learning view, with the
+    columns of `dashboard_view` (stored on the experiment as MLflow's shared view state)."""
     base = f"http://{host}:{port}"
     if study is None:
         return f"{base}/#/experiments?workflowType=machine_learning"
     found = tracker.client.get_experiment_by_name(study)
     if found is None:
         raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
-    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
+    parent = tracker.client.search_runs([found.experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+    spec = parent[0].data.params if parent else {}
+    view = dashboard_view(spec.get("metric", "test/loss"), spec.get("direction", "minimize"))
+    tracker.client.set_experiment_tag(found.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
+    return (f"{base}/#/experiments/{found.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+            f"&workflowType=machine_learning")

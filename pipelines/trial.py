@@ -76,9 +76,15 @@ def finished(t) -> bool:
     return name in ("COMPLETE", "PRUNED") or (name == "FAIL" and fail_kind(t) == "diverged")
 
 
+CONSTANT_ATTRS = ("z_dim", "beta", "seed", "loss")  # a search dimension with one value: a user attr
+
+
 def params_of(t) -> dict:
-    """The configuration: suggested params, or the enqueued values of a trial not yet started."""
-    return {**t.system_attrs.get("fixed_params", {}), **t.params}
+    """A trial's configuration (z_dim, beta, seed, loss): its parameters, the constants of the
+    search (user attributes, not parameters: a constant has no importance) and, while it waits,
+    the values it was enqueued with."""
+    constants = {k: t.user_attrs[k] for k in CONSTANT_ATTRS if k in t.user_attrs}
+    return {**t.system_attrs.get("fixed_params", {}), **constants, **t.params}
 
 
 def run_folder(study: str, trial_root: int) -> Path:

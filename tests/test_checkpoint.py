@@ -11,7 +11,7 @@ def test_round_trip(tiny):
     train(cfg)
     model, loaded_cfg, blob = load_model(cfg.out)
     # the settings that made the run, as used (compile resolved); not where or how it was invoked
-    assert loaded_cfg.saved() == {**cfg.saved(), "compile": False} and blob["epoch"] == 2
+    assert loaded_cfg.record() == {**cfg.record(), "compile": False} and blob["epoch"] == 2
     assert loaded_cfg.out is None and "out" not in blob["config"]
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(model.encode(x)[0], load_model(cfg.out)[0].encode(x)[0])

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -74,3 +75,39 @@ def test_help_does_not_import_torch():
     code = "import sys; from pipelines.cli import cli; sys.argv=['vae','--help']\ntry: cli()\nexcept SystemExit: pass\nprint('torch' in sys.modules, 'mlflow' in sys.modules, 'optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False False False")
+
+
+def test_every_option_has_help_and_the_top_level_help_an_example_per_command():
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"vae {name} {param.opts[0]} has no help"
+    out = run(["--help"]).output
+    listing = out.split("Commands:")[1]
+    assert "..." not in listing and "…" not in listing  # nothing truncated
+    for name, command in cli.commands.items():
+        assert command.get_short_help_str(limit=1000) in " ".join(out.split()), name
+        assert f"e.g. vae {name} " in out, name
+
+
+def test_a_collapsed_run_says_so(tmp_path):
+    result = run([*BASE, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--z-dim", "2",
+                  "--beta", "50"])
+    assert result.exit_code == 0, result.output
+    assert "posterior collapse" in result.output and "AU 0/2" in result.output
+
+
+def test_status_without_a_study_lists_the_studies(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    for name in ("first", "second"):
+        study = optuna.create_study(study_name=name, storage=storage)
+        study.set_user_attr("total", 4)
+        study.enqueue_trial({"z_dim": 2, "beta": 0.1})
+    out = run(["status", "--storage", storage]).output.splitlines()
+    assert out[0].startswith("first: 0 complete / 0 running / 1 waiting") and out[0].endswith("4 of 4 left")
+    assert out[1].startswith("second: ")
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    optuna.storages.RDBStorage(empty)
+    assert "no studies yet" in run(["status", "--storage", empty]).output

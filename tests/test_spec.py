@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from pipelines.spec import SpecError, load_spec
@@ -38,7 +40,7 @@ def test_shipped_specs_load():
 
 
 @pytest.mark.parametrize("text, message", [
-    (GOOD + "colour: red\n", "colour: Extra inputs are not permitted"),
+    (GOOD + "colour: red\n", "colour: unknown key; allowed: amp, "),
     (GOOD.replace("[0.1, 0.01]", "[0.1, -0.01]"), "search.beta: beta must be >= 0"),
     (GOOD.replace("[2, 4]", "[]"), "search.z_dim: List should have at least 1 item"),
     (GOOD.replace("[2, 4]", "[0, 4]"), "search.z_dim"),
@@ -68,3 +70,16 @@ def test_metric_names_are_what_training_reports(tiny):
     final = train(tiny(epochs=1))[-1]  # digits: FID off by default
     reported = {k for k in final if k.startswith(("train/", "val/", "test/", "diag/"))}
     assert METRICS - GENERATION_METRICS == reported
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochz: 3\n", "epochz: unknown key; did you mean 'epochs'?"),
+    ("search:\n  zdim: [2]\n  beta: [0.1]\n", "search.zdim: unknown key; did you mean 'z_dim'?"),
+    ("pruner: {type: median, warmup_epoch: 1}\n", "pruner.warmup_epoch: unknown key; did you mean 'warmup_epochs'?"),
+])
+def test_a_misspelled_key_gets_a_suggestion(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    body = "study: s\n" + text + ("" if "search" in text else "search:\n  z_dim: [2]\n  beta: [0.1]\n")
+    path.write_text(body)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path)

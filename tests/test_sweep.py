@@ -80,7 +80,7 @@ def test_diverging_trial_fails_alone(env, monkeypatch):
     summary = env.sweep(env.spec())
     assert (summary.complete, summary.failed, summary.progress["errors"]) == (3, 1, 0)
     failed = [t for t in env.trials() if t.state.name == "FAIL"]
-    assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1, "seed": 0}
+    assert len(failed) == 1 and failed[0].params == {"z_dim": 4, "beta": 0.1} and failed[0].user_attrs["seed"] == 0
     assert "diverged in epoch 1" in failed[0].user_attrs["fail_reason"]
     runs = env.runs()
     bad = runs[runs["status"] == "FAILED"]
@@ -175,7 +175,7 @@ def test_status_command(env):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("colour: red\n", "colour: Extra inputs are not permitted"),
+    ("colour: red\n", "colour: unknown key"),
     ("search:\n  z_dim: [2]\n  beta: [-1]\n", "beta must be >= 0"),
     ("search:\n  z_dim: []\n  beta: [0.1]\n", "at least 1 item"),
 ])

@@ -1,11 +1,15 @@
 """MLflow tracking helpers and `vae ui` against a real (tiny) tracking store."""
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from servers import free_port
@@ -16,7 +20,10 @@ from pipelines.tracking import Tracker, TrackingError, artifact_root, runs_url
 def test_runs_url_opens_the_machine_learning_view(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     experiment_id = tracker.experiment("s")
-    assert runs_url(tracker, "s") == f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    assert runs_url(tracker, "s") == (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+                                      "?viewStateShareKey=vae-balance&workflowType=machine_learning")
+    view = json.loads(tracker.client.get_experiment(experiment_id).tags["mlflow.sharedViewState.vae-balance"])
+    assert view["searchFilter"] == "tags.`vae.role` = 'trial'" and "params.`z_dim`" in view["selectedColumns"]
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     with pytest.raises(TrackingError, match="no experiment named 'nope'"):
         runs_url(tracker, "nope")
@@ -45,3 +52,104 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A finished 2-trial sweep (one seed) in a fresh store: (tmp, storage, tracking uri)."""
+    from pipelines.spec import load_spec
+    from pipelines.sweep import run_sweep
+
+    tmp = tmp_path_factory.mktemp("swept")
+    spec = tmp / "s.yaml"
+    spec.write_text(f"study: s\ndataset: digits\ndata_dir: {tmp / 'data'}\nlimit: 128\nwidth: 8\nepochs: 2\n"
+                    "batch_size: 32\niw_samples: 2\ndevice: cpu\nsearch:\n  z_dim: [2]\n  beta: [0.1, 0.01]\n"
+                    "  seed: [3]\nmetric: test/r_loss\n")
+    storage, tracking = f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"
+    assert run_sweep(load_spec(spec), storage, tracking, progress=True).complete == 2
+    return tmp, storage, tracking
+
+
+def test_trial_params_are_the_settings_that_define_it_as_applied(swept):
+    from mlflow import MlflowClient
+
+    tmp, _, tracking = swept
+    client = MlflowClient(tracking)
+    exp = client.get_experiment_by_name("s")
+    trials = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")
+    assert len(trials) == 2
+    for run in trials:
+        params = run.data.params
+        assert not {"out", "progress", "resume", "data_dir"} & set(params), params
+        assert params["limit"] == "128"  # None only for `limit` (all images): threads and compile are resolved
+        assert params["device"] == "cpu" and params["amp"] == "False" and params["compile"] in ("True", "False")
+        assert int(params["threads"]) >= 1 and params["seed"] == "3" and params["z_dim"] == "2"
+        folder = tmp / run.info.run_id
+        folder.mkdir()
+        config = json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", str(folder))).read_text())
+        assert "out" not in config and "progress" not in config  # no path to the deleted run folder
+
+
+def test_parent_carries_the_spec_and_the_best_trial(swept):
+    import optuna
+    from mlflow import MlflowClient
+
+    _, storage, tracking = swept
+    client = MlflowClient(tracking)
+    exp = client.get_experiment_by_name("s")
+    parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
+    assert parent.data.params["search.beta"] == "[0.1, 0.01]" and parent.data.params["metric"] == "test/r_loss"
+    study = optuna.load_study(study_name="s", storage=storage)
+    best = study.best_trial
+    assert parent.data.tags["best.trial"] == str(best.number) and parent.data.tags["best.beta"] == str(best.params["beta"])
+    assert parent.data.metrics["best/test/r_loss"] == pytest.approx(best.value)
+    assert study.metric_names == ["test/r_loss"]  # optuna-dashboard names the objective
+    # a constant of the search is a fixed attribute, not a parameter with importance 0
+    assert all("seed" not in t.params and t.user_attrs["seed"] == 3 for t in study.trials)
+    assert not {"z_dim", "beta", "seed", "out", "progress"} & set(study.user_attrs["spec"]["train"])
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def dump_dom(url: str, profile) -> str:
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url]
+    return subprocess.run(flags, capture_output=True, text=True, timeout=180).stdout
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Chromium (apt-get install chromium; .ci/run installs it)")
+def test_ui_shows_the_trials_and_a_trial_page_its_params(swept):
+    from mlflow import MlflowClient
+
+    tmp, _, tracking = swept
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--study", "s", "--tracking-uri", tracking,
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        first = proc.stdout.readline()  # printed once the server answers
+        url = first.split(": ", 1)[1].split()[0]
+        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "viewStateShareKey=" in url, first
+        runs = dump_dom(url, tmp / "p1")
+        client = MlflowClient(tracking)
+        exp = client.get_experiment_by_name("s")
+        trials = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")
+        for run in trials:  # the trials are rows, not hidden under a collapsed parent
+            assert run.info.run_name in runs
+        assert "s-sweep" not in runs
+        run = trials[0]
+        page = dump_dom(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}"
+                        "?workflowType=machine_learning", tmp / "p2")
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+        assert f"Parameters ({len(run.data.params)})" in text
+        for key in ("z_dim", "beta", "seed", "device"):
+            assert f" {key} {run.data.params[key]} " in text, key
+        assert "Final test-set values" in text  # the run's description: the diagnostics as a table
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "GET /" not in proc.stdout.read()  # no access log

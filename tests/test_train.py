@@ -72,13 +72,13 @@ def test_compile_is_automatic_for_long_runs_and_falls_back(tiny, monkeypatch):
 
     from vae.errors import ConfigError
     from vae.model import VAE
-    from vae.train import _compiled, _wants_compile
+    from vae.train import _compiled, compile_wanted
 
     model = VAE(1, 8, 8, z_dim=2, base=4)
     x = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     cpu = torch.device("cpu")
-    assert not _wants_compile(tiny(), 100, cpu) and _wants_compile(tiny(), 10_000, cpu)
-    assert not _wants_compile(tiny(compile=False), 10_000, cpu) and _wants_compile(tiny(compile=True), 1, cpu)
+    assert not compile_wanted(tiny(), 100, cpu) and compile_wanted(tiny(), 10_000, cpu)
+    assert not compile_wanted(tiny(compile=False), 10_000, cpu) and compile_wanted(tiny(compile=True), 1, cpu)
     assert _compiled(model, tiny(), x, False, cpu) is model  # short run: eager
 
     def broken(module, **kwargs):

@@ -36,13 +36,13 @@ def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, h
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "history": history,
-        "config": config.saved(),
+        "config": config.record(),
         "shape": list(model.shape),
     }
     tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
     torch.save(blob, tmp)
     os.replace(tmp, path)
-    atomic_write_text(run_dir / "config.json", redact(json.dumps(config.saved(), indent=2)) + "\n")
+    atomic_write_text(run_dir / "config.json", redact(json.dumps(config.record(), indent=2)) + "\n")
     return path
 
 

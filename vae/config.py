@@ -14,6 +14,9 @@ from vae.errors import ConfigError
 
 LOSSES = ("beta", "sigma-vae")
 AUTO_COMPILE_STEPS = 3000
+INVOCATION = ("out", "resume", "progress")
+"""How a run is started, not what it computes: never recorded with the run (a sweep trains in a
+temporary folder that is gone afterwards)."""
 
 
 @dataclass
@@ -132,10 +135,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def saved(self) -> dict:
-        """The settings that describe a finished run, for checkpoints and config.json: not where
-        it was written or how it was invoked (a sweep's run folder is gone once it is logged)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("out", "resume", "progress")}
+    def record(self) -> dict:
+        """The settings a run's files (config.json, checkpoint, metrics.json) record: all but INVOCATION."""
+        return {k: v for k, v in self.to_dict().items() if k not in INVOCATION}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

@@ -29,6 +29,7 @@ import torch
 
 from vae.errors import DataError, first_line
 from vae.paths import check_folder
+from vae.progress import phase
 
 TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 NAMES = (*TORCHVISION, "digits", "folder:PATH")
@@ -136,7 +137,8 @@ def _cached(path: Path, loader) -> tuple[torch.Tensor, ...]:
     """(train, test, train_labels, test_labels), decoded by `loader` once."""
     if path.exists():
         try:
-            blob = torch.load(path, weights_only=True)
+            with phase(f"loading the decoded images from {path}"):
+                blob = torch.load(path, weights_only=True)
             return tuple(blob[k] for k in SPLITS)
         except Exception:  # a truncated or stale cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
@@ -259,5 +261,11 @@ def _decode(files: list[Path]) -> torch.Tensor:
             t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
         return t.view(size[1], size[0], -1).permute(2, 0, 1)
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return torch.stack(list(pool.map(read, files, chunksize=256)))
+    images = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
+            phase(f"decoding {len(files):,} images of {files[0].parent.parent} (once: cached afterwards)",
+                  total=len(files), unit="image") as bar:
+        for image in pool.map(read, files, chunksize=256):
+            images.append(image)
+            bar.update(1)
+    return torch.stack(images)

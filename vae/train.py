@@ -35,6 +35,7 @@ from vae.loss import vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
 from vae.paths import check_folder
+from vae.progress import EpochBar, label, phase
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 Callback = Callable[[int, dict, VAE], None]
@@ -112,6 +113,24 @@ def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tu
     return metrics, kl_dims
 
 
+def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
+    """--compile / --no-compile, or by default only for runs long enough to pay for compiling:
+    >= AUTO_COMPILE_STEPS optimiser steps in all (not those left: a resumed run decides as its
+    start did, and keeps the decision stored in its checkpoint) on cpu or cuda."""
+    if cfg.compile is not None:
+        return cfg.compile
+    return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
+
+
+def applied(cfg: TrainConfig, n_train: int) -> dict:
+    """The recorded settings as `train` applies them on this machine: the device picked, whether
+    it compiles, the CPU threads, and amp only where it has an effect (CUDA). What a tracker logs."""
+    device = pick_device(cfg.device)
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    return {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
+            "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+
+
 def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> VAE:
     return VAE(*shape, z_dim=cfg.z_dim, base=cfg.width)
 
@@ -142,7 +161,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     steps = math.ceil(n / cfg.batch_size)
     # compile or not is decided once per run (compiled and eager draw different noise) and
     # stored in the checkpoint's config: a resumed run keeps the decision of its start
-    compile_run = _wants_compile(cfg, steps * cfg.epochs, device)
+    compile_run = compile_wanted(cfg, steps * cfg.epochs, device)
     if cfg.resume and (out / "checkpoint.pt").exists():
         blob = load_checkpoint(out, device)
         _check_resumable(blob, cfg, data.shape, out)
@@ -160,7 +179,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.train()
         sums = torch.zeros(len(TERMS), device=device)
         t0 = time.perf_counter()
-        bar = _progress(cfg, steps, epoch)
+        bar = EpochBar(label(cfg.z_dim, cfg.beta, cfg.seed, cfg.loss), epoch, cfg.epochs, steps, cfg.progress)
         for i in range(steps):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = x_train[idx].float().div_(255)
@@ -173,15 +192,12 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
             optimizer.step()
             # accumulate on the device: no host sync per batch
             sums += torch.stack([getattr(terms, t).detach() for t in TERMS]) * len(idx)
-            if bar is not None:
-                bar.update(1)
-                if i % 50 == 0 or i == steps - 1:
-                    seen = min(n, (i + 1) * cfg.batch_size)
-                    running = dict(zip(TERMS, (sums / seen).tolist()))
-                    _check_finite(running["loss"], epoch)
-                    bar.set_postfix(r=f"{running['r_loss']:.4f}", kld=f"{running['kld_loss']:.3f}")
-        if bar is not None:
-            bar.close()
+            running = None
+            if bar.wants_losses(i):  # every 10% of the epoch: one host sync
+                running = dict(zip(TERMS, (sums / min(n, (i + 1) * cfg.batch_size)).tolist()))
+                _check_finite(running["loss"], epoch)
+            bar.update(running)
+        bar.close()
         train_terms = dict(zip(TERMS, (sums / n).tolist()))
         _check_finite(train_terms["loss"], epoch)
         seconds = time.perf_counter() - t0
@@ -197,27 +213,21 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                    **{f"test/{k}": v for k, v in test_terms.items()},
                    "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
         if epoch == cfg.epochs:
-            diag, kl_dims = final_diagnostics(model, data, cfg, log=lambda m: print(m, file=sys.stderr))
+            with phase("diagnostics: active units, MI, IWAE NLL, FID where on", enabled=cfg.progress):
+                diag, kl_dims = final_diagnostics(model, data, cfg, log=lambda m: print(m, file=sys.stderr))
             metrics.update(diag)
             if kl_dims is not None:
                 atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
+        bar.end(train_terms, val_terms, seconds)
         history.append(metrics)
         save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
         if callback is not None:
             callback(epoch, metrics, model)
 
     save_grids(model, data.test, out)
-    summary = {"config": cfg.saved(), "final": history[-1] if history else {}, "history": history}
+    summary = {"config": cfg.record(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return history
-
-
-def _wants_compile(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
-    """--compile/--no-compile, or automatically for runs of >= AUTO_COMPILE_STEPS optimiser steps
-    in all (not those left: a resumed run must decide as its start did) on cpu or cuda."""
-    if cfg.compile is not None:
-        return cfg.compile
-    return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
 
 
 def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):
@@ -233,9 +243,10 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPUs
     compiled = torch.compile(model, dynamic=False)
     try:
-        with autocast(device, cfg.amp):
-            recon, mu, logvar = compiled(example.float() / 255)
-        vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
+        with phase("compiling the model (torch.compile, once per run)", enabled=cfg.progress):
+            with autocast(device, cfg.amp):
+                recon, mu, logvar = compiled(example.float() / 255)
+            vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
     except Exception as e:  # no C++ compiler, no Triton, an unsupported backend
         if cfg.compile:
             raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
@@ -262,11 +273,3 @@ def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], 
 def _check_finite(value: float, epoch: int) -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(epoch)
-
-
-def _progress(cfg: TrainConfig, steps: int, epoch: int):
-    if not cfg.progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch", dynamic_ncols=True)

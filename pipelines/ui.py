@@ -1,0 +1,62 @@
+"""`vae ui`: the MLflow UI on a tracking store, lean and quiet, announced once it answers.
+
+MLflow 3's `mlflow ui` starts 4 uvicorn workers and a job-runner (huey) pool, about 14 processes
+and 2 GB, and logs every request. One local user needs one worker and no job execution (used for
+GenAI judges and trace roll-ups); telemetry is off; access logs are off and the server's start-up
+chatter goes to a temporary log file, named if the server fails to start. What remains:
+the `mlflow` launcher process and one uvicorn worker (about 0.5 GB together).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from pipelines.tracking import TrackingError
+
+START_TIMEOUT_S = 180
+
+
+def server_command(uri: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host,
+            "--port", str(port), "--workers", "1", "--uvicorn-opts", "--no-access-log --log-level warning"]
+
+
+def serve(uri: str, host: str, port: int, on_ready) -> int:
+    """Run the server until it exits or Ctrl-C; call on_ready() once /health answers."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "DO_NOT_TRACK": "true", "PYTHONWARNINGS": "ignore"}
+    log = tempfile.NamedTemporaryFile("w+", prefix="vae-ui-", suffix=".log", delete=False)
+    proc = subprocess.Popen(server_command(uri, host, port), stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(host, port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log.name).read_text().strip().splitlines()[-1:] or ["no output"]
+                proc.kill()
+                raise TrackingError(f"the MLflow UI did not start on {host}:{port}: {tail[0][:300]} "
+                                    f"(log: {log.name})")
+            time.sleep(0.5)
+        on_ready()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    Path(log.name).unlink(missing_ok=True)
+    return code
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,74 @@
+"""What the terminal shows: plain lines when piped (no bar frames), a line per slow phase,
+running losses at least every 10% of an epoch, the configuration named everywhere."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vae import progress
+from vae.progress import EpochBar, label, num, phase
+
+
+def test_running_losses_refresh_every_tenth_of_an_epoch(monkeypatch):
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    for steps in (1, 7, 26, 782):
+        bar = EpochBar("z=2 β=0.1 seed 0", 1, 3, steps)
+        syncs = [i for i in range(steps) if bar.wants_losses(i)]
+        bar.close()
+        assert syncs[-1] == steps - 1
+        gaps = [b - a for a, b in zip([-1, *syncs], syncs)]
+        assert max(gaps) <= max(1, steps // 10), (steps, gaps)
+
+
+def test_labels_and_four_significant_digits():
+    assert label(100, 0.01, 0) == "z=100 β=0.01 seed 0"
+    assert label(10, 1.0, 2, "sigma-vae") == "z=10 σ-VAE seed 2"
+    assert [num(v) for v in (0.000123456, 0.0752, 1.23456, 1234.5)] == ["0.0001235", "0.0752", "1.235", "1234"]
+
+
+def test_a_slow_phase_says_so_and_a_quick_one_is_silent(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "DELAY_S", 0.05)
+    with phase("quick"):
+        pass
+    with phase("decoding 3 images", total=3) as bar:
+        time.sleep(0.3)
+        bar.update(3)
+    err = capsys.readouterr().err
+    assert "quick" not in err
+    assert "decoding 3 images …\n" in err and "decoding 3 images: done in 0:00\n" in err
+
+
+def _piped(args, tmp_path):
+    log = tmp_path / "out.log"
+    with open(log, "wb") as f:
+        subprocess.run([sys.executable, "-m", "pipelines.cli", *args], stdout=f, stderr=subprocess.STDOUT, check=True,
+                       timeout=600)
+    return log.read_bytes()
+
+
+def test_train_to_a_file_writes_one_line_per_epoch(tmp_path):
+    out = _piped(["train", "--dataset", "digits", "--data-dir", tmp_path / "data", "--limit", "256", "--z-dim", "4",
+                  "--width", "8", "--epochs", "3", "--iw-samples", "2", "--device", "cpu", "--out", tmp_path / "run",
+                  "--progress"], tmp_path)
+    assert b"\r" not in out  # no bar frames
+    text = out.decode()
+    for epoch in (1, 2, 3):
+        assert text.count(f"z=4 β=0.01 seed 0 epoch {epoch}/3: train loss ") == 1, text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sweep_to_a_file_writes_one_line_per_epoch_and_trial(tmp_path, workers):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"study: s\ndataset: digits\ndata_dir: {tmp_path / 'data'}\nlimit: 128\nwidth: 8\nepochs: 2\n"
+                    "batch_size: 32\niw_samples: 2\ndevice: cpu\nsearch:\n  z_dim: [2]\n  beta: [0.1, 0.01]\n")
+    out = _piped(["sweep", spec, "--storage", f"sqlite:///{tmp_path}/o.db", "--tracking-uri",
+                  f"sqlite:///{tmp_path}/m.db", "--workers", str(workers), "--progress"], tmp_path)
+    assert b"\r" not in out
+    text = out.decode()
+    for beta in ("0.1", "0.01"):
+        assert text.count(f"({'z=2 β=' + beta} seed 0) COMPLETE test/loss ") == 1, text
+        if workers == 1:  # several workers run with --no-progress: the trial lines come from the parent
+            assert text.count(f"z=2 β={beta} seed 0 epoch 2/2: ") == 1, text
+    assert "2/2 trials done" in text and "sweep ETA" in text
