@@ -106,7 +106,8 @@ def test_status_without_a_study_lists_the_studies(tmp_path):
         study.set_user_attr("total", 4)
         study.enqueue_trial({"z_dim": 2, "beta": 0.1})
     out = run(["status", "--storage", storage]).output.splitlines()
-    assert out[0].startswith("first: 0 complete / 0 running / 1 waiting") and out[0].endswith("4 of 4 left")
+    assert out[0].startswith("first: 0 complete / 0 pruned / 0 diverged / 0 failed by errors / 0 running / 1 waiting")
+    assert out[0].endswith("4 of 4 left")
     assert out[1].startswith("second: ")
     empty = f"sqlite:///{tmp_path}/empty.db"
     optuna.storages.RDBStorage(empty)
