@@ -174,10 +174,11 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
 @click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="A trial bar (running configuration, best so far, sweep ETA) above the epoch bar; plain lines when piped.")
-def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress):
+@click.option("--child", is_flag=True, hidden=True)  # a worker of `--workers N`: its parent says how the study ended
+def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.spec import load_spec
-    from pipelines.sweep import run_sweep, run_workers, verdict
+    from pipelines.sweep import already_complete, run_sweep, run_workers, verdict
 
     spec = load_spec(spec_path, overrides)
     if threads is not None:  # one rule (TrainConfig's), and every worker gets it
@@ -197,11 +198,12 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo)
     p = summary.progress
     if summary.already_complete:
-        click.echo(f"study {spec.study} is complete: {p['started']} configurations ({p['complete']} complete, "
-                   f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {spec.study}`")
+        if not child:
+            click.echo(already_complete(spec.study, p))
         return
     code, line = verdict(spec.study, p)
-    click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
+    if not child:
+        click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
     sys.exit(code)
 
 

@@ -219,6 +219,11 @@ def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
     return 1, f"{study}: {p['left']} of {p['total']} left unfinished ({counts}); run the same command to resume"
 
 
+def already_complete(study: str, p: dict) -> str:
+    return (f"study {study} is complete: {p['started']} configurations ({p['complete']} complete, "
+            f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {study}`")
+
+
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
               log=print) -> Summary:
@@ -323,10 +328,12 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     store = make_storage(url, spec)
     study, _, parent = open_study(spec, store, tracker, url)
     total = study.user_attrs.get("total", spec.total)
-    if study_progress(study, total)["done"]:
-        return verdict(spec.study, study_progress(study, total))
+    p = study_progress(study, total)
+    if p["done"]:  # nothing to do: one line, and the parent run says so
+        tracker.finish_parent(parent, _counts(p))
+        return verdict(spec.study, p)[0], already_complete(spec.study, p)
     threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
-    cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress",
+    cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
     bar = TrialBar(study, total, spec.train.epochs, progress)
