@@ -48,6 +48,24 @@ class Group(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, *args, **kwargs):
+        """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
+        instead of the usage text above an "Error:" line."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            hint = f" (`{e.ctx.command_path} --help` lists the options)" if e.ctx else ""
+            click.echo(f"error: {redact(e.format_message())}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"error: {redact(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -174,7 +192,8 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
 @click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="A trial bar (running configuration, best so far, sweep ETA) above the epoch bar; plain lines when piped.")
-@click.option("--child", is_flag=True, hidden=True)  # a worker of `--workers N`: its parent says how the study ended
+@click.option("--child", is_flag=True, hidden=True,
+              help="A worker of --workers N: its parent prints how the study ended.")
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.spec import load_spec

@@ -11,6 +11,8 @@ def test_every_command_and_option_is_documented():
     for name, command in cli.commands.items():
         assert f"vae {name}" in README, name
         for param in command.params:
+            if getattr(param, "hidden", False):
+                continue
             for opt in param.opts:
                 if opt.startswith("--") and opt != "--help":
                     assert f"`{opt}" in README or f"{opt} " in README, f"vae {name} {opt}"
