@@ -87,7 +87,8 @@ def retrained_epochs(env, epochs: int) -> int:
         last = max((m.step for m in client.get_metric_history(r.run_id, "train/loss")), default=0)
         resumed = r.get("tags.vae.resumed_from_epoch")
         trained[int(r["tags.vae.trial"])] = max(0, last - (int(resumed) if isinstance(resumed, str) else 0))
-    return sum(sum(trained.get(t.number, 0) for t in chain) - epochs
+    # a trial killed between its checkpoint and logging that epoch leaves it unlogged: at least 0
+    return sum(max(0, sum(trained.get(t.number, 0) for t in chain) - epochs)
                for chain in chains(env.trials()).values() if chain[-1].state.name == "COMPLETE")
 
 
