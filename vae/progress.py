@@ -128,9 +128,10 @@ class EpochBar:
             self.bar.close()
             self.bar = None
 
-    def end(self, train: dict, test: dict, seconds: float) -> None:
+    def end(self, train: dict, val: dict, seconds: float) -> None:
+        """The epoch's line: training and validation losses (the test split is for the final report)."""
         self.close()
         if self.enabled:
             say(f"{self.name} epoch {self.epoch}/{self.epochs}: train loss {num(train['loss'])} "
-                f"(R {num(train['r_loss'])}, KLD {num(train['kld_loss'])})  test loss {num(test['loss'])} "
-                f"(R {num(test['r_loss'])}, KLD {num(test['kld_loss'])})  {seconds:.1f} s")
+                f"(R {num(train['r_loss'])}, KLD {num(train['kld_loss'])})  val loss {num(val['loss'])} "
+                f"(R {num(val['r_loss'])}, KLD {num(val['kld_loss'])})  {seconds:.1f} s")
