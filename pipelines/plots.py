@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 
 def loss_curves(history: list[dict], title: str = ""):
@@ -58,6 +59,10 @@ def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", d
     fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
     _by_z_dim(ax, table, rate_col, r_col, dead)
     ax.set_xscale("log")
+    # plain numbers (2, 5, 10, 20 ...) instead of overlapping "3×10⁰4×10⁰" labels
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) in nats per image (log scale)")
     ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
     signs = _trend(table, rate_col, r_col)
