@@ -176,11 +176,9 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             lease.fail("error", f"objective {spec.metric!r} missing or not finite")
         else:  # the result reaches Optuna first; the uploads follow
             lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
-    if lease.lost:
-        return "LOST"
     fault("result")
-    log_result(tracker, lease.frozen, spec.study)
-    return lease.state
+    log_result(tracker, lease.frozen, spec.study)  # lost: its run says how the other worker saw it
+    return "LOST" if lease.lost else lease.state
 
 
 def _watch_ctrl_c() -> None:
