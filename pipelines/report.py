@@ -149,10 +149,13 @@ def sources(report: Report) -> list[str]:
              f"images, stratified by class, the same for every run); NLL: its first {size('diag/iw_images')}. "
              f"MI cannot exceed log N (N = the subset's size): values within noise of it read '≥ log N, saturated' "
              f"and rank nothing.",
-             f"FID (samples), KID, precision, recall (Kynkäänniemi et al., k = 3): {size('diag/fid_samples')} prior "
-             f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
-             f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
-             f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative.",
+             (f"FID (samples), KID, precision, recall (Kynkäänniemi et al., k = 3): {size('diag/fid_samples')} prior "
+              f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
+              f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
+              f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative."
+              if "diag/fid_samples" in n else
+              "FID (samples), FID (recon), precision, recall: not measured in this study (`fid_samples` 0, the "
+              "default below 28 px, or the `[fid]` extra missing)."),
              f"Validation split ({size('data/val_images')} images carved from the training split, which keeps "
              f"{size('data/train_images')} to train on): the sweep's objective and pruning; not in this table."]
     return lines
