@@ -299,8 +299,10 @@ def ui(study, tracking_uri, host, port):
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 def report(study, out, fmt, tracking_uri):
     """The balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.report import build, load_runs, to_csv, to_markdown, write_report
+    from pipelines.page import to_markdown, write_report
+    from pipelines.report import build, load_runs
     from pipelines.spec import check_study_name
+    from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.tracking import Tracker
     from vae.paths import check_folder
 
@@ -318,16 +320,11 @@ def report(study, out, fmt, tracking_uri):
         click.echo(redact(to_markdown(rep)), nl=False)
         return
     from rich.console import Console
-    from rich.table import Table
-
-    from pipelines.report import TERMINAL_COLUMNS, display_frame
 
     frame = display_frame(rep)
-    frame = frame[[c for c in TERMINAL_COLUMNS if c in frame]]
-    table = Table(*frame.columns, title=f"{study}: final values per image (×B: ×{rep.batch_size}); losses on the test "
-                                        f"split, the rest on its evaluation subset; sizes and every column in report.md")
-    for row in frame.itertuples(index=False):
-        table.add_row(*map(str, row))
+    table = terminal(frame, groups(frame)[KEY],
+                     f"{study}: final values per image; losses on the test split, the rest on its evaluation "
+                     f"subset; more columns in report.md and table.csv")
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
     console.print(table)
     for r in rep.failures.itertuples():

@@ -1,12 +1,34 @@
-"""matplotlib figures shared by tracking (per trial) and the report (per study)."""
+"""Every matplotlib figure: a trial's loss curves (pipelines/tracking.py) and the report's figures.
+
+    files = report_figures(report.table, report.dead, artifacts, out)   # name -> PNG, for the page
+
+Figures take plain data (the balance table, per-run histories), never MLflow or Optuna objects.
+Epoch axes have integer ticks; every reference line is in the legend, saying what it is.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+
+DPI = 110
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _epoch_axis(ax) -> None:
+    """Whole epochs only: a 3-epoch run gets ticks 1, 2, 3, not 1.0, 1.5, 2.0."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
 def loss_curves(history: list[dict], title: str = ""):
@@ -16,7 +38,7 @@ def loss_curves(history: list[dict], title: str = ""):
     for ax, term, label in ((axes[0], "r_loss", "R-loss (SSE / D)"), (axes[1], "kld_loss", "KLD-loss (KL / z)")):
         for split, style in (("train", "--"), ("test", "-")):
             ax.plot(epochs, [m[f"{split}/{term}"] for m in history], style, label=split)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend()
@@ -101,16 +123,82 @@ def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "F
     return fig
 
 
+def test_curves(histories: dict[str, list[dict]]):
+    """Test R-loss and KLD-loss per epoch, one line per run (label), the same colour in both panels."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for label, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        line = axes[0].plot(epochs, [h.get("test/r_loss") for h in history], label=label)[0]
+        axes[1].plot(epochs, [h.get("test/kld_loss") for h in history], color=line.get_color())
+    axes[0].set_ylabel("test R-loss (per image)")
+    axes[1].set_ylabel("test KLD-loss (per image)")
+    for ax in axes:
+        _epoch_axis(ax)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    return fig
+
+
 def kl_per_dim(curves: dict[str, list[float]]):
-    """Sorted per-dimension KL of each run (one line per label)."""
+    """Sorted per-dimension KL of each run (one line per label), against the collapse threshold."""
+    from vae.collapse import COLLAPSE_KL_NATS
+
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     for label, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, label=label)
-    ax.axhline(0.01, color="grey", lw=0.8, ls=":")
-    ax.set_yscale("symlog", linthresh=0.01)
+    # a model whose total KL is below it has collapsed, so a dimension below it carries ~nothing
+    ax.axhline(COLLAPSE_KL_NATS, color="grey", lw=0.8, ls=":",
+               label=f"{COLLAPSE_KL_NATS:g} nats: collapse threshold (total KL)")
+    ax.set_yscale("symlog", linthresh=COLLAPSE_KL_NATS)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("KL (nats)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return fig
+
+
+def image_grids(recon: Path, samples: Path, caption: str):
+    """A run's reconstruction grid (rows labelled originals / reconstructions, vae/images.py's
+    layout) beside its prior samples, titled with the run's configuration."""
+    import matplotlib.image
+
+    from vae.images import recon_rows
+
+    left, right = matplotlib.image.imread(recon), matplotlib.image.imread(samples)
+    rows = recon_rows()
+    # same pixel scale for both grids: widths in proportion to the images'
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), width_ratios=[left.shape[1], right.shape[1]],
+                             constrained_layout=True)
+    for ax, image in zip(axes, (left, right)):
+        ax.imshow(image, interpolation="nearest", cmap="gray" if image.ndim == 2 else None)
+        ax.set_xticks([])
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[0].set_yticks([(i + 0.5) * left.shape[0] / len(rows) for i in range(len(rows))], rows, fontsize=8)
+    axes[0].set_title("test images and their reconstructions", fontsize=9)
+    axes[1].set_yticks([])
+    axes[1].set_title("samples from the prior N(0, I)", fontsize=9)
+    fig.suptitle(caption, fontsize=10)
+    return fig
+
+
+def report_figures(table, dead, artifacts, out: Path) -> dict[str, Path]:
+    """The report's figures as PNG files in `out`: name -> path; each run's grids as "grid/<run>".
+    `table`, `dead` and `artifacts`: pipelines/report.py's Report.table, Report.dead and Artifacts."""
+    files = {"rate_distortion": save(rate_distortion(table, dead=dead), out / "rate_distortion.png")}
+    if table["FID (samples)"].notna().any():
+        r_col = "_r_loss_eval" if "_r_loss_eval" in table else "R-loss"
+        files["generation"] = save(generation_vs_reconstruction(table, r_col=r_col, dead=dead),
+                                   out / "generation_vs_reconstruction.png")
+    files["curves"] = save(test_curves(artifacts.histories), out / "curves.png")
+    if artifacts.kl_per_dim:
+        files["kl_per_dim"] = save(kl_per_dim(artifacts.kl_per_dim), out / "kl_per_dim.png")
+    (out / "grids").mkdir(exist_ok=True)
+    for label, grids in artifacts.grids.items():
+        if {"recon", "samples"} <= grids.keys():
+            fig = image_grids(grids["recon"], grids["samples"], artifacts.captions.get(label, label))
+            files[f"grid/{label}"] = save(fig, out / "grids" / f"{label}.png")
+    return files

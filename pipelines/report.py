@@ -1,29 +1,32 @@
-"""The balance table, figures and an HTML report, built from a study's MLflow runs.
+"""The balance table's data, built from a study's MLflow runs: one row per (loss, z-dim, beta).
 
-    vae report --study balance --out reports/balance     # table in the terminal + files
-    vae report --study balance --format csv > table.csv
+    rep = build(study, load_runs(study, tracker)[1])   # rep.table: numbers, rep.std: over seeds
+    art = fetch_artifacts(rep, tracker, folder)         # each run's curves, KL per dimension, grids
 
-Writes report.md, table.csv, report.html (self-contained: figures and image grids embedded)
-and the figures as PNG files, and logs them as artifacts of the study's parent run.
+This module holds numbers only. pipelines/tables.py renders them (markdown, CSV, HTML, terminal),
+pipelines/plots.py draws the figures, pipelines/page.py assembles report.html and report.md and
+writes the report folder; pipelines/recommend.py states the recommendations.
 
 Units: KLD-loss and R-loss are final test-set values *per image*, normalised as in vae/loss.py;
 the "×B" columns multiply by the sweep's batch size, the units the original README's table
 appears to use (sums over a batch of 64). `sources()` says which split each column comes from:
 the losses from the whole test split, the diagnostics and generation metrics from its evaluation
 subset (vae/data.py, vae/metrics.py, vae/fid.py). Runs from before a column existed show it blank.
-Recommendations: pipelines/recommend.py.
+"Status" says whether a row's model collapsed (vae/collapse.py, the one definition).
 """
 
 from __future__ import annotations
 
-import math
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from pipelines.recommend import recommendations
-from pipelines.tracking import Tracker, TrackingError
+from pipelines.tracking import Tracker
+from vae.collapse import collapsed
 from vae.errors import VAEError
 from vae.redact import redact
 
@@ -44,11 +47,7 @@ ALWAYS = ("FID (samples)", "FID (recon)", "Precision", "Recall")  # shown blank 
 # split sizes and estimator sizes, for sources(): metric -> what it counts
 SIZES = {"data/train_images": "train", "data/val_images": "validation", "data/test_images": "test",
          "diag/eval_images": "evaluation subset", "diag/iw_images": "IWAE images", "diag/fid_samples": "FID samples"}
-
-
-TERMINAL_COLUMNS = ["Z-dim", "Beta", "Loss", "KLD-loss", "R-loss", "KLD-loss ×B", "R-loss ×B", "AU",
-                    "NLL (bits/dim)", "MI (nats)", "FID (samples)", "FID (recon)", "Precision", "Recall",
-                    "Epochs", "Seeds"]
+COLLAPSED, OK = "collapsed", "ok"  # the Status column
 
 
 class ReportError(VAEError):
@@ -64,7 +63,20 @@ class Report:
     runs: pd.DataFrame           # the complete trial runs behind the table
     batch_size: int
     sizes: dict[str, int] = field(default_factory=dict)  # SIZES keys -> the most common value over runs
-    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def dead(self) -> pd.Series:
+        """Per row: did the model collapse (vae/collapse.py)?"""
+        return self.table["Status"] == COLLAPSED
+
+
+@dataclass
+class Artifacts:
+    """What the figures need beyond the table, per run label (its MLflow run name), in table order."""
+    histories: dict[str, list[dict]] = field(default_factory=dict)  # per epoch: {"epoch", "test/r_loss", ...}
+    kl_per_dim: dict[str, list[float]] = field(default_factory=dict)  # sorted, nats
+    grids: dict[str, dict[str, Path]] = field(default_factory=dict)   # {"recon": png, "samples": png}
+    captions: dict[str, str] = field(default_factory=dict)            # "z-dim = 2; β = 0.01; seed 0"
 
 
 def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
@@ -127,6 +139,7 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     table.insert(6, "R-loss ×B", table["R-loss"] * batch)
     std.insert(5, "KLD-loss ×B", std["KLD-loss"] * batch)
     std.insert(6, "R-loss ×B", std["R-loss"] * batch)
+    table["Status"] = [COLLAPSED if collapsed(r.get("AU"), r.get("KL (nats)")) else OK for _, r in table.iterrows()]
     # the original's order: z-dim ascending, beta descending; sigma-vae rows after each z-dim's betas
     order = table.assign(_s=table["Loss"] != "beta").sort_values(["Z-dim", "_s", "Beta"],
                                                                   ascending=[True, True, False]).index
@@ -161,100 +174,49 @@ def sources(report: Report) -> list[str]:
     return lines
 
 
-# --- rendering -----------------------------------------------------------------------------
-def _cell(col: str, mean, std) -> str:
-    if isinstance(mean, str) or col in ("Z-dim", "Epochs", "Seeds"):
-        return str(mean)
-    if mean is None or math.isnan(mean):
-        return ""
-    text = f"{mean:.4g}"
-    if std is not None and not math.isnan(std):
-        text += f" ± {std:.2g}"
-    return text
 
 
-def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
-    """MI at its ceiling says only "at least log N"; within two standard errors of 0 (or negative)
-    it is noise, not a finding."""
-    mi = t["MI (nats)"].iloc[i]
-    if math.isnan(mi):
-        return
-    if "_mi_saturated" in t and t["_mi_saturated"].iloc[i] >= 0.5:
-        row["MI (nats)"] = f"≥ {t['MI ceiling log N'].iloc[i]:.1f}, saturated"
-        if "Rate − MI (nats)" in row and row["Rate − MI (nats)"]:
-            row["Rate − MI (nats)"] = f"≤ {t['Rate − MI (nats)'].iloc[i]:.4g}"
-    elif mi < 0 or ("_mi_se" in t and mi < 2 * t["_mi_se"].iloc[i]):
-        row["MI (nats)"] = "≈ 0 (noise)"
-
-
-def display_frame(report: Report) -> pd.DataFrame:
-    """The table as strings: mean ± std where several seeds ran; sigma-vae rows say so in Beta."""
-    t, s = report.table, report.std
-    rows = []
-    for i in range(len(t)):
-        row = {}
-        for col in t.columns:
-            std = s[col].iloc[i] if col in s and col not in ("Z-dim", "Beta", "Loss") else None
-            value = t[col].iloc[i]
-            if col == "Beta" and t["Loss"].iloc[i] == "sigma-vae":
-                value = "σ-VAE"
-            row[col] = _cell(col, value if not hasattr(value, "item") else value.item(), std)
-        if "MI (nats)" in t:
-            _mi_cells(t, i, row)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    frame = frame.drop(columns=[c for c in frame if c.startswith("_")])
-    if (t["Loss"] == "beta").all():
-        frame = frame.drop(columns="Loss")
-    return frame
-
-
-def to_markdown(report: Report) -> str:
-    frame = display_frame(report)
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    lines = [f"# Balance table: {report.study}", "",
-             f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C)); "
-             f"×B = times the batch size {report.batch_size}, the original README's units.", "",
-             head, rule, *body, "", "Where each number comes from:", "", *[f"- {line}" for line in sources(report)]]
-    if not report.failures.empty:
-        lines += ["", "## Not in the table", ""]
-        lines += [f"- trial {r.trial} ({r.run}): {r.state} — {r.reason}" for r in report.failures.itertuples()]
-    recs = recommendations(report.table)
-    if recs:
-        lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(report: Report) -> str:
-    t = report.table.drop(columns=[c for c in report.table if c.startswith("_")])
-    for col in report.std.columns:
-        if col not in ("Z-dim", "Beta", "Loss") and not col.startswith("_") and report.std[col].notna().any():
-            t[f"{col} std"] = report.std[col]
-    return t.to_csv(index=False)
-
-
-def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path) -> dict[str, Path]:
-    from pipelines.page import figures, to_html
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = figures(report, tracker, out)
+def meta(report: Report) -> str:
+    """One line on what was trained, for the top of the page."""
     runs = report.runs
-    meta = (f"dataset {runs['params.dataset'].iloc[0]}"
-            + (f" (limit {runs['params.limit'].iloc[0]})" if runs["params.limit"].iloc[0] not in ("None", None) else "")
+    limit = runs["params.limit"].iloc[0] if "params.limit" in runs else None
+    return (f"dataset {runs['params.dataset'].iloc[0]}"
+            + (f" (limit {limit})" if limit not in ("None", None) else "")
             + f", {int(report.table['Epochs'].max())} epochs, batch {report.batch_size}, "
             f"{len(runs)} complete trials, device {runs['tags.vae.device'].iloc[0]}, host {runs['tags.vae.host'].iloc[0]}")
-    (out / "report.md").write_text(redact(to_markdown(report)))
-    (out / "table.csv").write_text(redact(to_csv(report)))
-    (out / "report.html").write_text(redact(to_html(report, files, meta)))
-    files.update({k: out / n for k, n in (("markdown", "report.md"), ("csv", "table.csv"), ("html", "report.html"))})
-    parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    if parents:
-        try:
-            tracker.client.log_artifacts(parents[0].info.run_id, str(out), "report")
-        except TrackingError:
-            raise
-        except Exception as e:  # the files on disk are the report; the upload is a copy
-            print(f"warning: report not logged to MLflow: {e}")
-    return files
+
+
+def ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs in the table's order: z-dim up, beta down, sigma-vae last, then seed."""
+    return runs.assign(_s=runs["loss"] != "beta").sort_values(["z_dim", "_s", "beta", "seed"],
+                                                                ascending=[True, True, False, True])
+
+
+def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts:
+    """Each run's test curves (MLflow metric history), sorted KL per dimension and image grids
+    (its recon.png and samples.png artifacts, copied into `folder`)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    folder.mkdir(parents=True, exist_ok=True)
+    art = Artifacts()
+    for _, run in ordered_runs(report.runs).iterrows():
+        label = run["tags.mlflow.runName"]
+        history = {}
+        for key in ("test/r_loss", "test/kld_loss"):
+            for m in tracker.client.get_metric_history(run["run_id"], key):
+                history.setdefault(m.step, {"epoch": m.step})[key] = m.value
+        art.histories[label] = [history[k] for k in sorted(history)]
+        balance = "σ-VAE" if run["loss"] == "sigma-vae" else f"β = {run['beta']:g}"
+        art.captions[label] = f"z-dim = {run['z_dim']}; {balance}; seed {run['seed']}"
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("recon.png", "samples.png", "kl_per_dim.json"):
+                try:
+                    local = Path(tracker.client.download_artifacts(run["run_id"], name, tmp))
+                except Exception:  # runs from before an artifact existed, or a failed upload: left out
+                    continue
+                if name.endswith(".json"):
+                    art.kl_per_dim[label] = json.loads(local.read_text())
+                else:
+                    target = folder / f"{label}-{name}"
+                    target.write_bytes(local.read_bytes())
+                    art.grids.setdefault(label, {})[name[:-4]] = target
+    return art

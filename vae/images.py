@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
 MIN_SIDE = 32
+RECON_IMAGES, RECON_COLUMNS = 16, 8  # recon_grid's default layout: 2 x (originals row, reconstructions row)
 
 
 def _visible(x: torch.Tensor) -> torch.Tensor:
@@ -21,7 +22,7 @@ def _visible(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def recon_grid(model, x: torch.Tensor, n: int = 16, ncol: int = 8) -> torch.Tensor:
+def recon_grid(model, x: torch.Tensor, n: int = RECON_IMAGES, ncol: int = RECON_COLUMNS) -> torch.Tensor:
     """Rows alternate: ncol test images, then their reconstructions from the posterior mean."""
     model.eval()
     device = next(model.parameters()).device
@@ -33,6 +34,11 @@ def recon_grid(model, x: torch.Tensor, n: int = 16, ncol: int = 8) -> torch.Tens
     for i in range(0, len(x), ncol):
         rows += [x[i:i + ncol], recon[i:i + ncol]]
     return make_grid(_visible(torch.cat(rows).float().cpu()), nrow=ncol, padding=2, pad_value=1.0)
+
+
+def recon_rows(n: int = RECON_IMAGES, ncol: int = RECON_COLUMNS) -> list[str]:
+    """What each row of a recon_grid image shows, top to bottom (for labels drawn beside it)."""
+    return ["originals", "reconstructions"] * math.ceil(n / ncol)
 
 
 @torch.no_grad()

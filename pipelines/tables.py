@@ -1,0 +1,130 @@
+"""The balance table in every format — markdown, CSV, HTML, the terminal — from one list of columns.
+
+    frame = display_frame(report)          # the cells as strings: mean ± std, "σ-VAE", "≥ 7.6, saturated"
+    for title, cols in groups(frame).items(): markdown(frame, cols)   # the key table, then the details
+    to_csv(report)                         # every column of every group, numbers, plus "<column> std"
+
+Which column is shown, and in which table, is data: GROUPS. The first group is the key table (the
+page's main table, the terminal's table, first in report.md), narrow enough for a laptop screen
+(at most MAX_KEY_COLUMNS columns); the others are the details, each repeating ROW_ID so that a row
+can be read on its own. A column the report has but no group names lands in "Other", so nothing is
+ever dropped. The rule all formats share: report.md's tables and the page's tables hold exactly
+the columns of table.csv (which adds a "<column> std" column for each one with a spread over seeds).
+Adding a column: a METRICS entry in pipelines/report.py and its place in GROUPS here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pipelines.report import COLLAPSED
+
+ROW_ID = ["Z-dim", "Beta", "Loss"]  # "Loss" only where a study mixes loss kinds (beta, sigma-vae)
+GROUPS: dict[str, list[str]] = {
+    "Balance": [*ROW_ID, "R-loss", "KLD-loss", "AU", "NLL (bits/dim)", "FID (samples)", "Status"],
+    "Rate and likelihood": ["KL (nats)", "-ELBO (bits/dim)", "MI (nats)", "MI ceiling log N", "Rate − MI (nats)"],
+    "Original units and decoder σ": ["R-loss ×B", "KLD-loss ×B", "SSE", "σ implied", "σ MLE"],
+    "Generation": ["FID (recon)", "KID", "Precision", "Recall"],
+    "Runs": ["Epochs", "Seeds"],
+}
+KEY = next(iter(GROUPS))
+MAX_KEY_COLUMNS = 10  # ~110 px each at the page's font: fits 1,366 px with the ± spreads
+WHOLE = ("Z-dim", "Epochs", "Seeds")  # counts: no decimals, no spread
+
+
+def _cell(col: str, mean, std) -> str:
+    if isinstance(mean, str) or col in WHOLE:
+        return str(mean)
+    if mean is None or math.isnan(mean):
+        return ""
+    text = f"{mean:.4g}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {std:.2g}"
+    return text
+
+
+def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
+    """MI at its ceiling says only "at least log N"; within two standard errors of 0 (or negative)
+    it is noise, not a finding."""
+    mi = t["MI (nats)"].iloc[i]
+    if math.isnan(mi):
+        return
+    if "_mi_saturated" in t and t["_mi_saturated"].iloc[i] >= 0.5:
+        row["MI (nats)"] = f"≥ {t['MI ceiling log N'].iloc[i]:.1f}, saturated"
+        if "Rate − MI (nats)" in row and row["Rate − MI (nats)"]:
+            row["Rate − MI (nats)"] = f"≤ {t['Rate − MI (nats)'].iloc[i]:.4g}"
+    elif mi < 0 or ("_mi_se" in t and mi < 2 * t["_mi_se"].iloc[i]):
+        row["MI (nats)"] = "≈ 0 (noise)"
+
+
+def display_frame(report) -> pd.DataFrame:
+    """report.table (pipelines/report.py) as strings, in the columns of `shown`: mean ± std where several seeds ran;
+    sigma-vae rows say so in Beta."""
+    t, s = report.table, report.std
+    rows = []
+    for i in range(len(t)):
+        row = {}
+        for col in t.columns:
+            std = s[col].iloc[i] if col in s and col not in ROW_ID else None
+            value = t[col].iloc[i]
+            if col == "Beta" and t["Loss"].iloc[i] == "sigma-vae":
+                value = "σ-VAE"
+            row[col] = _cell(col, value if not hasattr(value, "item") else value.item(), std)
+        if "MI (nats)" in t:
+            _mi_cells(t, i, row)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(t.columns))[shown(t)]
+
+
+def shown(table: pd.DataFrame) -> list[str]:
+    """Every column a user sees, in group order: internal "_" columns out, Loss only when mixed."""
+    hidden = {c for c in table if c.startswith("_")} | ({"Loss"} if table["Loss"].nunique() <= 1 else set())
+    grouped = [c for cols in GROUPS.values() for c in cols]
+    order = list(dict.fromkeys(grouped + list(table.columns)))
+    return [c for c in order if c in table and c not in hidden]
+
+
+def groups(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Title -> columns of each table, the key table first; details repeat the row identifiers."""
+    ids = [c for c in ROW_ID if c in frame]
+    placed = {c for cols in GROUPS.values() for c in cols}
+    out = {}
+    for title, cols in [*GROUPS.items(), ("Other", [c for c in frame if c not in placed])]:
+        cols = [c for c in cols if c in frame and c not in ROW_ID]
+        if cols:
+            out[title] = ids + cols
+    return out
+
+
+def markdown(frame: pd.DataFrame, cols: list[str]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame[cols].itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def html(frame: pd.DataFrame, cols: list[str], css: str = "balance") -> str:
+    table = frame[cols].to_html(index=False, classes=css, border=0, escape=True)
+    return table.replace(f"<td>{COLLAPSED}</td>", f"<td class='collapsed'>{COLLAPSED}</td>")  # stands out in red
+
+
+def to_csv(report) -> str:
+    """Every shown column as numbers (Beta blank for σ-VAE rows; Loss says so), then the spreads."""
+    t = report.table
+    cols = shown(t)
+    out = t[cols].copy()
+    for col in cols:
+        if col in report.std and col not in ROW_ID and report.std[col].notna().any():
+            out[f"{col} std"] = report.std[col]
+    return out.to_csv(index=False)
+
+
+def terminal(frame: pd.DataFrame, cols: list[str], title: str):
+    """A rich Table of the given columns; collapsed rows in red."""
+    from rich.table import Table
+
+    table = Table(*cols, title=title)
+    for _, row in frame[cols].iterrows():
+        table.add_row(*map(str, row), style="red" if row.get("Status") == COLLAPSED else None)
+    return table
