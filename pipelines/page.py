@@ -33,7 +33,7 @@ th {{ background: #f4f4f4; }} td.collapsed {{ color: #b00020; font-weight: 600; 
 .scroll {{ overflow-x: auto; }} table.balance {{ font-size: 13px; }}
 details {{ margin: 1em 0; }} summary {{ cursor: pointer; font-weight: 600; }}
 details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
-.grids {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }}
+.grids {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1em; }}
 .grids img, .plot {{ max-width: 100%; }}
 </style></head>
 <body data-images="pending">

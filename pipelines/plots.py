@@ -168,8 +168,9 @@ def image_grids(recon: Path, samples: Path, caption: str):
 
     left, right = matplotlib.image.imread(recon), matplotlib.image.imread(samples)
     rows = recon_rows()
-    # same pixel scale for both grids: widths in proportion to the images'
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), width_ratios=[left.shape[1], right.shape[1]],
+    # one figure pixel per grid pixel (room for the labels and titles around them): nothing blurred
+    width, height = left.shape[1] + right.shape[1] + 150, max(left.shape[0], right.shape[0]) + 70
+    fig, axes = plt.subplots(1, 2, figsize=(width / DPI, height / DPI), width_ratios=[left.shape[1], right.shape[1]],
                              constrained_layout=True)
     for ax, image in zip(axes, (left, right)):
         ax.imshow(image, interpolation="nearest", cmap="gray" if image.ndim == 2 else None)
