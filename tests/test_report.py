@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.report import build, load_runs, to_csv
+from pipelines.report import build, load_runs
 from pipelines.spec import load_spec
 from pipelines.sweep import run_sweep
+from pipelines.tables import GROUPS, KEY, MAX_KEY_COLUMNS, ROW_ID, to_csv
 from pipelines.tracking import Tracker
 
 SPEC = """study: r
@@ -94,9 +95,11 @@ def test_cli_writes_every_file(study):
     for name in ("report.md", "table.csv", "report.html", "rate_distortion.png", "curves.png", "kl_per_dim.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
-    assert md.count("\n| 2 |") == 2 and md.count("\n| 4 |") == 2 and "±" in md and "## Not in the table" in md
+    tables = md_tables(md)
+    assert all([r[0] for r in rows] == ["2", "2", "4", "4"] for rows in tables.values())  # z-dim up, every table
+    assert "±" in md and "## Not in the table" in md
     csv = CliRunner().invoke(cli, ["report", "--study", "r", "--format", "csv", "--tracking-uri", tracking]).output
-    assert csv.splitlines()[0].startswith("Z-dim,Beta,Loss,KLD-loss,R-loss") and len(csv.splitlines()) == 5
+    assert csv.splitlines()[0].startswith("Z-dim,Beta,R-loss,KLD-loss,AU") and len(csv.splitlines()) == 5
     assert csv == to_csv(build("r", load_runs("r", Tracker(tracking))[1]))
     # the report files are artifacts of the study's parent run
     from mlflow import MlflowClient
@@ -105,6 +108,53 @@ def test_cli_writes_every_file(study):
     exp = client.get_experiment_by_name("r")
     parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+
+
+def md_tables(md: str) -> dict[tuple[str, ...], list[list[str]]]:
+    """report.md's pipe tables: header -> rows of cells."""
+    found, lines = {}, md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip("|").split("|")])
+            found[tuple(c.strip() for c in line.strip("|").split("|"))] = rows
+    return found
+
+
+def test_markdown_and_csv_have_the_same_columns(study):
+    """report.md (key table, then the details) holds exactly table.csv's columns; the key table
+    comes first, starts with the row's identity and fits a laptop screen."""
+    tmp, tracking = study
+    out = tmp / "columns"
+    assert CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking]).exit_code == 0
+    headers = list(md_tables((out / "report.md").read_text()))
+    csv = (out / "table.csv").read_text().splitlines()[0].split(",")
+    assert {c for h in headers for c in h} == {c for c in csv if not c.endswith(" std")}
+    assert {c[:-4] for c in csv if c.endswith(" std")} <= set(csv)  # a spread only beside its column
+    key = headers[0]
+    assert list(key[:2]) == ["Z-dim", "Beta"] and list(key) == [c for c in GROUPS[KEY] if c in key]
+    assert {"R-loss", "KLD-loss", "AU", "NLL (bits/dim)", "Status"} <= set(key) and len(key) <= MAX_KEY_COLUMNS
+    assert all(h[:2] == ("Z-dim", "Beta") for h in headers[1:])  # each detail table names its rows
+    assert {"Epochs", "Seeds", "σ implied", "MI (nats)"} <= {c for h in headers[1:] for c in h} - set(key)
+
+
+def test_columns_no_group_names_are_kept():
+    """A column the data gains (a new metric) shows up in "Other" in every format, never dropped."""
+    import pandas as pd
+
+    from pipelines.tables import display_frame, groups, shown
+
+    table = pd.DataFrame({"Z-dim": [2], "Beta": [0.1], "Loss": ["beta"], "R-loss": [0.05], "New metric": [1.5],
+                          "Status": ["ok"], "_hidden": [1.0]})
+    rep = type("R", (), {"table": table, "std": table.drop(columns=["Loss", "Status"]) * float("nan")})()
+    assert shown(table) == ["Z-dim", "Beta", "R-loss", "Status", "New metric"]  # one loss kind: no Loss column
+    assert groups(display_frame(rep)) == {KEY: ["Z-dim", "Beta", "R-loss", "Status"], "Other": ["Z-dim", "Beta", "New metric"]}
+    assert to_csv(rep).splitlines()[0] == "Z-dim,Beta,R-loss,Status,New metric"
+    mixed = pd.concat([table, table.assign(Loss="sigma-vae")])
+    assert shown(mixed)[:3] == ROW_ID
 
 
 def chromium():
@@ -119,15 +169,20 @@ def test_page_renders_in_chromium(study, tmp_path):
     flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    flags.append("--window-size=1366,900")  # a laptop screen
     page = (out / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
     images = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert images, "the page's load script did not run"
     loaded, total = map(int, images.groups())
-    assert total == 3 + 2 * 7 and loaded == total  # 3 plots + recon and samples of 7 complete runs
-    assert dom.count("<tr") == 1 + 4 and "diverged" in dom
+    assert total == 3 + 7 and loaded == total  # 3 plots + one labelled grid figure for each of 7 complete runs
+    key = dom[dom.index('<table class="dataframe balance"'):]
+    assert key[:key.index("</table>")].count("<tr") == 1 + 4 and "diverged" in dom
+    assert "<details><summary>More columns" in dom  # the details start collapsed
+    right, view = (int(re.search(rf'data-{k}="(\d+)"', dom).group(1)) for k in ("key-right", "view-width"))
+    assert 0 < right <= view  # the key table fits the window: no sideways scrolling
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", page], capture_output=True, timeout=120)
+    subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, timeout=120)
     assert shot.stat().st_size > 10_000
 
 
@@ -171,7 +226,8 @@ def fake_runs(rows):
 
 def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
     from pipelines.recommend import recommendations
-    from pipelines.report import display_frame, sources
+    from pipelines.report import sources
+    from pipelines.tables import display_frame
 
     def m(r, fid, kl=20.0, au=10.0, mi=3.0, saturated=0.0):
         return {"test/r_loss": r, "test/kld_loss": kl / 10, "test/kl": kl, "test/sse": r * 3072, "diag/r_loss": r,
@@ -203,6 +259,8 @@ def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
     from pipelines.recommend import is_collapsed
 
     dead = rep.table.apply(is_collapsed, axis=1)
+    assert dead.tolist() == rep.dead.tolist() == [True, False, False, False, False, False]  # beta 1 first
+    assert frame["Status"].tolist() == ["collapsed"] + ["ok"] * 5  # the one rule, vae/collapse.py
     title = plots.generation_vs_reconstruction(rep.table, r_col="_r_loss_eval", dead=dead).axes[0].get_title()
     assert "best reconstruction and the best generation are different models" in title
     assert plots.rate_distortion(rep.table, dead=dead).axes[0].get_xscale() == "log"  # rate: total KL, log axis
