@@ -125,7 +125,7 @@ def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "F
 
 def test_curves(histories: dict[str, list[dict]]):
     """Test R-loss and KLD-loss per epoch, one line per run (label), the same colour in both panels."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
     for label, history in histories.items():
         epochs = [h["epoch"] for h in history]
         line = axes[0].plot(epochs, [h.get("test/r_loss") for h in history], label=label)[0]
@@ -135,7 +135,7 @@ def test_curves(histories: dict[str, list[dict]]):
     for ax in axes:
         _epoch_axis(ax)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
+    fig.legend(fontsize=7, loc="outside right upper")  # beside the panels, never over a curve
     return fig
 
 
@@ -143,7 +143,7 @@ def kl_per_dim(curves: dict[str, list[float]]):
     """Sorted per-dimension KL of each run (one line per label), against the collapse threshold."""
     from vae.collapse import COLLAPSE_KL_NATS
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     for label, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, label=label)
     # a model whose total KL is below it has collapsed, so a dimension below it carries ~nothing
@@ -155,7 +155,7 @@ def kl_per_dim(curves: dict[str, list[float]]):
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("KL (nats)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    fig.legend(fontsize=7, loc="outside right upper")  # beside the axes: the threshold line stays visible
     return fig
 
 
