@@ -91,6 +91,19 @@ def cli():
     """vae-balance: sweep VAE z-dim x beta, track every trial in MLflow, report the balance."""
 
 
+class FloatList(click.ParamType):
+    """`0.1,0.01,0.001` -> [0.1, 0.01, 0.001]."""
+    name = "X,Y,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return [float(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+
+
 def train_options(f):
     """One option per TrainConfig field (tests check the mapping stays one-to-one)."""
     options = [
@@ -102,6 +115,13 @@ def train_options(f):
                      help="Validation images carved from the training split [default: 10%, at most 5000]."),
         click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
         click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
+        click.option("--betas", type=FloatList(), default=None,
+                     help="Train one β-conditional model (YOTO) for all these betas, e.g. 0.1,0.01,0.001 "
+                          "(replaces --beta)."),
+        click.option("--beta-range", type=FloatList(), default=None,
+                     help="LOW,HIGH: the betas a conditional model trains on [default: the span of --betas]."),
+        click.option("--film-hidden", type=int, default=DEFAULTS.film_hidden, show_default=True,
+                     help="Hidden units of a conditional model's FiLM MLP of log beta."),
         click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
         click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True,
                      help="Passes over the training split."),
@@ -138,7 +158,8 @@ def train_options(f):
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    values = {k: v for k, v in options.items() if v is not None or k in ("limit", "out", "threads", "compile", "val_size", "fid_samples")}
+    nullable = ("limit", "out", "threads", "compile", "val_size", "fid_samples", "betas", "beta_range")
+    values = {k: v for k, v in options.items() if v is not None or k in nullable}
     if values.get("data_dir") is None:
         values.pop("data_dir", None)
     return TrainConfig(**values).validate()
@@ -149,13 +170,24 @@ def config_from_options(options: dict) -> TrainConfig:
 def train(**options):
     """Train one VAE; write checkpoint, metrics.json, recon.png and samples.png to --out."""
     cfg = config_from_options(options)
-    from vae.collapse import COLLAPSE_KL_NATS, collapsed
     from vae.train import train as run_training
 
     history = run_training(cfg)
     final = history[-1]
+    if cfg.conditional:  # one line per beta, as an ordinary run at that beta would print
+        from vae.conditional import split
+
+        for beta, values in split(final, cfg.betas)[1].items():
+            _summary(cfg.at(beta), {**values, "epoch": final["epoch"]}, f"{cfg.run_dir} β={beta:g}")
+        return
+    _summary(cfg, final)
+
+
+def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
+    from vae.collapse import COLLAPSE_KL_NATS, collapsed
+
     au = final.get("diag/active_units")
-    click.echo(f"{cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.4g}  "
+    click.echo(f"{where or cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.4g}  "
                f"KLD-loss {final['test/kld_loss']:.4g}  loss {final['test/loss']:.4g}"
                + (f"  AU {au:.0f}/{cfg.z_dim}" if au is not None else "")
                + f"  (per image; x{cfg.batch_size} for the original README's per-batch units)")

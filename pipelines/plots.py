@@ -37,7 +37,8 @@ def loss_curves(history: list[dict], title: str = ""):
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
     for ax, term, label in ((axes[0], "r_loss", "R-loss (SSE / D)"), (axes[1], "kld_loss", "KLD-loss (KL / z)")):
         for split, style in (("train", "--"), ("test", "-")):
-            ax.plot(epochs, [m[f"{split}/{term}"] for m in history], style, label=split)
+            if f"{split}/{term}" in history[0]:  # a conditional model's beta rows: no train/ of their own
+                ax.plot(epochs, [m[f"{split}/{term}"] for m in history], style, label=split)
         _epoch_axis(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -13,6 +13,8 @@
     metric: val/loss               # the objective: a per-epoch train/ or val/ metric of `vae train`
     direction: minimize
     images_every: 5                # log reconstruction and sample grids every K epochs
+    mode: independent              # or conditional: one beta-conditional model per z_dim and seed
+                                   # for all of search.beta (vae/conditional.py; grid sampler only)
 
 `load_spec(path, overrides=["epochs=5", "search.beta=[0.1, 0.01]"])` validates everything and
 names the offending key on error; values of --set are parsed as YAML.
@@ -44,7 +46,10 @@ from vae.config import TrainConfig
 from vae.errors import VAEError
 
 SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several  # set per trial, never in the spec's training settings
-NOT_IN_SPEC = {"out", "resume", *SWEPT}
+NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` sets them from search.beta
+# TrainConfig fields added after studies existed: at these defaults they leave a study's fingerprint
+# as it was, so that studies started before them still resume
+LATER_DEFAULTS = {"betas": None, "beta_range": None, "film_hidden": 512}
 # settings that change where or how fast a trial runs, not what it computes
 NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
@@ -144,6 +149,10 @@ class Spec(Strict):
     """seconds between a running trial's heartbeats in the Optuna storage."""
     grace_period: PositiveInt = 60
     """a trial whose heartbeat is older than this is failed and its configuration run again."""
+    mode: Literal["independent", "conditional"] = "independent"
+    """conditional: one Optuna trial per z_dim and seed trains one beta-conditional model for every
+    beta of search.beta (its value: the mean over the betas of the metric); sigma-vae points run as
+    ordinary trials."""
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -173,6 +182,12 @@ class Spec(Strict):
                 raise ValueError(f"sampler 'grid' needs lists of values, but search.{ranges[0]} is a range")
         elif self.n_trials is None:
             raise ValueError(f"sampler '{self.sampler}' needs n_trials")
+        if self.train.beta_range is not None and self.mode != "conditional":
+            raise ValueError("beta_range is the training range of mode 'conditional'; set mode: conditional")
+        if self.mode == "conditional" and self.sampler != "grid":
+            raise ValueError("mode 'conditional' needs sampler 'grid' (one model per z_dim and seed covers every beta)")
+        if self.mode == "conditional" and "beta" in self.search.loss and len(self.search.beta) < 2:
+            raise ValueError("mode 'conditional' needs at least two values in search.beta")
         return self
 
     def grid(self) -> list[dict]:
@@ -180,10 +195,17 @@ class Spec(Strict):
         s = self.search
         points = []
         for loss in s.loss:
-            betas = [None] if loss == "sigma-vae" else s.beta  # sigma-vae has no beta (TrainConfig)
+            # sigma-vae has no beta (TrainConfig); a conditional model covers all of them at once
+            betas = [None] if loss == "sigma-vae" or self.mode == "conditional" else s.beta
             for z, b, r in itertools.product(s.z_dim, betas, s.seed):
                 points.append(dict(z_dim=z, beta=b, seed=r) | ({} if s.loss == ["beta"] else {"loss": loss}))
         return points
+
+    def trial_config(self, params: dict) -> TrainConfig:
+        """The training settings of one trial: the spec's with the trial's z_dim, beta, seed (and
+        loss); in mode conditional a beta point trains on every beta of search.beta."""
+        conditional = self.mode == "conditional" and params.get("loss", self.train.loss) == "beta"
+        return dataclasses.replace(self.train, **params, betas=list(self.search.beta) if conditional else None)
 
     @property
     def total(self) -> int:
@@ -191,9 +213,12 @@ class Spec(Strict):
 
     def fingerprint(self) -> str:
         """What a study's results depend on; a rerun with another fingerprint is a new study."""
-        train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+        train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT
+                 and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
         blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
                 "metric": self.metric, "direction": self.direction}
+        if self.mode != "independent":
+            blob["mode"] = self.mode
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict:
@@ -252,13 +277,14 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in values:
         if key in NOT_IN_SPEC:
-            raise SpecError(f"{path}: {key!r} is set per trial; put it under search:")
+            where = "mode: conditional trains on search.beta" if key == "betas" else "put it under search:"
+            raise SpecError(f"{path}: {key!r} is set per trial; {where}")
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
         train = TypeAdapter(TrainConfig).validate_python(train_values)
         # pydantic reads `epochs: true` as 1: TrainConfig.validate judges the value as written
         train = dataclasses.replace(train, **{k: v for k, v in train_values.items() if isinstance(v, bool)})
-        train.validate()
+        dataclasses.replace(train, beta_range=None).validate()  # beta_range: per trial, below
         spec = Spec(**values, train=train)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling
@@ -272,4 +298,10 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
         raise SpecError(f"{path}: {where}: {msg}") from None
     except VAEError as e:
         raise SpecError(f"{path}: {e}") from None
+    if spec.sampler == "grid":  # each trial's settings as it will train (a conditional one's beta_range, ...)
+        try:
+            for point in spec.grid():
+                spec.trial_config(point).validate()
+        except VAEError as e:
+            raise SpecError(f"{path}: {e}") from None
     return spec

@@ -119,7 +119,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     trial = lease.trial
     params = _suggest(trial, spec)
     folder = run_folder(spec.study, root(lease.frozen))
-    cfg = replace(spec.train, **params, out=str(folder), resume=True, progress=progress,
+    cfg = replace(spec.trial_config(params), out=str(folder), resume=True, progress=progress,
                   threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)

@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines import beta_runs
 from pipelines.database import (
     DATABASES,
     check_database,
@@ -102,6 +103,7 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
+        self._beta_runs: dict[str, dict[float, str]] = {}  # training run id -> {beta: run id}
         self.uri = resolve_uri(uri)
         kind = scheme(self.uri) or "file"
         if kind not in SCHEMES:
@@ -194,9 +196,16 @@ class Tracker:
         exp = self.client.get_experiment_by_name(study)
         if exp is None:
             return []
-        runs = self.client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial' and attributes.status = 'RUNNING'",
-                                       max_results=1000)
-        return [(r.info.run_id, int(r.data.tags["vae.trial"])) for r in runs if "vae.trial" in r.data.tags]
+        runs = self.client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+        # a conditional trial's run is its training run; its beta runs end with it (pipelines/beta_runs.py)
+        return [(r.info.run_id, int(r.data.tags["vae.trial"])) for r in runs if "vae.trial" in r.data.tags
+                and r.data.tags.get("vae.role") in ("trial", beta_runs.ROLE) and beta_runs.TRAINED_BY not in r.data.tags]
+
+    def beta_runs(self, run_id: str) -> dict[float, str]:
+        """{beta: run id} of a conditional trial's per-beta runs; {} for an ordinary trial."""
+        if run_id not in self._beta_runs:
+            self._beta_runs[run_id] = beta_runs.runs_of(self.client, run_id)
+        return self._beta_runs[run_id]
 
     # --- one trial: a child run ---------------------------------------------------------
     def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
@@ -204,19 +213,34 @@ class Tracker:
         """A child run for trial `number`; `config`: the settings as applied (vae.train.applied)."""
         from mlflow.entities import Param
 
-        balance = "sigma" if config.get("loss") == "sigma-vae" else f"b{config['beta']:g}"
+        conditional = bool(config.get("betas"))
+        balance = ("cond" if conditional else "sigma" if config.get("loss") == "sigma-vae"
+                   else f"b{config['beta']:g}")
         name = f"z{config['z_dim']}-{balance}" + (f"-s{config['seed']}" if config["seed"] else "") + f"-t{number}"
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
-        run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        run_id = self.client.create_run(experiment_id, run_name=name,
+                                        tags={**tags, "vae.role": beta_runs.ROLE} if conditional else tags).info.run_id
         self.client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in trial_params(config).items()])
+        if conditional:  # one row per beta beside the ordinary trials
+            self._beta_runs[run_id] = beta_runs.create(self.client, experiment_id, run_id, tags,
+                                                       trial_params(config), name)
+            self.client.set_tag(run_id, "mlflow.note.content",
+                                f"One β-conditional model (YOTO) for β ∈ {config['betas']}, trained on β "
+                                "log-uniform over its range; each β's results are the runs "
+                                f"{', '.join(name.replace('-cond-', f'-b{b:g}-cond-') for b in config['betas'])}.\n")
         return run_id
 
     def log_epoch(self, run_id: str, metrics: dict, epoch: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        runs = self.beta_runs(run_id)
+        if runs:  # a conditional trial: each beta's metrics to its own run, the rest to the training run
+            metrics, per = beta_runs.per_beta(metrics, runs)
+            for beta, values in per.items():
+                self.log_epoch(runs[beta], values, epoch)
         batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items() if k != "epoch"]
         self.client.log_batch(run_id, metrics=batch)
         if any(k.startswith("diag/") for k in metrics):  # the last epoch: diagnostics readable at a glance
@@ -239,7 +263,7 @@ class Tracker:
         """Grids of the untrained model at step 0, where the UI's image slider starts."""
         import torch
 
-        from vae.train import build_model
+        from vae.build import build_model
 
         torch.manual_seed(config.seed)  # the initial weights `vae.train.train` starts from
         self.log_images(run_id, build_model(config, tuple(x_test.shape[1:])), x_test, 0)
@@ -249,6 +273,10 @@ class Tracker:
 
         from vae.images import recon_grid, sample_grid
 
+        for beta, beta_run in self.beta_runs(run_id).items():  # a conditional model: its grids at each beta
+            self.log_images(beta_run, model.at(beta), x_test, epoch)
+        if self.beta_runs(run_id):
+            return
         self.client.log_image(run_id, to_pil_image(recon_grid(model, x_test)), key="recon", step=epoch)
         self.client.log_image(run_id, to_pil_image(sample_grid(model)), key="samples", step=epoch)
 
@@ -257,9 +285,11 @@ class Tracker:
         """state (tag vae.state): COMPLETE, PRUNED, DIVERGED, ERROR, INTERRUPTED or DIED. MLflow's
         status: FINISHED for results, KILLED for trials stopped from outside, FAILED otherwise."""
         if history is None and run_dir is not None and (run_dir / "metrics.json").exists():
-            import json
-
             history = json.loads((run_dir / "metrics.json").read_text()).get("history")
+        runs = self.beta_runs(run_id)
+        for beta, beta_run in runs.items():  # a conditional trial's rows end as its training run does
+            per = [beta_runs.per_beta(h, runs)[1][beta] for h in history or []]
+            self.finish_trial(beta_run, state, beta_runs.folder(run_dir, beta) if run_dir else None, per, reason)
         if history:
             import matplotlib.pyplot as plt
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from vae.build import build_model
 from vae.config import TrainConfig
 from vae.errors import CheckpointError, first_line
 from vae.model import VAE
@@ -63,8 +64,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     blob = load_checkpoint(run_dir, device)
     try:
         config = TrainConfig.from_dict(blob["config"])
-        c, h, w = blob["shape"]
-        model = VAE(c, h, w, config.z_dim, config.width)
+        model = build_model(config, tuple(blob["shape"]))
         model.load_state_dict(blob["model"])
     except CheckpointError:
         raise

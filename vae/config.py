@@ -35,7 +35,16 @@ class TrainConfig:
     """latent dimensions."""
     beta: float | None = 0.01
     """weight of KLD-loss against R-loss in loss = R + beta * KLD; None for sigma-vae, which has
-    no beta (see `kl_weight`)."""
+    no beta (see `kl_weight`), and for a beta-conditional run (see `betas`)."""
+    betas: list[float] | None = None
+    """train one beta-conditional model for all these betas instead of one model per beta
+    (YOTO, Dosovitskiy & Djolonga, 2020; vae/conditional.py): beta is drawn per image, log-uniform
+    over `beta_range`, and every epoch's validation and test losses and the final diagnostics are
+    measured at each of these betas (metric keys `b0.01/val/r_loss`); `val/<term>` is their mean."""
+    beta_range: list[float] | None = None
+    """[low, high] of the betas a conditional model trains on; default [min(betas), max(betas)]."""
+    film_hidden: int = 512
+    """hidden units of the conditioning MLP of log beta (FiLM; YOTO's VAE uses 512)."""
     width: int = 32
     """channels of the first conv layer; the encoder uses width, 2*width, 4*width."""
     epochs: int = 50
@@ -81,7 +90,7 @@ class TrainConfig:
 
     def __post_init__(self):
         # the one definition of "sigma-VAE has no beta": whatever beta came with it is dropped
-        if self.loss == "sigma-vae":
+        if self.loss == "sigma-vae" or self.betas:  # a conditional model's betas come from `betas`
             self.beta = None
 
     @property
@@ -91,8 +100,27 @@ class TrainConfig:
         return 1.0 if self.loss == "sigma-vae" else self.beta
 
     @property
+    def conditional(self) -> bool:
+        """One beta-conditional model for every beta of `betas` (vae/conditional.py)."""
+        return bool(self.betas)
+
+    @property
+    def training_range(self) -> tuple[float, float]:
+        """The betas a conditional model is trained on: `beta_range`, or the span of `betas`."""
+        low, high = self.beta_range or (min(self.betas), max(self.betas))
+        return float(low), float(high)
+
+    def at(self, beta: float) -> TrainConfig:
+        """This conditional run's settings as an ordinary run at one beta: what its per-beta
+        evaluation computes and what the row of that beta records."""
+        return dataclasses.replace(self, betas=None, beta=beta, beta_range=None)
+
+    @property
     def balance(self) -> str:
-        """How R and KL are balanced, for names and labels: `b0.01`, or `sigma` for sigma-vae."""
+        """How R and KL are balanced, for names and labels: `b0.01`, `sigma` for sigma-vae, `cond`
+        for a beta-conditional model."""
+        if self.conditional:
+            return "cond"
         return "sigma" if self.beta is None else f"b{self.beta:g}"
 
     def validate(self) -> TrainConfig:
@@ -101,12 +129,25 @@ class TrainConfig:
             # YAML reads `epochs: true` as a bool, which Python would count as 1
             if isinstance(value, bool) and not f.type.startswith("bool"):
                 raise ConfigError(f"{f.name} must be of type {f.type}, got {value}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be a finite number, got {value}")
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{f.name} must be a finite number, got {v}")
         checks = [
             (self.z_dim >= 1, f"z_dim must be a positive integer, got {self.z_dim}"),
             (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
-            (self.beta is not None or self.loss != "beta", "loss 'beta' needs a beta"),
+            (self.beta is not None or self.loss != "beta" or self.conditional, "loss 'beta' needs a beta"),
+            (not self.conditional or self.loss == "beta",
+             "betas (a beta-conditional model) needs loss 'beta'; sigma-vae has no beta"),
+            (not self.conditional or min(self.betas) > 0, "betas must all be > 0 (they are drawn log-uniform)"),
+            (not self.conditional or len(set(self.betas)) == len(self.betas), "betas lists a value twice"),
+            (not self.conditional or self.free_bits == 0, "free_bits is not supported with betas"),
+            (self.beta_range is None or (self.conditional and len(self.beta_range) == 2
+                                         and 0 < self.beta_range[0] < self.beta_range[1]),
+             f"beta_range must be [low, high] with 0 < low < high, and needs betas; got {self.beta_range}"),
+            (self.beta_range is None or not self.conditional or
+             self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
+             f"beta_range {self.beta_range} must cover every beta of betas"),
+            (self.film_hidden >= 1, f"film_hidden must be >= 1, got {self.film_hidden}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),

@@ -3,22 +3,22 @@
     vae evaluate runs/cifar10-z100-b0.01
     # or: from vae.evaluate import evaluate_run; evaluate_run("runs/x")
 
-Writes evaluation.json, kl_per_dim.json, recon.png and samples.png into the run folder. Every
+Writes evaluation.json, kl_per_dim.json, recon.png and samples.png into the run folder (for a
+beta-conditional run: per beta, in b<beta>/, and rd_curve.json). Every
 number is seeded by the run's seed: evaluating the same run twice gives identical numbers.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from vae.checkpoint import atomic_write_text, load_model
 from vae.data import load_dataset, validation_split
-from vae.images import save_grids
+from vae.measure import final, grids, measure
 from vae.paths import check_folder
-from vae.train import evaluate, final_diagnostics, pick_device
+from vae.train import pick_device
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto",
@@ -31,14 +31,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
                   fid_samples=cfg.fid_samples if fid_samples is None else fid_samples).validate()
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     _, x_val = validation_split(data.train, cfg.val_size)
-    on = next(model.parameters()).device
     result = {"epoch": blob["epoch"], "data/val_images": len(x_val), "data/test_images": len(data.test)}
-    result.update({f"val/{k}": v for k, v in evaluate(model, x_val.to(on), cfg).items()})
-    result.update({f"test/{k}": v for k, v in evaluate(model, data.test.to(on), cfg).items()})
-    diag, kl_dims = final_diagnostics(model, data, cfg, log=lambda m: print(m, file=sys.stderr))
-    result.update(diag)
-    save_grids(model, data.test, run_dir)
+    result.update(measure(model, {"val": x_val, "test": data.test}, cfg))
+    result.update(final(model, data, cfg, run_dir))  # and kl_per_dim.json (rd_curve.json when conditional)
+    grids(model, data.test, run_dir, cfg)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")
-    if kl_dims is not None:
-        atomic_write_text(run_dir / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
     return result

@@ -18,6 +18,9 @@ variance is set to its analytic optimum sigma^2 = MSE of the batch; its loss is 
 in nats per image divided by D, and `beta` is then the KL weight (1 for the ELBO; less only
 during a KL warm-up). `free_bits` (Kingma et al., 2016) floors each dimension's
 batch-averaged KL at lambda nats.
+
+`beta` may be a tensor of one weight per image (B,): the loss-conditional training of
+vae/conditional.py, where loss = mean over the batch of (R-loss_i + beta_i * KLD-loss_i).
 """
 
 from __future__ import annotations
@@ -48,14 +51,17 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float, kind: str = "beta", free_bits: float = 0.0) -> LossTerms:
+             beta: float | torch.Tensor, kind: str = "beta", free_bits: float = 0.0) -> LossTerms:
     recon, mu, logvar = recon.float(), mu.float(), logvar.float()  # loss in fp32 under autocast
     d, z_dim = x[0].numel(), mu.shape[1]
-    sse = (x - recon).pow(2).flatten(1).sum(1).mean()
+    sse_i = (x - recon).pow(2).flatten(1).sum(1)  # (B,)
+    sse = sse_i.mean()
     kl_dims = kl_per_dim(mu, logvar).mean(0)  # batch-averaged, per dimension
     kl = kl_dims.sum()
     kl_objective = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
-    if kind == "sigma-vae":
+    if torch.is_tensor(beta) and beta.dim() == 1:  # per-image weights (loss-conditional training)
+        loss = (sse_i / d + beta * kl_per_dim(mu, logvar).sum(1) / z_dim).mean()
+    elif kind == "sigma-vae":
         # Gaussian NLL with sigma^2 = MSE (the optimum, detached as in the paper's analytic
         # variant): D/2 * log(2*pi*sigma^2) + SSE / (2*sigma^2)
         var = (sse / d).detach().clamp(min=1e-6)

@@ -45,12 +45,17 @@ class VAE(nn.Module):
             nn.ConvTranspose2d(c1, channels, 4, 2, 1),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w = self.shape
         ph, pw = self.padded
-        if (ph, pw) != (h, w):
-            x = F.pad(x, (0, pw - w, 0, ph - h))
-        mu, logvar = self.to_posterior(self.encoder(x)).chunk(2, dim=1)
+        return F.pad(x, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else x
+
+    def _crop(self, out: torch.Tensor) -> torch.Tensor:
+        _, h, w = self.shape
+        return torch.sigmoid(out[:, :, :h, :w])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.to_posterior(self.encoder(self._pad(x))).chunk(2, dim=1)
         return mu, logvar
 
     @staticmethod
@@ -58,9 +63,7 @@ class VAE(nn.Module):
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        _, h, w = self.shape
-        out = self.decoder(self.from_latent(z).view(-1, *self.feature))
-        return torch.sigmoid(out[:, :, :h, :w])
+        return self._crop(self.decoder(self.from_latent(z).view(-1, *self.feature)))
 
     def forward(self, x: torch.Tensor):
         mu, logvar = self.encode(x)

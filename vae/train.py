@@ -12,6 +12,8 @@ epoch once the checkpoint is on disk. Metric keys are namespaced (`train/r_loss`
 training split (what sweeps optimise and prune on), `test/` the test split (reported, never an
 objective); `data/` the three split sizes; at the end `diag/` the diagnostics on the test split's
 evaluation subset (vae/metrics.py) and, with the [fid] extra, generation quality (vae/fid.py).
+With `betas` it trains one beta-conditional model (vae/conditional.py) and measures every beta
+(vae/measure.py: `b0.01/val/r_loss`, ...).
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ from pathlib import Path
 
 import torch
 
+from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from vae.conditional import sample_betas
 from vae.config import AUTO_COMPILE_STEPS, TrainConfig
-from vae.data import Data, evaluation_subset, load_dataset, validation_split
+from vae.data import Data, load_dataset, validation_split
 from vae.errors import ConfigError, TrainingDiverged
-from vae.images import save_grids
 from vae.loss import vae_loss
-from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
+from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
 from vae.paths import check_folder
 from vae.progress import EpochBar, label, phase
 
-TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 Callback = Callable[[int, dict, VAE], None]
 
 
@@ -57,60 +59,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """The full KL weight, ramped linearly from 0 over kl_warmup_epochs (Bowman et al., 2016)."""
-    target = cfg.kl_weight
+    """The full KL weight, ramped linearly from 0 over kl_warmup_epochs (Bowman et al., 2016); for
+    a conditional run the ramp alone (its betas are drawn per image)."""
+    target = 1.0 if cfg.conditional else cfg.kl_weight
     if cfg.kl_warmup_epochs == 0:
         return target
     return target * min(1.0, step / (cfg.kl_warmup_epochs * steps_per_epoch))
-
-
-def autocast(device: torch.device, enabled: bool):
-    # bf16 on CUDA only: on CPUs without AVX-512 bf16 autocast is ~20x slower than fp32
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-@torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
-    """Losses on a split (per image, averaged over x, a uint8 tensor), at the full KL weight, plus
-    the calibrated -ELBO in bits/dim. The posterior noise is seeded (cfg.seed): the same model and
-    images give the same numbers, in training and in `vae evaluate`."""
-    model.eval()
-    device = next(model.parameters()).device
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
-    beta = cfg.kl_weight
-    sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device).float() / 255
-        with autocast(device, cfg.amp):
-            mu, logvar = model.encode(xb)
-            eps = torch.randn(mu.shape, generator=g, device=device, dtype=torch.float32)
-            recon = model.decode(mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar))
-        terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
-        sums += torch.stack([getattr(terms, t) for t in TERMS]).double() * len(xb)
-    result = dict(zip(TERMS, (sums / len(x)).tolist()))
-    d = x[0].numel()
-    result["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(result["sse"], result["kl"], d), d)
-    return result
-
-
-def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tuple[dict[str, float], list[float] | None]:
-    """End-of-training diagnostics on the evaluation subset of the test split, and generation
-    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed."""
-    from vae import fid
-
-    x_eval = evaluation_subset(data, cfg.eval_images)
-    metrics, kl_dims = {}, None
-    if cfg.iw_samples > 0:
-        metrics, kl_dims = diagnostics(model, x_eval, cfg.beta,
-                                       k=cfg.iw_samples, iw_images=cfg.iw_images, seed=cfg.seed)
-    n = fid.sample_count(cfg.fid_samples, data.shape)
-    if n > 0:
-        try:
-            metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
-                                                  cache_dir=Path(cfg.data_dir) / "cache"))
-        except fid.FIDUnavailable as e:
-            log(f"note: {e}")
-    return metrics, kl_dims
 
 
 def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
@@ -129,10 +83,6 @@ def applied(cfg: TrainConfig, n_train: int) -> dict:
     steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
     return {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
             "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
-
-
-def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> VAE:
-    return VAE(*shape, z_dim=cfg.z_dim, base=cfg.width)
 
 
 def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None) -> list[dict]:
@@ -179,14 +129,18 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.train()
         sums = torch.zeros(len(TERMS), device=device)
         t0 = time.perf_counter()
-        bar = EpochBar(label(cfg.z_dim, cfg.beta, cfg.seed, cfg.loss), epoch, cfg.epochs, steps, cfg.progress)
+        bar = EpochBar(label(cfg.z_dim, cfg.beta, cfg.seed, cfg.loss, cfg.betas), epoch, cfg.epochs, steps,
+                       cfg.progress)
         for i in range(steps):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             xb = x_train[idx].float().div_(255)
             beta = kl_weight(cfg, (epoch - 1) * steps + i, steps)
+            cond = ()
+            if cfg.conditional:  # one beta per image, log-uniform over the range (YOTO): (B,)
+                cond = (sample_betas(len(idx), cfg.training_range, device),)
             with autocast(device, cfg.amp):
-                recon, mu, logvar = step_model(xb)
-            terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
+                recon, mu, logvar = step_model(xb, *cond)
+            terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
@@ -203,28 +157,22 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         seconds = time.perf_counter() - t0
 
         # validation and test metrics, then checkpoint, then the callback (tracking, pruning)
-        val_terms = evaluate(model, x_val, cfg)
-        _check_finite(val_terms["loss"], epoch)
-        test_terms = evaluate(model, x_test, cfg)
-        _check_finite(test_terms["loss"], epoch)
+        evaluated = measure(model, {"val": x_val, "test": x_test}, cfg)  # conditional: at each beta, and means
+        _check_finite(evaluated["val/loss"], epoch)
+        _check_finite(evaluated["test/loss"], epoch)
         out.mkdir(parents=True, exist_ok=True)  # only now: a run that diverges in epoch 1 leaves no folder
-        metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()},
-                   **{f"val/{k}": v for k, v in val_terms.items()},
-                   **{f"test/{k}": v for k, v in test_terms.items()},
-                   "train/beta": beta, "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
+        metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
+                   **({} if cfg.conditional else {"train/beta": beta}),
+                   "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
         if epoch == cfg.epochs:
-            with phase("diagnostics: active units, MI, IWAE NLL, FID where on", enabled=cfg.progress):
-                diag, kl_dims = final_diagnostics(model, data, cfg, log=lambda m: print(m, file=sys.stderr))
-            metrics.update(diag)
-            if kl_dims is not None:
-                atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
-        bar.end(train_terms, val_terms, seconds)
+            metrics.update(final(model, data, cfg, out))
+        bar.end(train_terms, {t: evaluated[f"val/{t}"] for t in TERMS}, seconds)
         history.append(metrics)
         save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
         if callback is not None:
             callback(epoch, metrics, model)
 
-    save_grids(model, data.test, out)
+    grids(model, data.test, out, cfg)
     summary = {"config": cfg.record(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return history
@@ -244,8 +192,9 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
     compiled = torch.compile(model, dynamic=False)
     try:
         with phase("compiling the model (torch.compile, once per run)", enabled=cfg.progress):
+            cond = (torch.full((len(example),), cfg.training_range[0], device=device),) if cfg.conditional else ()
             with autocast(device, cfg.amp):
-                recon, mu, logvar = compiled(example.float() / 255)
+                recon, mu, logvar = compiled(example.float() / 255, *cond)
             vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
     except Exception as e:  # no C++ compiler, no Triton, an unsupported backend
         if cfg.compile:
@@ -261,7 +210,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
     saved = blob.get("config", {})
-    for name in ("z_dim", "width"):
+    for name in ("z_dim", "width", "betas", "beta_range", "film_hidden"):
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
                               f"asks for {getattr(cfg, name)}; use the same setting or another --out")

@@ -1,0 +1,138 @@
+"""What a run measures: the losses of a split every epoch, and the diagnostics at the end.
+
+    from vae.measure import measure, final
+    metrics = measure(model, {"val": x_val, "test": x_test}, cfg)    # {"val/r_loss": ..., ...}
+    diag = final(model, data, cfg, out)                              # {"diag/active_units": ..., ...}
+
+For a beta-conditional run (cfg.betas, vae/conditional.py) every number is measured at each of its
+betas, exactly as an ordinary run at that beta measures it (`cfg.at(beta)`, `model.at(beta)`), under
+the prefix `b<beta>/`; `val/<term>` is then the mean over the betas (what a sweep optimises), and
+the end also writes the continuous rate-distortion curve (rd_curve.json: test R-loss and KL at 25
+log-spaced betas over the training range).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from vae.checkpoint import atomic_write_text
+from vae.config import TrainConfig
+from vae.data import Data, evaluation_subset
+from vae.loss import vae_loss
+from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
+from vae.model import VAE
+from vae.progress import phase
+
+TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
+
+
+def autocast(device: torch.device, enabled: bool):
+    # bf16 on CUDA only: on CPUs without AVX-512 bf16 autocast is ~20x slower than fp32
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
+    """Losses on a split (per image, averaged over x, a uint8 tensor), at the full KL weight, plus
+    the calibrated -ELBO in bits/dim. The posterior noise is seeded (cfg.seed): the same model and
+    images give the same numbers, in training and in `vae evaluate`."""
+    model.eval()
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    beta = cfg.kl_weight
+    sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device).float() / 255
+        with autocast(device, cfg.amp):
+            mu, logvar = model.encode(xb)
+            eps = torch.randn(mu.shape, generator=g, device=device, dtype=torch.float32)
+            recon = model.decode(mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar))
+        terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
+        sums += torch.stack([getattr(terms, t) for t in TERMS]).double() * len(xb)
+    result = dict(zip(TERMS, (sums / len(x)).tolist()))
+    d = x[0].numel()
+    result["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(result["sse"], result["kl"], d), d)
+    return result
+
+
+def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tuple[dict[str, float], list[float] | None]:
+    """End-of-training diagnostics on the evaluation subset of the test split, and generation
+    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed."""
+    from vae import fid
+
+    x_eval = evaluation_subset(data, cfg.eval_images)
+    metrics, kl_dims = {}, None
+    if cfg.iw_samples > 0:
+        metrics, kl_dims = diagnostics(model, x_eval, cfg.beta,
+                                       k=cfg.iw_samples, iw_images=cfg.iw_images, seed=cfg.seed)
+    n = fid.sample_count(cfg.fid_samples, data.shape)
+    if n > 0:
+        try:
+            metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
+                                                  cache_dir=Path(cfg.data_dir) / "cache"))
+        except fid.FIDUnavailable as e:
+            log(f"note: {e}")
+    return metrics, kl_dims
+
+
+def measure(model: VAE, splits: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
+    """`evaluate` on each split, keys `<split>/<term>`; for a conditional run at each beta
+    (`b0.01/val/r_loss`) plus `<split>/<term>` as the mean over its betas."""
+    if not cfg.conditional:
+        return {f"{name}/{k}": v for name, x in splits.items() for k, v in evaluate(model, x, cfg).items()}
+    from vae.conditional import prefix
+
+    out: dict[str, float] = {}
+    for beta in cfg.betas:
+        for name, x in splits.items():
+            out |= {f"{prefix(beta)}{name}/{k}": v for k, v in evaluate(model.at(beta), x, cfg.at(beta)).items()}
+    for name in splits:
+        for k in (*TERMS, "elbo_bpd"):
+            out[f"{name}/{k}"] = sum(out[f"{prefix(b)}{name}/{k}"] for b in cfg.betas) / len(cfg.betas)
+    return out
+
+
+def final(model: VAE, data: Data, cfg: TrainConfig, out: Path) -> dict[str, float]:
+    """The end-of-training diagnostics (`diag/...`), kl_per_dim.json in `out`; for a conditional
+    run at each beta (`b0.01/diag/...`, `out/b0.01/kl_per_dim.json`) and rd_curve.json."""
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if not cfg.conditional:
+        with phase("diagnostics: active units, MI, IWAE NLL, FID where on", enabled=cfg.progress):
+            diag, kl_dims = final_diagnostics(model, data, cfg, log=log)
+        if kl_dims is not None:
+            atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
+        return diag
+    from vae.conditional import curve_betas, prefix
+
+    metrics = {}
+    for i, beta in enumerate(cfg.betas, 1):
+        with phase(f"diagnostics at β={beta:g} ({i} of {len(cfg.betas)}): active units, MI, IWAE NLL, FID where on",
+                   enabled=cfg.progress):
+            diag, kl_dims = final_diagnostics(model.at(beta), data, cfg.at(beta), log=log)
+        metrics |= {prefix(beta) + k: v for k, v in diag.items()}
+        if kl_dims is not None:
+            (out / prefix(beta)).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / prefix(beta) / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
+    betas = curve_betas(cfg.training_range)
+    with phase(f"rate-distortion curve: test losses at {len(betas)} betas", enabled=cfg.progress):
+        curve = [{"beta": b, **evaluate(model.at(b), data.test, cfg.at(b))}
+                 for b in betas]
+    atomic_write_text(out / "rd_curve.json", json.dumps(curve, indent=1) + "\n")
+    return metrics
+
+
+def grids(model: VAE, x_test: torch.Tensor, out: Path, cfg: TrainConfig) -> None:
+    """recon.png and samples.png in `out`; for a conditional run, one pair per beta in out/b<beta>/."""
+    from vae.images import save_grids
+
+    if not cfg.conditional:
+        save_grids(model, x_test, out)
+        return
+    from vae.conditional import prefix
+
+    for beta in cfg.betas:
+        save_grids(model.at(beta), x_test, out / prefix(beta))
