@@ -328,8 +328,11 @@ def ui(study, tracking_uri, host, port):
 @click.option("--out", type=click.Path(), default=None, help="Report folder [default: reports/<study>].")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
               help="table: print it and write every file; markdown/csv: print only that to stdout.")
+@click.option("--compare", "other", default=None, metavar="STUDY",
+              help="A second study to set beside it (e.g. its β-conditional sweep): the gap at every shared "
+                   "(z-dim, β), the compute of each, the conditional curve with both studies' points.")
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
-def report(study, out, fmt, tracking_uri):
+def report(study, out, fmt, other, tracking_uri):
     """The balance table, figures and an HTML report from a study's MLflow runs."""
     from pipelines.page import to_markdown, write_report
     from pipelines.report import build, load_runs
@@ -339,17 +342,25 @@ def report(study, out, fmt, tracking_uri):
     from vae.paths import check_folder
 
     study = check_study_name(study)  # reports/.. would be this folder
-    out = f"reports/{study}" if out is None else out
+    if other is not None:
+        other = check_study_name(other)
+    out = (f"reports/{study}" + (f"-vs-{other}" if other else "")) if out is None else out
     if fmt == "table":  # the only format that writes files: check where, before the table is printed
         out = check_folder(out, "--out")
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
+    other_rep = comparison = None
+    if other is not None:
+        from pipelines.compare import compare
+
+        other_rep = build(other, load_runs(other, tracker)[1])
+        comparison = compare(rep, other_rep, tracker)
     if fmt == "csv":
         click.echo(redact(to_csv(rep)), nl=False)
         return
     if fmt == "markdown":
-        click.echo(redact(to_markdown(rep)), nl=False)
+        click.echo(redact(to_markdown(rep, comparison)), nl=False)
         return
     from rich.console import Console
 
@@ -361,7 +372,16 @@ def report(study, out, fmt, tracking_uri):
     console.print(table)
     for r in rep.failures.itertuples():
         console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {redact(r.reason)}", markup=False)
-    files = write_report(rep, tracker, experiment_id, out)
+    if comparison is not None:
+        from pipelines.compare import summary
+        from pipelines.tables import comparison as comparison_frames
+
+        frames = comparison_frames(comparison)
+        for title, frame in frames.items():
+            console.print(terminal(frame, list(frame.columns), f"{other} against {study}: {title.lower()}"))
+        for line in summary(comparison):
+            console.print(line, markup=False)
+    files = write_report(rep, tracker, experiment_id, out, other_rep, comparison)
     click.echo(f"wrote {files['html']} (and report.md, table.csv, figures); logged to the study's parent run")
 
 

@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 
 from pipelines import plots, tables
+from pipelines.compare import summary as compare_summary
 from pipelines.recommend import recommendations
-from pipelines.report import Report, fetch_artifacts, meta, sources
+from pipelines.report import Report, curve_points, fetch_artifacts, fetch_curves, meta, sources
 from pipelines.tracking import Tracker, TrackingError
 from vae.redact import redact
 
@@ -51,8 +52,10 @@ seeds. table.csv holds every column.</p>
 <p>Where each number comes from:</p><ul class="sources">{sources}</ul>
 {failures}
 {recommendations}
+{comparison}
 <h2>Rate–distortion</h2>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
+{conditional}
 {generation}
 <h2>Training curves (test set)</h2>
 <img class="plot" alt="curves" src="{curves}">
@@ -82,7 +85,29 @@ def _img(files: dict[str, Path], name: str, title: str) -> str:
     return f"<h2>{title}</h2><img class='plot' alt='{name}' src='{_data_uri(path)}'>" if path else ""
 
 
-def to_html(report: Report, files: dict[str, Path], meta_line: str) -> str:
+def _comparison_html(c) -> str:
+    if c is None:
+        return ""
+    frames = tables.comparison(c)
+    return (f"<h2>{html.escape(c.other)} against {html.escape(c.base)}</h2>"
+            + "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in compare_summary(c)) + "</ul>"
+            + "<h3>Compute</h3>" + tables.html(frames["Compute"], list(frames["Compute"].columns), "details")
+            + f"<h3>Gap at every shared (z-dim, β): Δ = ({html.escape(c.other)} − {html.escape(c.base)}) / "
+              f"{html.escape(c.base)}</h3><div class='scroll'>"
+            + tables.html(frames["Gaps"], list(frames["Gaps"].columns), "details") + "</div>")
+
+
+def _comparison_markdown(c) -> list[str]:
+    if c is None:
+        return []
+    frames = tables.comparison(c)
+    return ["", f"## {c.other} against {c.base}", "", *[f"- {line}" for line in compare_summary(c)], "",
+            "### Compute", "", tables.markdown(frames["Compute"], list(frames["Compute"].columns)), "",
+            f"### Gap at every shared (z-dim, β): Δ = ({c.other} − {c.base}) / {c.base}", "",
+            tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
+
+
+def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=None) -> str:
     frame = tables.display_frame(report)
     grouped = tables.groups(frame)
     key, details = grouped[tables.KEY], {k: v for k, v in grouped.items() if k != tables.KEY}
@@ -105,11 +130,13 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str) -> str:
         failures=failures, recommendations=recommendations_html,
         sources="".join(f"<li>{html.escape(line)}</li>" for line in sources(report)),
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
+        comparison=_comparison_html(comparison),
+        conditional=_img(files, "conditional", "One β-conditional model per z-dim: the whole curve"),
         generation=_img(files, "generation", "Generation vs reconstruction"),
         kl_per_dim=_img(files, "kl_per_dim", "KL per latent dimension"), grids=grids)
 
 
-def to_markdown(report: Report) -> str:
+def to_markdown(report: Report, comparison=None) -> str:
     frame = tables.display_frame(report)
     grouped = tables.groups(frame)
     lines = [f"# Balance table: {report.study}", "",
@@ -127,19 +154,25 @@ def to_markdown(report: Report) -> str:
     recs = recommendations(report.table)
     if recs:
         lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
+    lines += _comparison_markdown(comparison)
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path) -> dict[str, Path]:
+def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path, other: Report | None = None,
+                 comparison=None) -> dict[str, Path]:
     """Figures, report.md, table.csv and report.html in `out`; then a copy as artifacts of the
-    study's parent run."""
+    study's parent run. With `other` (a compared study) and its `comparison` (pipelines/compare.py):
+    a comparison section, and the conditional curve with both studies' points."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # the runs' own grids: only the labelled figures stay
         artifacts = fetch_artifacts(report, tracker, Path(tmp))
-        files = plots.report_figures(report.table, report.dead, artifacts, out)
-    (out / "report.md").write_text(redact(to_markdown(report)))
+        if other is not None and not artifacts.rd_curves:  # the compared study's conditional curves
+            artifacts.rd_curves = fetch_curves(other, tracker)
+        points = curve_points(report, *([other] if other is not None else []))
+        files = plots.report_figures(report.table, report.dead, artifacts, out, points)
+    (out / "report.md").write_text(redact(to_markdown(report, comparison)))
     (out / "table.csv").write_text(redact(tables.to_csv(report)))
-    (out / "report.html").write_text(redact(to_html(report, files, meta(report))))
+    (out / "report.html").write_text(redact(to_html(report, files, meta(report), comparison)))
     files.update({k: out / n for k, n in (("markdown", "report.md"), ("csv", "table.csv"), ("html", "report.html"))})
     parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
     if parents:

@@ -97,6 +97,36 @@ def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", d
     return fig
 
 
+def conditional_curve(curves: dict[int, list[dict]], points=None):
+    """The continuous rate-distortion curve of each z-dim's beta-conditional model (rd_curve.json:
+    test R-loss against KL in nats at log-spaced betas over its training range), with the models
+    trained for one beta each (`points`: Z-dim, Beta, KL (nats), R-loss, Source) as markers."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    markers = {}
+    for z_dim in sorted(curves):
+        c = sorted(curves[z_dim], key=lambda r: r["kl"])
+        line = ax.plot([r["kl"] for r in c], [r["r_loss"] for r in c], "-", lw=2, alpha=0.8,
+                       label=f"z-dim {z_dim}: one β-conditional model, β {min(r['beta'] for r in c):g}–"
+                             f"{max(r['beta'] for r in c):g}")[0]
+        if points is None:
+            continue
+        for source, rows in points[points["Z-dim"] == z_dim].groupby("Source", sort=False):
+            marker = markers.setdefault(source, "os^D"[len(markers) % 4])
+            ax.plot(rows["KL (nats)"], rows["R-loss"], marker, ls="none", ms=7, mfc="none" if marker != "o" else None,
+                    color=line.get_color(), label=f"z-dim {z_dim}: {source}")
+            for _, r in rows.iterrows():
+                ax.annotate(f"β={r['Beta']:g}", (r["KL (nats)"], r["R-loss"]), textcoords="offset points",
+                            xytext=(5, 3), fontsize=7, color=line.get_color())
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) in nats per image (log scale)")
+    ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
+    ax.set_title("rate–distortion on the test split: conditional curves (lines), trained per β (markers)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "FID (samples)", dead=None):
     """FID of prior samples against R-loss, one point per row: the original README's trade-off,
     good reconstruction vs good generation, as measured. Crosses mark collapsed models."""
@@ -187,7 +217,7 @@ def image_grids(recon: Path, samples: Path, caption: str):
     return fig
 
 
-def report_figures(table, dead, artifacts, out: Path) -> dict[str, Path]:
+def report_figures(table, dead, artifacts, out: Path, curve_points=None) -> dict[str, Path]:
     """The report's figures as PNG files in `out`: name -> path; each run's grids as "grid/<run>".
     `table`, `dead` and `artifacts`: pipelines/report.py's Report.table, Report.dead and Artifacts."""
     files = {"rate_distortion": save(rate_distortion(table, dead=dead), out / "rate_distortion.png")}
@@ -196,6 +226,8 @@ def report_figures(table, dead, artifacts, out: Path) -> dict[str, Path]:
         files["generation"] = save(generation_vs_reconstruction(table, r_col=r_col, dead=dead),
                                    out / "generation_vs_reconstruction.png")
     files["curves"] = save(test_curves(artifacts.histories), out / "curves.png")
+    if artifacts.rd_curves:
+        files["conditional"] = save(conditional_curve(artifacts.rd_curves, curve_points), out / "conditional_rd.png")
     if artifacts.kl_per_dim:
         files["kl_per_dim"] = save(kl_per_dim(artifacts.kl_per_dim), out / "kl_per_dim.png")
     (out / "grids").mkdir(exist_ok=True)

@@ -30,7 +30,7 @@ from vae.collapse import collapsed
 from vae.errors import VAEError
 from vae.redact import redact
 
-KEYS = ["loss", "z_dim", "beta"]
+KEYS = ["loss", "mode", "z_dim", "beta"]  # mode: independent, or a row of a beta-conditional model
 # column -> MLflow metric, in table order after Z-dim and Beta
 METRICS = {
     "KLD-loss": "test/kld_loss", "R-loss": "test/r_loss",
@@ -77,6 +77,7 @@ class Artifacts:
     kl_per_dim: dict[str, list[float]] = field(default_factory=dict)  # sorted, nats
     grids: dict[str, dict[str, Path]] = field(default_factory=dict)   # {"recon": png, "samples": png}
     captions: dict[str, str] = field(default_factory=dict)            # "z-dim = 2; β = 0.01; seed 0"
+    rd_curves: dict[int, list[dict]] = field(default_factory=dict)    # z-dim -> a conditional model's rd_curve.json
 
 
 def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
@@ -104,6 +105,7 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     trials["seed"] = trials["params.seed"].astype(int)
     trials["loss"] = trials.get("params.loss", pd.Series("beta", index=trials.index)).fillna("beta")
     trials["epochs"] = trials["params.epochs"].astype(int)
+    trials["mode"] = trials.get("params.mode", pd.Series(index=trials.index, dtype=object)).fillna("independent")
     state = trials["tags.vae.state"].fillna("RUNNING")
     done = trials[(state == "COMPLETE") & (trials["status"] == "FINISHED")]
     rest = trials.drop(done.index)
@@ -133,12 +135,13 @@ def build(study: str, runs: pd.DataFrame) -> Report:
         t.insert(0, "Z-dim", t.pop("z_dim"))
         t.insert(1, "Beta", t.pop("beta"))
         t.insert(2, "Loss", t.pop("loss"))
+        t.insert(3, "Training", t.pop("mode"))
     if "σ implied" in table:  # undefined for sigma-vae (runs before this rule logged beta 1's value)
         table.loc[table["Loss"] == "sigma-vae", "σ implied"] = float("nan")
-    table.insert(5, "KLD-loss ×B", table["KLD-loss"] * batch)
-    table.insert(6, "R-loss ×B", table["R-loss"] * batch)
-    std.insert(5, "KLD-loss ×B", std["KLD-loss"] * batch)
-    std.insert(6, "R-loss ×B", std["R-loss"] * batch)
+    table.insert(6, "KLD-loss ×B", table["KLD-loss"] * batch)
+    table.insert(7, "R-loss ×B", table["R-loss"] * batch)
+    std.insert(6, "KLD-loss ×B", std["KLD-loss"] * batch)
+    std.insert(7, "R-loss ×B", std["R-loss"] * batch)
     table["Status"] = [COLLAPSED if collapsed(r.get("AU"), r.get("KL (nats)")) else OK for _, r in table.iterrows()]
     # the original's order: z-dim ascending, beta descending; sigma-vae rows after each z-dim's betas
     order = table.assign(_s=table["Loss"] != "beta").sort_values(["Z-dim", "_s", "Beta"],
@@ -219,4 +222,33 @@ def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts
                     target = folder / f"{label}-{name}"
                     target.write_bytes(local.read_bytes())
                     art.grids.setdefault(label, {})[name[:-4]] = target
+    art.rd_curves = fetch_curves(report, tracker)
     return art
+
+
+def fetch_curves(report: Report, tracker: Tracker) -> dict[int, list[dict]]:
+    """z-dim -> the rd_curve.json of the beta-conditional model behind its rows (the first seed's)."""
+    curves: dict[int, list[dict]] = {}
+    if "tags.vae.trained_by" not in report.runs:  # no conditional rows
+        return curves
+    rows = report.runs.dropna(subset=["tags.vae.trained_by"])
+    for run_id, z_dim in rows.groupby("tags.vae.trained_by")["z_dim"].first().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = Path(tracker.client.download_artifacts(run_id, "rd_curve.json", tmp))
+                curves.setdefault(int(z_dim), json.loads(local.read_text()))
+            except Exception:  # a training run killed before its curve: the table still stands
+                continue
+    return curves
+
+
+def curve_points(*reports: Report) -> pd.DataFrame:
+    """The beta rows of these reports as markers for the conditional curve: Z-dim, Beta, KL (nats),
+    R-loss and Source ("trained per β (study)" or "conditional model at grid β (study)")."""
+    frames = []
+    for r in reports:
+        t = r.table[r.table["Loss"] == "beta"]
+        source = t["Training"].map({"independent": f"trained per β ({r.study})",
+                                    "conditional": f"conditional model at grid β ({r.study})"})
+        frames.append(t[["Z-dim", "Beta", "KL (nats)", "R-loss"]].assign(Source=source))
+    return pd.concat(frames, ignore_index=True)

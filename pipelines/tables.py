@@ -21,7 +21,10 @@ import pandas as pd
 
 from pipelines.report import COLLAPSED
 
-ROW_ID = ["Z-dim", "Beta", "Loss"]  # "Loss" only where a study mixes loss kinds (beta, sigma-vae)
+# "Loss" only where a study mixes loss kinds (beta, sigma-vae); "Training" where it mixes independent
+# trials and rows of a beta-conditional model
+ROW_ID = ["Z-dim", "Beta", "Loss", "Training"]
+OPTIONAL_IDS = ("Loss", "Training")
 GROUPS: dict[str, list[str]] = {
     "Balance": [*ROW_ID, "R-loss", "KLD-loss", "AU", "NLL (bits/dim)", "FID (samples)", "Status"],
     "Rate and likelihood": ["KL (nats)", "-ELBO (bits/dim)", "MI (nats)", "MI ceiling log N", "Rate − MI (nats)"],
@@ -80,7 +83,7 @@ def display_frame(report) -> pd.DataFrame:
 
 def shown(table: pd.DataFrame) -> list[str]:
     """Every column a user sees, in group order: internal "_" columns out, Loss only when mixed."""
-    hidden = {c for c in table if c.startswith("_")} | ({"Loss"} if table["Loss"].nunique() <= 1 else set())
+    hidden = {c for c in table if c.startswith("_")} | {c for c in OPTIONAL_IDS if c in table and table[c].nunique() <= 1}
     grouped = [c for cols in GROUPS.values() for c in cols]
     order = list(dict.fromkeys(grouped + list(table.columns)))
     return [c for c in order if c in table and c not in hidden]
@@ -128,3 +131,21 @@ def terminal(frame: pd.DataFrame, cols: list[str], title: str):
     for _, row in frame[cols].iterrows():
         table.add_row(*map(str, row), style="red" if row.get("Status") == COLLAPSED else None)
     return table
+
+
+def comparison(c) -> dict[str, pd.DataFrame]:
+    """A pipelines/compare.py Comparison as two frames of strings: "Compute" and "Gaps" (Δ in %)."""
+    gaps = c.gaps.drop(columns=["Loss"]).copy()
+    out = pd.DataFrame({"Z-dim": gaps["Z-dim"].astype(int).astype(str), "Beta": gaps["Beta"].map("{:g}".format)})
+    for col in gaps.columns[2:]:
+        if col.startswith("Δ "):
+            out[col] = gaps[col].map(lambda v: "" if math.isnan(v) else f"{v:+.1%}")
+        elif col == "Within goal":
+            out[col] = gaps[col].map({True: "yes", False: "no"})
+        else:
+            out[col] = gaps[col].map(lambda v: "" if math.isnan(v) else f"{v:.4g}")
+    compute = c.compute.copy()
+    for col in ("Training (s)", "Wall (s)"):
+        compute[col.replace("(s)", "(min)")] = compute.pop(col).map(lambda v: f"{v / 60:.1f}")
+    compute["Optimiser steps"] = compute["Optimiser steps"].map("{:,}".format)
+    return {"Compute": compute.astype(str), "Gaps": out}

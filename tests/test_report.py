@@ -60,7 +60,8 @@ def test_table_values_are_the_mlflow_metrics(study):
     _, runs = load_runs("r", Tracker(tracking))
     rep = build("r", runs)
     t = rep.table
-    assert list(t.columns[:7]) == ["Z-dim", "Beta", "Loss", "KLD-loss", "R-loss", "KLD-loss ×B", "R-loss ×B"]
+    assert list(t.columns[:8]) == ["Z-dim", "Beta", "Loss", "Training", "KLD-loss", "R-loss", "KLD-loss ×B", "R-loss ×B"]
+    assert set(t["Training"]) == {"independent"}
     assert list(zip(t["Z-dim"], t["Beta"])) == [(2, 0.1), (2, 0.01), (4, 0.1), (4, 0.01)]
     done = runs[(runs["tags.vae.role"] == "trial") & (runs["tags.vae.state"] == "COMPLETE")]
     for _, row in t.iterrows():
@@ -154,7 +155,10 @@ def test_columns_no_group_names_are_kept():
     assert groups(display_frame(rep)) == {KEY: ["Z-dim", "Beta", "R-loss", "Status"], "Other": ["Z-dim", "Beta", "New metric"]}
     assert to_csv(rep).splitlines()[0] == "Z-dim,Beta,R-loss,Status,New metric"
     mixed = pd.concat([table, table.assign(Loss="sigma-vae")])
-    assert shown(mixed)[:3] == ROW_ID
+    assert shown(mixed)[:3] == ["Z-dim", "Beta", "Loss"]
+    both = pd.concat([table.assign(Training="independent"), table.assign(Training="conditional")])
+    assert shown(both)[:3] == ["Z-dim", "Beta", "Training"]  # a conditional model's rows beside trained ones
+    assert set(ROW_ID) == {"Z-dim", "Beta", "Loss", "Training"}
 
 
 def chromium():

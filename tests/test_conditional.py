@@ -1,0 +1,174 @@
+"""The beta-conditional VAE (vae/conditional.py): one network whose output depends on beta, that
+learns the beta trade-off, resumes exactly, and runs in a sweep as one trial per z-dim whose
+betas read as ordinary rows in MLflow and the report."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae.conditional import ConditionalVAE, sample_betas, split
+from vae.train import train
+
+BETAS = [0.1, 0.01, 0.001]
+
+
+def test_the_network_gives_different_outputs_for_different_betas():
+    torch.manual_seed(0)
+    model = ConditionalVAE(1, 8, 8, z_dim=4, base=8, beta_range=(0.001, 0.1)).eval()
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        mu_low, _ = model.encode(x, 0.001)
+        mu_high, _ = model.encode(x, 0.1)
+        z = torch.randn(5, 4)
+        # a view at one beta is the network fed that beta for every image
+        assert torch.equal(model.at(0.01).decode(z), model.decode(z, torch.full((5,), 0.01)))
+        assert torch.equal(model.at(0.01).encode(x)[0], model.encode(x, torch.full((5,), 0.01))[0])
+        dec_low, dec_high = model.decode(z, 0.001), model.decode(z, 0.1)
+    assert not torch.allclose(mu_low, mu_high)
+    assert not torch.allclose(dec_low, dec_high)
+    # per-image betas: each image gets its own (image 0 at 0.001, image 1 at 0.1)
+    with torch.no_grad():
+        both = model.decode(z[:2], torch.tensor([0.001, 0.1]))
+    assert torch.allclose(both[0], dec_low[0], atol=1e-6) and torch.allclose(both[1], dec_high[1], atol=1e-6)
+
+
+def test_betas_are_drawn_log_uniform_over_the_range():
+    g = torch.Generator().manual_seed(0)
+    b = sample_betas(20_000, (0.001, 0.1), "cpu", g)
+    assert b.min() >= 0.001 and b.max() <= 0.1
+    # log-uniform: half of the draws below the geometric midpoint 0.01, a quarter below 0.00316
+    assert (b < 0.01).float().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert (b < math.sqrt(0.001 * 0.01)).float().mean().item() == pytest.approx(0.25, abs=0.02)
+
+
+def test_a_briefly_trained_model_orders_the_betas(tiny):
+    """KL falls and R-loss rises as beta grows, as between independently trained models."""
+    cfg = tiny(betas=BETAS, limit=None, z_dim=16, width=16, epochs=15, iw_samples=0)
+    final = train(cfg)[-1]
+    _, per = split(final, BETAS)
+    kl = [per[b]["test/kl"] for b in sorted(BETAS)]
+    r = [per[b]["test/r_loss"] for b in sorted(BETAS)]
+    assert kl[0] > kl[1] > kl[2], kl
+    assert r[0] < r[1] < r[2], r
+    # the objective is the mean over the betas of the per-beta validation loss
+    assert final["val/loss"] == pytest.approx(sum(per[b]["val/loss"] for b in BETAS) / 3)
+    curve = json.loads((Path(cfg.out) / "rd_curve.json").read_text())
+    assert len(curve) == 25 and curve[0]["beta"] == pytest.approx(0.001) and curve[-1]["beta"] == pytest.approx(0.1)
+    assert curve[0]["kl"] > curve[-1]["kl"]
+    for b in BETAS:
+        assert (Path(cfg.out) / f"b{b:g}" / "recon.png").exists()
+
+
+def test_resume_from_a_checkpoint_gives_the_same_numbers(tiny, tmp_path):
+    full = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "full")))
+    train(tiny(betas=BETAS, epochs=2, out=str(tmp_path / "part")))
+    resumed = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "part"), resume=True))
+    keys = [k for k in full[-1] if k.startswith(("b0.01/", "val/", "test/"))]
+    assert keys and [resumed[-1][k] for k in keys] == pytest.approx([full[-1][k] for k in keys], rel=1e-5)
+
+
+def test_a_checkpoint_of_other_betas_is_not_resumed(tiny, tmp_path):
+    from vae.errors import ConfigError
+
+    train(tiny(betas=BETAS, epochs=1, out=str(tmp_path / "r")))
+    with pytest.raises(ConfigError, match="betas"):
+        train(tiny(betas=[0.1, 0.01], epochs=2, out=str(tmp_path / "r"), resume=True))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(betas=[0.1, 0.01], loss="sigma-vae"), "sigma-vae has no beta"),
+    (dict(betas=[0.1, 0.0]), "> 0"),
+    (dict(betas=[0.1, 0.1]), "twice"),
+    (dict(betas=[0.1, 0.01], beta_range=[0.05, 1.0]), "cover"),
+    (dict(betas=[0.1, 0.01], free_bits=0.1), "free_bits"),
+])
+def test_bad_conditional_settings(tiny, overrides, message):
+    from vae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tiny(**overrides).validate()
+
+
+# --- in a sweep ------------------------------------------------------------------------------
+
+def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env):
+    from mlflow import MlflowClient
+
+    from pipelines.report import build
+
+    path = env.spec(study="c", extra="mode: conditional\n")
+    summary = env.sweep(path)
+    assert summary.complete == 2 and summary.progress["done"]
+    trials = env.trials("c")
+    assert sorted(t.params.get("z_dim", t.user_attrs.get("z_dim")) for t in trials) == [2, 4]
+    runs = env.runs("c")
+    assert not (runs["status"] == "RUNNING").any()
+    training = runs[runs["tags.vae.role"] == "training"]
+    rows = runs[runs["tags.vae.role"] == "trial"]
+    assert len(training) == 2 and len(rows) == 4
+    assert set(rows["params.mode"]) == {"conditional"} and set(rows["status"]) == {"FINISHED"}
+    assert set(rows["tags.vae.trained_by"]) == set(training.run_id)
+    assert sorted(zip(rows["params.z_dim"].astype(int), rows["params.beta"].astype(float))) == [
+        (2, 0.01), (2, 0.1), (4, 0.01), (4, 0.1)]
+    # every row has its beta's own numbers, per epoch, and its images
+    client = MlflowClient(env.tracking)
+    for run_id in rows.run_id:
+        assert len(client.get_metric_history(run_id, "val/r_loss")) == 2
+        assert {"recon.png", "samples.png", "summary.json"} <= {a.path for a in client.list_artifacts(run_id)}
+    for run_id in training.run_id:
+        assert {"checkpoint.pt", "rd_curve.json"} <= {a.path for a in client.list_artifacts(run_id)}
+    # the Optuna value is the mean over the betas of the objective
+    for t in trials:
+        mine = rows[rows["tags.vae.trained_by"] == t.user_attrs["mlflow_run_id"]]
+        assert t.value == pytest.approx(mine["metrics.val/loss"].mean())
+    report = build("c", runs)
+    assert len(report.table) == 4
+
+
+def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_complete_once(env):
+    from test_faults import run
+
+    path = env.spec(study="t", epochs=3, extra="mode: conditional\n")
+    assert run(env, path, "epoch").returncode < 0
+    final = run(env, path)
+    assert final.returncode == 0, final.stdout + final.stderr
+    runs = env.runs()
+    assert not (runs["status"] == "RUNNING").any()
+    rows = runs[(runs["tags.vae.role"] == "trial") & (runs["tags.vae.state"] == "COMPLETE")]
+    assert sorted(zip(rows["params.z_dim"].astype(int), rows["params.beta"].astype(float))) == [
+        (2, 0.01), (2, 0.1), (4, 0.01), (4, 0.1)]
+    killed = runs[runs["status"] == "KILLED"]
+    assert set(killed["tags.vae.role"]) == {"training", "trial"} and len(killed) == 3  # the model and its 2 betas
+    assert runs["tags.vae.resumed_from_epoch"].dropna().tolist() == ["1"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("mode: conditional\nsampler: tpe\nn_trials: 2\n", "needs sampler 'grid'"),
+    ("beta_range: [0.001, 1.0]\n", "set mode: conditional"),
+    ("mode: conditional\nbeta_range: [0.05, 1.0]\n", "cover"),
+    ("betas: [0.1, 0.01]\n", "mode: conditional trains on search.beta"),
+])
+def test_bad_conditional_specs(env, extra, message):
+    from pipelines.spec import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=message):
+        load_spec(env.spec(extra=extra))
+
+
+def test_studies_from_before_conditional_models_keep_their_fingerprint(env):
+    """The new settings at their defaults leave an independent study's fingerprint as it was."""
+    import hashlib
+
+    from pipelines.spec import NOT_IN_FINGERPRINT, load_spec
+
+    spec = load_spec(env.spec())
+    train = {k: v for k, v in spec.train.to_dict().items()
+             if k not in NOT_IN_FINGERPRINT and k not in ("betas", "beta_range", "film_hidden")}
+    blob = {"train": train, "search": spec.search.model_dump(), "sampler": spec.sampler,
+            "metric": spec.metric, "direction": spec.direction}
+    before = hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+    assert spec.fingerprint() == before
+    assert load_spec(env.spec(extra="mode: conditional\n")).fingerprint() != before
