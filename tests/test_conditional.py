@@ -172,3 +172,34 @@ def test_studies_from_before_conditional_models_keep_their_fingerprint(env):
     before = hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
     assert spec.fingerprint() == before
     assert load_spec(env.spec(extra="mode: conditional\n")).fingerprint() != before
+
+
+def test_report_compares_a_conditional_study_with_an_independent_one(env, tmp_path):
+    """`vae report --study t --compare c`: gaps at every shared (z-dim, beta), the compute of each
+    (a conditional model counted once for its betas), the curve with both studies' points."""
+    import subprocess
+    import sys
+
+    env.sweep(env.spec(study="t"))
+    env.sweep(env.spec(study="c", extra="mode: conditional\n"))
+    out = tmp_path / "cmp"
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", "--study", "t", "--compare", "c",
+                           "--out", str(out), "--tracking-uri", env.tracking], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "c against t: gaps" in done.stdout and "All goals met in" in done.stdout
+    assert (out / "conditional_rd.png").stat().st_size > 0
+    md = (out / "report.md").read_text()
+    assert "## c against t" in md and "### Compute" in md
+
+    from pipelines.compare import compare
+    from pipelines.report import build
+    from pipelines.tracking import Tracker
+
+    tracker = Tracker(env.tracking, create=False)
+    c = compare(build("t", env.runs("t")), build("c", env.runs("c")), tracker)
+    assert sorted(zip(c.gaps["Z-dim"], c.gaps["Beta"])) == [(2, 0.01), (2, 0.1), (4, 0.01), (4, 0.1)]
+    independent, conditional = c.compute.iloc[0], c.compute.iloc[1]
+    assert (independent["Trainings"], conditional["Trainings"]) == (4, 2)
+    assert independent["Optimiser steps"] == 2 * conditional["Optimiser steps"] > 0
+    row = c.gaps.iloc[0]
+    assert row["Δ R-loss"] == pytest.approx((row["R-loss c"] - row["R-loss t"]) / row["R-loss t"])
