@@ -294,7 +294,7 @@ def status(study, storage, trials):
     if trials and info["trials"]:
         table = Table("trial", "state", "z_dim", "beta", "seed", "loss", "epochs", "value", "note")
         for r in info["trials"]:
-            table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), f"{r['beta']:g}" if r["beta"] is not None else "",
+            table.add_row(str(r["trial"]), r["state"], str(r["z_dim"]), _beta_cell(r["beta"], r["loss"]),
                           str(r["seed"]), r["loss"], str(r["epochs"]), f"{r['value']:.5g}" if r["value"] is not None else "",
                           "posterior collapse" if r["collapsed"] else redact(r["note"]))
         Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -307,8 +307,8 @@ def status(study, storage, trials):
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port of the UI.")
 def ui(study, tracking_uri, host, port):
     """Serve the MLflow UI on the sweep's tracking store; print the study's runs page once it answers."""
-    from pipelines.tracking import Tracker, resolve_uri, runs_url
-    from pipelines.ui import serve
+    from pipelines.tracking import Tracker, resolve_uri
+    from pipelines.ui import runs_url, serve
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
@@ -321,6 +321,14 @@ def ui(study, tracking_uri, host, port):
         click.echo(f"note: {redact(e)}; serving every experiment")
         url, what = runs_url(tracker, None, host, port), "every study"
     sys.exit(serve(uri, host, port, on_ready=lambda: click.echo(f"{what}: {url}  (Ctrl-C stops the server)")))
+
+
+def _beta_cell(beta, loss) -> str:
+    """A status row's beta: its value; none for sigma-vae; "all (conditional)" for a trial that
+    trains one beta-conditional model for every beta of the spec."""
+    if beta is not None:
+        return f"{beta:g}"
+    return "" if loss == "sigma-vae" else "all (conditional)"
 
 
 @cli.command()

@@ -37,12 +37,6 @@ DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 # the runs table, not the GenAI view MLflow 3.17 opens in
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SCHEMES = (*DATABASES, "http", "https", "file", "databricks")  # what MLflow can track to
-# MLflow's "shared view" of the runs page (an experiment tag the UI reads for ?viewStateShareKey=):
-# the trials as rows, without their parent, with these columns (a UI column id is `type.`key``)
-VIEW_KEY = "vae-balance"
-VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("params", "seed"),
-                ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/active_units"),
-                ("metrics", "diag/nll_bpd"), ("metrics", "diag/fid"), ("tags", "vae.state")]
 # end-of-trial values the run's description shows as a table (label, metric, format)
 SUMMARY = [("R-loss", "test/r_loss", ".4g"), ("KLD-loss", "test/kld_loss", ".4g"), ("AU", "diag/active_units", ".0f"),
            ("NLL (bits/dim)", "diag/nll_bpd", ".4f"), ("KL (nats)", "test/kl", ".4g"),
@@ -314,28 +308,3 @@ def trial_params(config: dict) -> dict:
     from vae.config import INVOCATION
 
     return {k: v for k, v in config.items() if k not in (*INVOCATION, "data_dir")}
-
-
-def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
-    """The runs page as vae-balance shows a study: trials only (no collapsed parent row), best
-    first by the study's metric, the balance table's key columns."""
-    columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
-    return {"searchFilter": "tags.`vae.role` = 'trial'", "orderByKey": f"metrics.`{metric}`",
-            "orderByAsc": direction == "minimize", "selectedColumns": columns}
-
-
-def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port: int = 5000) -> str:
-    """The UI page a user should land on: the study's trials in the machine-learning view, with the
-    columns of `dashboard_view` (stored on the experiment as MLflow's shared view state)."""
-    base = f"http://{host}:{port}"
-    if study is None:
-        return f"{base}/#/experiments?workflowType=machine_learning"
-    found = tracker.client.get_experiment_by_name(study)
-    if found is None:
-        raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
-    parent = tracker.client.search_runs([found.experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    spec = parent[0].data.params if parent else {}
-    view = dashboard_view(spec.get("metric", "test/loss"), spec.get("direction", "minimize"))
-    tracker.client.set_experiment_tag(found.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
-    return (f"{base}/#/experiments/{found.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
-            f"&workflowType=machine_learning")

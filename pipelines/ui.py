@@ -9,6 +9,7 @@ the `mlflow` launcher process and one uvicorn worker (about 0.5 GB together).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,9 +18,42 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipelines.tracking import TrackingError
+from pipelines.tracking import Tracker, TrackingError
+from vae.redact import redact
 
 START_TIMEOUT_S = 180
+
+# MLflow's "shared view" of the runs page (an experiment tag the UI reads for ?viewStateShareKey=):
+# the trials as rows, without their parent, with these columns (a UI column id is `type.`key``)
+VIEW_KEY = "vae-balance"
+VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("params", "mode"), ("params", "seed"),
+                ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/active_units"),
+                ("metrics", "diag/nll_bpd"), ("metrics", "diag/fid"), ("tags", "vae.state")]
+
+
+def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
+    """The runs page as vae-balance shows a study: trials only (no collapsed parent row), best
+    first by the study's metric, the balance table's key columns."""
+    columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
+    return {"searchFilter": "tags.`vae.role` = 'trial'", "orderByKey": f"metrics.`{metric}`",
+            "orderByAsc": direction == "minimize", "selectedColumns": columns}
+
+
+def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The UI page a user should land on: the study's trials in the machine-learning view, with the
+    columns of `dashboard_view` (stored on the experiment as MLflow's shared view state)."""
+    base = f"http://{host}:{port}"
+    if study is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    found = tracker.client.get_experiment_by_name(study)
+    if found is None:
+        raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
+    parent = tracker.client.search_runs([found.experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+    spec = parent[0].data.params if parent else {}
+    view = dashboard_view(spec.get("metric", "test/loss"), spec.get("direction", "minimize"))
+    tracker.client.set_experiment_tag(found.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
+    return (f"{base}/#/experiments/{found.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+            f"&workflowType=machine_learning")
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from servers import free_port
 
-from pipelines.tracking import Tracker, TrackingError, artifact_root, runs_url
+from pipelines.tracking import Tracker, TrackingError, artifact_root
+from pipelines.ui import runs_url
 
 
 def test_runs_url_opens_the_machine_learning_view(tmp_path):
