@@ -203,11 +203,14 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps.")
 @click.option("--iw-samples", type=int, default=100, show_default=True, help="K for the importance-weighted NLL bound.")
 @click.option("--fid-samples", type=int, default=None, help="Prior samples for FID (0: off) [default: the run's setting].")
-def evaluate(run_dir, data_dir, device, iw_samples, fid_samples):
+@click.option("--betas", type=FloatList(), default=None,
+              help="A β-conditional run: measure at these betas (inside its training range) instead of its own.")
+def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
     """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
     from vae.evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples)
+    result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples,
+                          betas=betas)
     width = max(map(len, result))
     for key, value in result.items():
         click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

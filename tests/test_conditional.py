@@ -203,3 +203,17 @@ def test_report_compares_a_conditional_study_with_an_independent_one(env, tmp_pa
     assert independent["Optimiser steps"] == 2 * conditional["Optimiser steps"] > 0
     row = c.gaps.iloc[0]
     assert row["Δ R-loss"] == pytest.approx((row["R-loss c"] - row["R-loss t"]) / row["R-loss t"])
+
+
+def test_evaluate_answers_at_any_beta_inside_the_training_range(tiny):
+    from vae.errors import ConfigError
+    from vae.evaluate import evaluate_run
+
+    cfg = tiny(betas=BETAS, epochs=1)
+    last = train(cfg)[-1]
+    again = evaluate_run(cfg.out, iw_samples=4, betas=[0.01])
+    assert again["b0.01/test/r_loss"] == pytest.approx(last["b0.01/test/r_loss"], rel=1e-6)  # the same model
+    between = evaluate_run(cfg.out, iw_samples=4, betas=[0.02])
+    assert math.isfinite(between["b0.02/test/kl"]) and "b0.02/diag/active_units" in between
+    with pytest.raises(ConfigError, match="outside the range"):
+        evaluate_run(cfg.out, betas=[0.5])

@@ -16,15 +16,27 @@ from pathlib import Path
 
 from vae.checkpoint import atomic_write_text, load_model
 from vae.data import load_dataset, validation_split
+from vae.errors import ConfigError
 from vae.measure import final, grids, measure
 from vae.paths import check_folder
 from vae.train import pick_device
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto",
-                 iw_samples: int = 100, fid_samples: int | None = None) -> dict:
+                 iw_samples: int = 100, fid_samples: int | None = None, betas: list[float] | None = None) -> dict:
+    """`betas`: a beta-conditional run measured at these betas (inside the range it was trained
+    on) instead of those it was trained for."""
     run_dir = Path(run_dir)
     model, cfg, blob = load_model(run_dir, pick_device(device))
+    if betas:
+        if not cfg.conditional:
+            raise ConfigError(f"--betas needs a β-conditional run; {run_dir} was trained for one beta")
+        low, high = cfg.training_range
+        outside = [b for b in betas if not low <= b <= high]
+        if outside:
+            raise ConfigError(f"beta {outside[0]:g} is outside the range {run_dir} was trained on "
+                              f"[{low:g}, {high:g}]; a conditional model answers only inside it")
+        cfg = replace(cfg, betas=list(betas), beta_range=[low, high])  # the model's own normalisation
     replace(cfg, iw_samples=iw_samples).validate()  # the rule of `vae train --iw-samples`
     check_folder(run_dir, "RUN_DIR")  # the results are written there
     cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, iw_samples=iw_samples,
