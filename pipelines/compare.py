@@ -81,8 +81,8 @@ def cost(tracker, run_ids: list[str]) -> dict:
 
 def compare(base: Report, other: Report, tracker) -> Comparison:
     g = gaps(base, other)
-    compute = pd.DataFrame([{"Study": r.study, "Rows": len(g), **cost(tracker, trainings(r, tracker, g))}
-                            for r in (base, other)])
+    compute = pd.DataFrame([{"Study": r.study, "Rows": len(g), "Epochs": int(r.table["Epochs"].max()),
+                             **cost(tracker, trainings(r, tracker, g))} for r in (base, other)])
     return Comparison(base.study, other.study, g, compute)
 
 
