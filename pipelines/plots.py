@@ -100,30 +100,35 @@ def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", d
 def conditional_curve(curves: dict[int, list[dict]], points=None):
     """The continuous rate-distortion curve of each z-dim's beta-conditional model (rd_curve.json:
     test R-loss against KL in nats at log-spaced betas over its training range), with the models
-    trained for one beta each (`points`: Z-dim, Beta, KL (nats), R-loss, Source) as markers."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    trained for one beta each (`points`: Z-dim, Beta, KL (nats), R-loss, Source) as markers; a
+    dotted segment joins two sources' points of the same (z-dim, beta): the gap."""
+    fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
     markers = {}
     for z_dim in sorted(curves):
         c = sorted(curves[z_dim], key=lambda r: r["kl"])
-        line = ax.plot([r["kl"] for r in c], [r["r_loss"] for r in c], "-", lw=2, alpha=0.8,
+        line = ax.plot([r["kl"] for r in c], [r["r_loss"] for r in c], "-", lw=2, alpha=0.7,
                        label=f"z-dim {z_dim}: one β-conditional model, β {min(r['beta'] for r in c):g}–"
                              f"{max(r['beta'] for r in c):g}")[0]
         if points is None:
             continue
-        for source, rows in points[points["Z-dim"] == z_dim].groupby("Source", sort=False):
+        mine = points[points["Z-dim"] == z_dim]
+        for source, rows in mine.groupby("Source", sort=False):
             marker = markers.setdefault(source, "os^D"[len(markers) % 4])
             ax.plot(rows["KL (nats)"], rows["R-loss"], marker, ls="none", ms=7, mfc="none" if marker != "o" else None,
                     color=line.get_color(), label=f"z-dim {z_dim}: {source}")
-            for _, r in rows.iterrows():
-                ax.annotate(f"β={r['Beta']:g}", (r["KL (nats)"], r["R-loss"]), textcoords="offset points",
-                            xytext=(5, 3), fontsize=7, color=line.get_color())
+        for beta, same in mine.groupby("Beta"):
+            ax.plot(same["KL (nats)"], same["R-loss"], ":", lw=1, color="grey")
+            first = same.iloc[0]
+            ax.annotate(f"β={beta:g}", (first["KL (nats)"], first["R-loss"]), textcoords="offset points",
+                        xytext=(-8, -12), ha="right", fontsize=7, color=line.get_color())
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) in nats per image (log scale)")
     ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
-    ax.set_title("rate–distortion on the test split: conditional curves (lines), trained per β (markers)", fontsize=9)
+    ax.set_title("rate–distortion (test split): one β-conditional model per z-dim (lines) against one model per β",
+                 fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
