@@ -389,7 +389,8 @@ def report(study, out, fmt, other, tracking_uri):
 
         frames = comparison_frames(comparison)
         for title, frame in frames.items():
-            console.print(terminal(frame, list(frame.columns), f"{other} against {study}: {title.lower()}"))
+            ab = f" (A = {study}, B = {other}, Δ = (B − A) / A)" if title == "Gaps" else ""
+            console.print(terminal(frame, list(frame.columns), f"{other} against {study}: {title.lower()}{ab}"))
         for line in summary(comparison):
             console.print(line, markup=False)
     files = write_report(rep, tracker, experiment_id, out, other_rep, comparison)

@@ -4,7 +4,7 @@
 
 Made for a beta-conditional study (one model per z-dim, vae/conditional.py) against the
 independent one (one model per beta), measured the same way: the gap of the compared study
-relative to the base study, (other - base) / base, for R-loss and the rate KL (nats, test split)
+relative to the base study, (B - A) / A with A the base study and B the compared one, for R-loss and the rate KL (nats, test split)
 and FID where both have it. GOALS: what "as good as independent training" means here (R-loss
 within 5 %, KL within 10 %). Compute counts the trainings behind the compared rows (a conditional
 model once for all its betas), their optimiser steps (epochs x batches of the training split),
@@ -31,7 +31,7 @@ ON = ["Loss", "Z-dim", "Beta"]
 class Comparison:
     base: str                # study names
     other: str
-    gaps: pd.DataFrame       # ON + per measure: "<m> <base>", "<m> <other>", "Δ <m>" (fraction), "Within goal"
+    gaps: pd.DataFrame       # ON + per measure: "<m> A" (base), "<m> B" (other), "Δ <m>" (fraction), "Within goal"
     compute: pd.DataFrame    # one row per study: trainings, optimiser steps, training s, wall s, rows
 
 
@@ -47,8 +47,8 @@ def gaps(base: Report, other: Report) -> pd.DataFrame:
     for label, col in MEASURES.items():
         if f"{col} a" not in both or both[f"{col} a"].isna().all() or both[f"{col} b"].isna().all():
             continue
-        out[f"{label} {base.study}"] = both[f"{col} a"]
-        out[f"{label} {other.study}"] = both[f"{col} b"]
+        out[f"{label} A"] = both[f"{col} a"]
+        out[f"{label} B"] = both[f"{col} b"]
         out[f"Δ {label}"] = (both[f"{col} b"] - both[f"{col} a"]) / both[f"{col} a"]
     out["Within goal"] = [all(abs(r[f"Δ {m}"]) <= g for m, g in GOALS.items() if f"Δ {m}" in out)
                           for _, r in out.iterrows()]

@@ -92,8 +92,8 @@ def _comparison_html(c) -> str:
     return (f"<h2>{html.escape(c.other)} against {html.escape(c.base)}</h2>"
             + "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in compare_summary(c)) + "</ul>"
             + "<h3>Compute</h3>" + tables.html(frames["Compute"], list(frames["Compute"].columns), "details")
-            + f"<h3>Gap at every shared (z-dim, β): Δ = ({html.escape(c.other)} − {html.escape(c.base)}) / "
-              f"{html.escape(c.base)}</h3><div class='scroll'>"
+            + f"<h3>Gap at every shared (z-dim, β): A = {html.escape(c.base)}, B = {html.escape(c.other)}, "
+              "Δ = (B − A) / A</h3><div class='scroll'>"
             + tables.html(frames["Gaps"], list(frames["Gaps"].columns), "details") + "</div>")
 
 
@@ -103,7 +103,7 @@ def _comparison_markdown(c) -> list[str]:
     frames = tables.comparison(c)
     return ["", f"## {c.other} against {c.base}", "", *[f"- {line}" for line in compare_summary(c)], "",
             "### Compute", "", tables.markdown(frames["Compute"], list(frames["Compute"].columns)), "",
-            f"### Gap at every shared (z-dim, β): Δ = ({c.other} − {c.base}) / {c.base}", "",
+            f"### Gap at every shared (z-dim, β): A = {c.base}, B = {c.other}, Δ = (B − A) / A", "",
             tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
 
 

@@ -202,7 +202,7 @@ def test_report_compares_a_conditional_study_with_an_independent_one(env, tmp_pa
     assert (independent["Trainings"], conditional["Trainings"]) == (4, 2)
     assert independent["Optimiser steps"] == 2 * conditional["Optimiser steps"] > 0
     row = c.gaps.iloc[0]
-    assert row["Δ R-loss"] == pytest.approx((row["R-loss c"] - row["R-loss t"]) / row["R-loss t"])
+    assert row["Δ R-loss"] == pytest.approx((row["R-loss B"] - row["R-loss A"]) / row["R-loss A"])
 
 
 def test_evaluate_answers_at_any_beta_inside_the_training_range(tiny):
