@@ -44,9 +44,15 @@ def runs_of(client, run_id: str) -> dict[float, str]:
     return {float(r.data.params["beta"]): r.info.run_id for r in found}
 
 
+SHARED = ("data/",)  # the split sizes: every beta's row was measured on the same images
+
+
 def per_beta(metrics: dict, betas) -> tuple[dict, dict[float, dict]]:
-    """A conditional run's metrics -> (the training run's own, {beta: that beta's, unprefixed})."""
-    return split(metrics, list(betas))
+    """A conditional run's metrics -> (the training run's own, {beta: that beta's, unprefixed,
+    with the split sizes})."""
+    own, per = split(metrics, list(betas))
+    shared = {k: v for k, v in own.items() if k.startswith(SHARED)}
+    return own, {beta: {**values, **shared} for beta, values in per.items()}
 
 
 def folder(run_dir, beta: float):

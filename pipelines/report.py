@@ -186,7 +186,16 @@ def meta(report: Report) -> str:
     return (f"dataset {runs['params.dataset'].iloc[0]}"
             + (f" (limit {limit})" if limit not in ("None", None) else "")
             + f", {int(report.table['Epochs'].max())} epochs, batch {report.batch_size}, "
-            f"{len(runs)} complete trials, device {runs['tags.vae.device'].iloc[0]}, host {runs['tags.vae.host'].iloc[0]}")
+            f"{len(runs)} complete trials{_conditional_note(runs)}, device {runs['tags.vae.device'].iloc[0]}, "
+            f"host {runs['tags.vae.host'].iloc[0]}")
+
+
+def _conditional_note(runs: pd.DataFrame) -> str:
+    """' (6 of them rows of 2 β-conditional models)' where a study has such rows."""
+    if "tags.vae.trained_by" not in runs or runs["tags.vae.trained_by"].isna().all():
+        return ""
+    rows = runs["tags.vae.trained_by"].dropna()
+    return f" ({len(rows)} of them rows of {rows.nunique()} β-conditional model{'s' if rows.nunique() > 1 else ''})"
 
 
 def ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:

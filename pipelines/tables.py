@@ -83,7 +83,9 @@ def display_frame(report) -> pd.DataFrame:
 
 def shown(table: pd.DataFrame) -> list[str]:
     """Every column a user sees, in group order: internal "_" columns out, Loss only when mixed."""
-    hidden = {c for c in table if c.startswith("_")} | {c for c in OPTIONAL_IDS if c in table and table[c].nunique() <= 1}
+    # Loss when mixed; Training when mixed or all conditional (an all-independent study says nothing new)
+    hidden = {c for c in table if c.startswith("_")} | {c for c in OPTIONAL_IDS if c in table and (
+        table[c].nunique() <= 1 and (c == "Loss" or set(table[c]) <= {"independent"}))}
     grouped = [c for cols in GROUPS.values() for c in cols]
     order = list(dict.fromkeys(grouped + list(table.columns)))
     return [c for c in order if c in table and c not in hidden]

@@ -117,6 +117,7 @@ def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env
     client = MlflowClient(env.tracking)
     for run_id in rows.run_id:
         assert len(client.get_metric_history(run_id, "val/r_loss")) == 2
+        assert client.get_run(run_id).data.metrics["data/test_images"] > 0  # the report's sources read it
         assert {"recon.png", "samples.png", "summary.json"} <= {a.path for a in client.list_artifacts(run_id)}
     for run_id in training.run_id:
         assert {"checkpoint.pt", "rd_curve.json"} <= {a.path for a in client.list_artifacts(run_id)}

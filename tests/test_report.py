@@ -158,6 +158,7 @@ def test_columns_no_group_names_are_kept():
     assert shown(mixed)[:3] == ["Z-dim", "Beta", "Loss"]
     both = pd.concat([table.assign(Training="independent"), table.assign(Training="conditional")])
     assert shown(both)[:3] == ["Z-dim", "Beta", "Training"]  # a conditional model's rows beside trained ones
+    assert shown(table.assign(Training="conditional"))[:3] == ["Z-dim", "Beta", "Training"]  # says what they are
     assert set(ROW_ID) == {"Z-dim", "Beta", "Loss", "Training"}
 
 
