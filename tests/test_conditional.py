@@ -100,14 +100,16 @@ def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env
     from pipelines.report import build
 
     path = env.spec(study="c", extra="mode: conditional\n")
-    summary = env.sweep(path)
-    assert summary.complete == 2 and summary.progress["done"]
-    trials = env.trials("c")
-    assert sorted(t.params.get("z_dim", t.user_attrs.get("z_dim")) for t in trials) == [2, 4]
+    summary = env.sweep(path, "search.loss=[beta, sigma-vae]")  # sigma-vae points: ordinary trials
+    assert summary.complete == 4 and summary.progress["done"]
+    sigma = [t for t in env.trials("c") if t.params["loss"] == "sigma-vae"]
+    trials = [t for t in env.trials("c") if t.params["loss"] == "beta"]
+    assert sorted(t.params["z_dim"] for t in trials) == [2, 4] and len(sigma) == 2
     runs = env.runs("c")
     assert not (runs["status"] == "RUNNING").any()
     training = runs[runs["tags.vae.role"] == "training"]
-    rows = runs[runs["tags.vae.role"] == "trial"]
+    assert len(runs[(runs["tags.vae.role"] == "trial") & (runs["params.loss"] == "sigma-vae")]) == 2
+    rows = runs[(runs["tags.vae.role"] == "trial") & (runs["params.loss"] == "beta")]
     assert len(training) == 2 and len(rows) == 4
     assert set(rows["params.mode"]) == {"conditional"} and set(rows["status"]) == {"FINISHED"}
     assert set(rows["tags.vae.trained_by"]) == set(training.run_id)
@@ -126,7 +128,8 @@ def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env
         mine = rows[rows["tags.vae.trained_by"] == t.user_attrs["mlflow_run_id"]]
         assert t.value == pytest.approx(mine["metrics.val/loss"].mean())
     report = build("c", runs)
-    assert len(report.table) == 4
+    assert len(report.table) == 6
+    assert sorted(report.table["Training"]) == ["conditional"] * 4 + ["independent"] * 2
 
 
 def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_complete_once(env):
