@@ -169,6 +169,9 @@ def config_from_options(options: dict) -> TrainConfig:
 @train_options
 def train(**options):
     """Train one VAE; write checkpoint, metrics.json, recon.png and samples.png to --out."""
+    source = click.get_current_context().get_parameter_source("beta")
+    if options.get("betas") and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --beta (one model) or --betas (one conditional model for several), not both")
     cfg = config_from_options(options)
     from vae.train import train as run_training
 

@@ -41,6 +41,8 @@ def gaps(base: Report, other: Report) -> pd.DataFrame:
     for t in (a, b):
         t["Beta"] = t["Beta"].astype(float).round(12)  # the same beta from two params strings
     both = a.merge(b, on=ON, suffixes=(" a", " b"))
+    if base.study == other.study:
+        raise ReportError(f"--compare names the study itself ({base.study!r}); name a second study")
     if both.empty:
         raise ReportError(f"studies {base.study!r} and {other.study!r} share no (z-dim, beta) row to compare")
     out = both[ON].copy()
@@ -66,8 +68,18 @@ def trainings(report: Report, tracker, rows: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(by.fillna(runs["run_id"])))
 
 
+def attempts(tracker, run) -> list:
+    """A trial's run and the earlier attempts at its configuration (runs killed or failed before a
+    retry resumed them): the same role and run name but for the trial number (`z100-cond-t1`)."""
+    stem = run.info.run_name.rsplit("-t", 1)[0]
+    role = run.data.tags.get("vae.role", "trial")
+    found = tracker.client.search_runs([run.info.experiment_id], f"tags.`vae.role` = '{role}'", max_results=10_000)
+    return [r for r in found if r.info.run_name.rsplit("-t", 1)[0] == stem] or [run]
+
+
 def cost(tracker, run_ids: list[str]) -> dict:
-    """Trainings, optimiser steps, seconds in training epochs and wall seconds of these runs."""
+    """Trainings, optimiser steps, seconds in training epochs (each epoch once: a retry's history
+    carries the epochs it resumed from) and wall seconds of every attempt of these runs."""
     steps = train_s = wall_s = 0.0
     for run_id in run_ids:
         run = tracker.client.get_run(run_id)
@@ -75,7 +87,8 @@ def cost(tracker, run_ids: list[str]) -> dict:
         batches = math.ceil(m["data/train_images"] / int(p["batch_size"]))
         steps += int(p["epochs"]) * batches
         train_s += sum(x.value for x in tracker.client.get_metric_history(run_id, "time/epoch_s"))
-        wall_s += ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
+        wall_s += sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000
+                      for r in attempts(tracker, run))
     return {"Trainings": len(run_ids), "Optimiser steps": int(steps), "Training (s)": train_s, "Wall (s)": wall_s}
 
 

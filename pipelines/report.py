@@ -118,6 +118,12 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     }).sort_values("trial").reset_index(drop=True)
     if done.empty:
         raise ReportError(f"study {study!r} has no complete trials yet ({len(failures)} failed or unfinished)")
+    # a failure whose configuration a later trial completed says so (its reason was written before)
+    finished = set(zip(done["z_dim"], done["beta"].fillna(-1), done["seed"], done["loss"], done["mode"]))
+    again = [(z, b, s_, lo, m) in finished for z, b, s_, lo, m in
+             zip(rest["z_dim"], rest["beta"].fillna(-1), rest["seed"], rest["loss"], rest["mode"])]
+    retried = {int(t) for t, done_later in zip(rest["tags.vae.trial"], again) if done_later}
+    failures.loc[failures["trial"].isin(retried), "reason"] += " (a later trial has since completed it)"
 
     present = {col: m for col, m in METRICS.items()
                if m is not None and (f"metrics.{m}" in done or col in ALWAYS)}

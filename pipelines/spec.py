@@ -186,7 +186,9 @@ class Spec(Strict):
             raise ValueError("beta_range is the training range of mode 'conditional'; set mode: conditional")
         if self.mode == "conditional" and self.sampler != "grid":
             raise ValueError("mode 'conditional' needs sampler 'grid' (one model per z_dim and seed covers every beta)")
-        if self.mode == "conditional" and "beta" in self.search.loss and len(self.search.beta) < 2:
+        if self.mode == "conditional" and "beta" not in self.search.loss:
+            raise ValueError("mode 'conditional' trains the beta loss: search.loss must include 'beta'")
+        if self.mode == "conditional" and len(self.search.beta) < 2:
             raise ValueError("mode 'conditional' needs at least two values in search.beta")
         return self
 

@@ -148,7 +148,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     try:
         done = _resumable(folder, cfg)
         if done:  # a retry: its run shows the epochs it resumes from, and says so
-            tracker.client.set_tag(run_id, "vae.resumed_from_epoch", str(len(done)))
+            for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
+                tracker.client.set_tag(resumed, "vae.resumed_from_epoch", str(len(done)))
         for metrics in done:
             on_epoch(metrics["epoch"], metrics)
         history = train(cfg, callback=on_epoch, data=data)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -32,10 +34,12 @@ VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("p
 
 
 def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
-    """The runs page as vae-balance shows a study: trials only (no collapsed parent row), best
-    first by the study's metric, the balance table's key columns."""
+    """The runs page as vae-balance shows a study: trials only (no collapsed parent row, no killed
+    attempts), best first by the study's metric, the balance table's key columns."""
     columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
-    return {"searchFilter": "tags.`vae.role` = 'trial'", "orderByKey": f"metrics.`{metric}`",
+    # killed attempts (their configuration ran again) stay out of the way; `vae report` lists them
+    return {"searchFilter": "tags.`vae.role` = 'trial' and attributes.status != 'KILLED'",
+            "orderByKey": f"metrics.`{metric}`",
             "orderByAsc": direction == "minimize", "selectedColumns": columns}
 
 
@@ -66,7 +70,11 @@ def serve(uri: str, host: str, port: int, on_ready) -> int:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
            "DO_NOT_TRACK": "true", "PYTHONWARNINGS": "ignore"}
     log = tempfile.NamedTemporaryFile("w+", prefix="vae-ui-", suffix=".log", delete=False)
-    proc = subprocess.Popen(server_command(uri, host, port), stdout=log, stderr=subprocess.STDOUT, env=env)
+    # its own process group: stopping `vae ui` (Ctrl-C or SIGTERM) stops the server and its worker
+    proc = subprocess.Popen(server_command(uri, host, port), stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(host, port):
@@ -82,10 +90,18 @@ def serve(uri: str, host: str, port: int, on_ready) -> int:
         code = 0
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     Path(log.name).unlink(missing_ok=True)
     return code
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _answers(host: str, port: int) -> bool:

@@ -84,6 +84,8 @@ def test_a_checkpoint_of_other_betas_is_not_resumed(tiny, tmp_path):
     (dict(betas=[0.1, 0.1]), "twice"),
     (dict(betas=[0.1, 0.01], beta_range=[0.05, 1.0]), "cover"),
     (dict(betas=[0.1, 0.01], free_bits=0.1), "free_bits"),
+    (dict(betas=[0.1]), "at least two"),
+    (dict(beta_range=[0.001, 0.1]), "needs betas"),
 ])
 def test_bad_conditional_settings(tiny, overrides, message):
     from vae.errors import ConfigError
@@ -146,7 +148,7 @@ def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_comple
         (2, 0.01), (2, 0.1), (4, 0.01), (4, 0.1)]
     killed = runs[runs["status"] == "KILLED"]
     assert set(killed["tags.vae.role"]) == {"training", "trial"} and len(killed) == 3  # the model and its 2 betas
-    assert runs["tags.vae.resumed_from_epoch"].dropna().tolist() == ["1"]
+    assert runs["tags.vae.resumed_from_epoch"].dropna().tolist() == ["1"] * 3  # the model and its rows
 
 
 @pytest.mark.parametrize("extra, message", [

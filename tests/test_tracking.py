@@ -24,7 +24,7 @@ def test_runs_url_opens_the_machine_learning_view(tmp_path):
     assert runs_url(tracker, "s") == (f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
                                       "?viewStateShareKey=vae-balance&workflowType=machine_learning")
     view = json.loads(tracker.client.get_experiment(experiment_id).tags["mlflow.sharedViewState.vae-balance"])
-    assert view["searchFilter"] == "tags.`vae.role` = 'trial'" and "params.`z_dim`" in view["selectedColumns"]
+    assert view["searchFilter"].startswith("tags.`vae.role` = 'trial'") and "!= 'KILLED'" in view["searchFilter"] and "params.`z_dim`" in view["selectedColumns"]
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     with pytest.raises(TrackingError, match="no experiment named 'nope'"):
         runs_url(tracker, "nope")

@@ -140,10 +140,13 @@ class TrainConfig:
              "betas (a beta-conditional model) needs loss 'beta'; sigma-vae has no beta"),
             (not self.conditional or min(self.betas) > 0, "betas must all be > 0 (they are drawn log-uniform)"),
             (not self.conditional or len(set(self.betas)) == len(self.betas), "betas lists a value twice"),
+            (not self.conditional or len(self.betas) >= 2,
+             "betas needs at least two values (a conditional model spans a range); for one beta use beta"),
             (not self.conditional or self.free_bits == 0, "free_bits is not supported with betas"),
-            (self.beta_range is None or (self.conditional and len(self.beta_range) == 2
-                                         and 0 < self.beta_range[0] < self.beta_range[1]),
-             f"beta_range must be [low, high] with 0 < low < high, and needs betas; got {self.beta_range}"),
+            (self.beta_range is None or self.conditional,
+             "beta_range is the training range of a conditional model: it needs betas"),
+            (self.beta_range is None or (len(self.beta_range) == 2 and 0 < self.beta_range[0] < self.beta_range[1]),
+             f"beta_range must be [low, high] with 0 < low < high; got {self.beta_range}"),
             (self.beta_range is None or not self.conditional or
              self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
              f"beta_range {self.beta_range} must cover every beta of betas"),

@@ -28,6 +28,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     on) instead of those it was trained for."""
     run_dir = Path(run_dir)
     model, cfg, blob = load_model(run_dir, pick_device(device))
+    replace(cfg, iw_samples=iw_samples).validate()  # the rule of `vae train --iw-samples`
+    check_folder(run_dir, "RUN_DIR")  # the results are written there
+    cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, iw_samples=iw_samples,
+                  fid_samples=cfg.fid_samples if fid_samples is None else fid_samples).validate()
     if betas:
         if not cfg.conditional:
             raise ConfigError(f"--betas needs a β-conditional run; {run_dir} was trained for one beta")
@@ -36,11 +40,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
         if outside:
             raise ConfigError(f"beta {outside[0]:g} is outside the range {run_dir} was trained on "
                               f"[{low:g}, {high:g}]; a conditional model answers only inside it")
-        cfg = replace(cfg, betas=list(betas), beta_range=[low, high])  # the model's own normalisation
-    replace(cfg, iw_samples=iw_samples).validate()  # the rule of `vae train --iw-samples`
-    check_folder(run_dir, "RUN_DIR")  # the results are written there
-    cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, iw_samples=iw_samples,
-                  fid_samples=cfg.fid_samples if fid_samples is None else fid_samples).validate()
+        # the model's own normalisation; not validated again: one beta is fine to measure at
+        cfg = replace(cfg, betas=list(betas), beta_range=[low, high])
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     _, x_val = validation_split(data.train, cfg.val_size)
     result = {"epoch": blob["epoch"], "data/val_images": len(x_val), "data/test_images": len(data.test)}
