@@ -184,7 +184,7 @@ def kl_per_dim(curves: dict[str, list[float]]):
         ax.plot(range(1, len(values) + 1), values, label=label)
     # a model whose total KL is below it has collapsed, so a dimension below it carries ~nothing
     ax.axhline(COLLAPSE_KL_NATS, color="grey", lw=0.8, ls=":",
-               label=f"{COLLAPSE_KL_NATS:g} nats: collapse threshold (total KL)")
+               label=f"{COLLAPSE_KL_NATS:g} nats: a dimension below carries ~nothing\n(the whole model below it: collapsed)")
     ax.set_yscale("symlog", linthresh=COLLAPSE_KL_NATS)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("latent dimension (sorted by KL)")

@@ -31,7 +31,7 @@ def test_threshold_line_on_the_kl_plot_is_labelled():
     dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
     assert len(dotted) == 1 and set(dotted[0].get_ydata()) == {COLLAPSE_KL_NATS}
     handles, labels = ax.get_legend_handles_labels()
-    assert dotted[0] in handles and "collapse threshold" in labels[handles.index(dotted[0])]
+    assert dotted[0] in handles and "collapsed" in labels[handles.index(dotted[0])] and "0.01 nats" in labels[handles.index(dotted[0])]
     label = labels[handles.index(dotted[0])]
     assert f"{COLLAPSE_KL_NATS:g} nats" in label
     shown = [t.get_text() for legend in [*fig.legends, ax.get_legend()] if legend for t in legend.get_texts()]
