@@ -197,7 +197,9 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
     if collapsed(au, final["test/kl"]):
         click.echo(f"warning: posterior collapse (AU {'?' if au is None else int(au)}, KL {final['test/kl']:.3g} nats "
                    f"per image; collapsed when AU = 0 or KL < {COLLAPSE_KL_NATS}): the decoder ignores z and "
-                   "every reconstruction is the mean image; lower --beta, train longer or use --kl-warmup-epochs")
+                   "every reconstruction is the mean image; "
+                   + ("at this beta of the conditional model (a smaller beta of its range, more epochs or a wider "
+                      "--beta-range may help)" if where else "lower --beta, train longer or use --kl-warmup-epochs"))
 
 
 @cli.command()
