@@ -57,7 +57,7 @@ def gaps(base: Report, other: Report) -> pd.DataFrame:
     return out.sort_values(["Z-dim", "Beta"], ascending=[True, False]).reset_index(drop=True)
 
 
-def trainings(report: Report, tracker, rows: pd.DataFrame) -> list[str]:
+def trainings(report: Report, rows: pd.DataFrame) -> list[str]:
     """Run ids of the trainings behind the table rows `rows` (ON columns): an independent trial's
     own run; a conditional row's training run, once for all its betas."""
     runs = report.runs
@@ -68,34 +68,34 @@ def trainings(report: Report, tracker, rows: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(by.fillna(runs["run_id"])))
 
 
-def attempts(tracker, run) -> list:
-    """A trial's run and the earlier attempts at its configuration (runs killed or failed before a
-    retry resumed them): the same role and run name but for the trial number (`z100-cond-t1`)."""
-    stem = run.info.run_name.rsplit("-t", 1)[0]
-    role = run.data.tags.get("vae.role", "trial")
-    found = tracker.client.search_runs([run.info.experiment_id], f"tags.`vae.role` = '{role}'", max_results=10_000)
-    return [r for r in found if r.info.run_name.rsplit("-t", 1)[0] == stem] or [run]
+def _stem(run) -> tuple:
+    """A configuration's runs share role and run name but for the trial number (`z100-cond-t1`)."""
+    return run.data.tags.get("vae.role"), run.info.run_name.rsplit("-t", 1)[0]
 
 
 def cost(tracker, run_ids: list[str]) -> dict:
     """Trainings, optimiser steps, seconds in training epochs (each epoch once: a retry's history
     carries the epochs it resumed from) and wall seconds of every attempt of these runs."""
     steps = train_s = wall_s = 0.0
+    everything: list = []  # every run of the study, fetched once: a run's attempts are its stem's runs
     for run_id in run_ids:
         run = tracker.client.get_run(run_id)
+        if not everything:
+            everything = tracker.client.search_runs([run.info.experiment_id], max_results=50_000)
         p, m = run.data.params, run.data.metrics
         batches = math.ceil(m["data/train_images"] / int(p["batch_size"]))
         steps += int(p["epochs"]) * batches
         train_s += sum(x.value for x in tracker.client.get_metric_history(run_id, "time/epoch_s"))
+        # every attempt: runs killed or failed before a retry resumed them count too
         wall_s += sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000
-                      for r in attempts(tracker, run))
+                      for r in everything if _stem(r) == _stem(run))
     return {"Trainings": len(run_ids), "Optimiser steps": int(steps), "Training (s)": train_s, "Wall (s)": wall_s}
 
 
 def compare(base: Report, other: Report, tracker) -> Comparison:
     g = gaps(base, other)
     compute = pd.DataFrame([{"Study": r.study, "Rows": len(g), "Epochs": int(r.table["Epochs"].max()),
-                             **cost(tracker, trainings(r, tracker, g))} for r in (base, other)])
+                             **cost(tracker, trainings(r, g))} for r in (base, other)])
     return Comparison(base.study, other.study, g, compute)
 
 

@@ -267,9 +267,10 @@ class Tracker:
 
         from vae.images import recon_grid, sample_grid
 
-        for beta, beta_run in self.beta_runs(run_id).items():  # a conditional model: its grids at each beta
-            self.log_images(beta_run, model.at(beta), x_test, epoch)
-        if self.beta_runs(run_id):
+        runs = self.beta_runs(run_id)
+        if runs:  # a conditional model: its grids at each beta, in that beta's run
+            for beta, beta_run in runs.items():
+                self.log_images(beta_run, model.at(beta), x_test, epoch)
             return
         self.client.log_image(run_id, to_pil_image(recon_grid(model, x_test)), key="recon", step=epoch)
         self.client.log_image(run_id, to_pil_image(sample_grid(model)), key="samples", step=epoch)
@@ -281,9 +282,10 @@ class Tracker:
         if history is None and run_dir is not None and (run_dir / "metrics.json").exists():
             history = json.loads((run_dir / "metrics.json").read_text()).get("history")
         runs = self.beta_runs(run_id)
+        split = [beta_runs.per_beta(h, runs)[1] for h in history or []] if runs else []  # once per epoch
         for beta, beta_run in runs.items():  # a conditional trial's rows end as its training run does
-            per = [beta_runs.per_beta(h, runs)[1][beta] for h in history or []]
-            self.finish_trial(beta_run, state, beta_runs.folder(run_dir, beta) if run_dir else None, per, reason)
+            self.finish_trial(beta_run, state, beta_runs.folder(run_dir, beta) if run_dir else None,
+                              [per[beta] for per in split], reason)
         if history:
             import matplotlib.pyplot as plt
 

@@ -122,6 +122,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     step_model = _compiled(model, cfg, x_train[:cfg.batch_size], compile_run, device) if start <= cfg.epochs else model
     # as used, in checkpoints and metrics.json
     cfg = dataclasses.replace(cfg, compile=step_model is not model if start <= cfg.epochs else compile_run)
+    beta_range = cfg.training_range if cfg.conditional else None  # not per batch
     for epoch in range(start, cfg.epochs + 1):
         # per-epoch seeds: a resumed run draws the same shuffles and noise as an unbroken one
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -137,7 +138,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
             beta = kl_weight(cfg, (epoch - 1) * steps + i, steps)
             cond = ()
             if cfg.conditional:  # one beta per image, log-uniform over the range (YOTO): (B,)
-                cond = (sample_betas(len(idx), cfg.training_range, device),)
+                cond = (sample_betas(len(idx), beta_range, device),)
             with autocast(device, cfg.amp):
                 recon, mu, logvar = step_model(xb, *cond)
             terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits)
