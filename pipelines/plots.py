@@ -76,18 +76,23 @@ def _by_z_dim(ax, table, x_col: str, y_col: str, dead=None):
                     label=None if labelled else "collapsed (AU = 0 or KL < 0.01 nats)")
 
 
-def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", dead=None):
-    """R-loss against the rate, KL in nats per image (total over the latent, Alemi et al., 2018),
-    on a log axis: comparable across z-dims, unlike KL per dimension."""
-    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
-    _by_z_dim(ax, table, rate_col, r_col, dead)
+def _rate_distortion_axes(ax) -> None:
+    """Rate (total KL, nats, log scale) on x, R-loss on y; plain tick numbers (2, 5, 10, 20 ...)
+    instead of overlapping "3×10⁰4×10⁰" labels."""
     ax.set_xscale("log")
-    # plain numbers (2, 5, 10, 20 ...) instead of overlapping "3×10⁰4×10⁰" labels
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) in nats per image (log scale)")
     ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
+
+
+def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", dead=None):
+    """R-loss against the rate, KL in nats per image (total over the latent, Alemi et al., 2018),
+    on a log axis: comparable across z-dims, unlike KL per dimension."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    _by_z_dim(ax, table, rate_col, r_col, dead)
+    _rate_distortion_axes(ax)
     signs = _trend(table, rate_col, r_col)
     shown = ("more rate gave lower R-loss at every z-dim" if signs and all(v < 0 for v in signs)
              else "no consistent rate–distortion trend across z-dims" if signs else "too few points per z-dim for a trend")
@@ -121,10 +126,7 @@ def conditional_curve(curves: dict[int, list[dict]], points=None):
             first = same.iloc[0]
             ax.annotate(f"β={beta:g}", (first["KL (nats)"], first["R-loss"]), textcoords="offset points",
                         xytext=(-8, -12), ha="right", fontsize=7, color=line.get_color())
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) in nats per image (log scale)")
-    ax.set_ylabel("R-loss (SSE / (H·W·C), per image)")
+    _rate_distortion_axes(ax)
     ax.set_title("rate–distortion (test split): one β-conditional model per z-dim (lines) against one model per β",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
