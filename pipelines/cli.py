@@ -237,7 +237,8 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.spec import load_spec
-    from pipelines.sweep import already_complete, run_sweep, run_workers, verdict
+    from pipelines.sweep import already_complete, check_objective, run_sweep, run_workers, verdict
+    from pipelines.verdict import lines
 
     spec = load_spec(spec_path, overrides)
     if threads is not None:  # one rule (TrainConfig's), and every worker gets it
@@ -248,22 +249,31 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
         raise click.BadParameter("must be >= 1", param_hint="--workers")
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
+    warning = check_objective(spec, storage)  # before anything is created
+    if warning and not child:
+        click.echo(warning, err=True)
     if workers > 1:
         argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
         argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri)) if v is not None for a in (k, str(v))]
-        code, line = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads)
+        code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads)
         click.echo(line)
+        for text in lines(v) if v else []:
+            click.echo(redact(text))
         sys.exit(code)
-    summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo)
+    summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo,
+                        publish=not child)
     p = summary.progress
     if summary.already_complete:
         if not child:
             click.echo(already_complete(spec.study, p))
-        return
-    code, line = verdict(spec.study, p)
-    if not child:
-        click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
-    sys.exit(code)
+    else:
+        code, line = verdict(spec.study, p)
+        if not child:
+            click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
+    for text in lines(summary.verdict) if summary.verdict else []:  # the study's answer, last
+        click.echo(redact(text))
+    if not summary.already_complete:
+        sys.exit(code)
 
 
 def _print_status(study: str, storage: str | None) -> dict:

@@ -42,8 +42,10 @@ METRICS = {
     "Precision": "diag/precision", "Recall": "diag/recall",
     # used by the rules and the cells, not shown as columns
     "_mi_saturated": "diag/mi_saturated", "_mi_se": "diag/mi_se_nats", "_r_loss_eval": "diag/r_loss",
+    # the verdict's deciding numbers (pipelines/verdict.py): the validation split, with their standard errors
+    "_val_r_loss": "val/r_loss", "_val_r_loss_se": "val/r_loss_se", "_val_elbo_bpd": "val/elbo_bpd",
+    "_val_elbo_bpd_se": "val/elbo_bpd_se", "_val_fid": "val/fid", "_val_fid_se": "val/fid_se",
 }
-ALWAYS = ("FID (samples)", "FID (recon)", "Precision", "Recall")  # shown blank for runs without them
 # split sizes and estimator sizes, for sources(): metric -> what it counts
 SIZES = {"data/train_images": "train", "data/val_images": "validation", "data/test_images": "test",
          "diag/eval_images": "evaluation subset", "diag/iw_images": "IWAE images", "diag/fid_samples": "FID samples"}
@@ -125,8 +127,9 @@ def build(study: str, runs: pd.DataFrame) -> Report:
     retried = {int(t) for t, done_later in zip(rest["tags.vae.trial"], again) if done_later}
     failures.loc[failures["trial"].isin(retried), "reason"] += " (a later trial has since completed it)"
 
-    present = {col: m for col, m in METRICS.items()
-               if m is not None and (f"metrics.{m}" in done or col in ALWAYS)}
+    # a column no run measured is left out, not shown blank
+    present = {col: m for col, m in METRICS.items() if m is not None and f"metrics.{m}" in done
+               and done[f"metrics.{m}"].notna().any()}
     values = done[KEYS + ["seed", "epochs"]].copy()
     for col, metric in present.items():
         values[col] = done[f"metrics.{metric}"].astype(float) if f"metrics.{metric}" in done else float("nan")

@@ -10,7 +10,8 @@
     sampler: grid                  # grid | tpe | random
     pruner: {type: median, warmup_epochs: 2}     # optional (none | median | hyperband)
     n_trials: 30                   # samplers only; a grid runs each point once
-    metric: val/loss               # the objective: a per-epoch train/ or val/ metric of `vae train`
+    metric: val/elbo_bpd           # the objective: a per-epoch train/ or val/ metric of `vae train`
+                                   # (one that favours no beta when several are searched)
     direction: minimize
     images_every: 5                # log reconstruction and sample grids every K epochs
     mode: independent              # or conditional: one beta-conditional model per z_dim and seed
@@ -55,17 +56,27 @@ NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compi
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
 # the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
+# with the [fid] extra and fid_samples > 0; val/fid only where validation images were given
 GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precision", "recall", "fid_samples",
-                                            "fid_reference")}
-METRICS = ({f"train/{t}" for t in _TERMS} | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd")}
+                                            "fid_reference")} | {"val/fid", "val/fid_se", "val/fid_reference"}
+METRICS = ({f"train/{t}" for t in _TERMS}
+           | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
            | {"train/beta"}
            | {f"diag/{k}" for k in ("active_units", "elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
                                     "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
                                     "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
            | GENERATION_METRICS)
 # objectives and pruning choose models, so they read the training or validation split only: the test
-# split (test/ per epoch, diag/ at the end on its evaluation subset) reports them
-OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/"))}
+# split (test/ per epoch, diag/ at the end on its evaluation subset) reports them. Standard errors
+# and the end-only val/fid are measurements of a model, not per-epoch objectives.
+OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/")) and not m.endswith(("_se", "_reference"))
+              and m != "val/fid"}
+# R + beta*KLD falls as beta falls, and its terms move with beta by construction; a sigma-VAE's loss
+# is a Gaussian NLL on another scale: none of these can choose between betas (or against a sigma-VAE)
+BETA_BIASED = {f"{split}/{t}" for split in ("train", "val") for t in _TERMS}
+BETA_FREE = ("val/elbo_bpd",)
+"""objectives that compare betas and sigma-VAEs: the negative ELBO in bits/dim with the decoder's
+sigma fitted (vae/metrics.py calibrated_neg_elbo), on the validation split."""
 
 
 class SpecError(VAEError):
@@ -142,7 +153,7 @@ class Spec(Strict):
     sampler: Literal["grid", "tpe", "random"] = "grid"
     pruner: Pruner | None = None
     n_trials: PositiveInt | None = None
-    metric: str = "val/loss"
+    metric: str = "val/elbo_bpd"
     direction: Literal["minimize", "maximize"] = "minimize"
     images_every: PositiveInt = 5
     heartbeat_interval: PositiveInt = 10
@@ -191,6 +202,24 @@ class Spec(Strict):
         if self.mode == "conditional" and len(self.search.beta) < 2:
             raise ValueError("mode 'conditional' needs at least two values in search.beta")
         return self
+
+    def beta_bias(self) -> str | None:
+        """Why this spec's objective cannot choose between its trials, or None: a metric that
+        favours a beta by construction (BETA_BIASED) while the search spans several betas or
+        mixes a sigma-VAE with beta losses. Samplers would be driven to one end of the range, and a
+        grid's "best" decided by it."""
+        if self.metric not in BETA_BIASED:
+            return None
+        b = self.search.beta
+        several = isinstance(b, Range) or len(b) > 1
+        mixed = "sigma-vae" in self.search.loss and "beta" in self.search.loss
+        if not (several or mixed):
+            return None
+        why = ("R + beta·KLD and its terms move with beta by construction" if several else
+               "a σ-VAE's loss is a Gaussian NLL, on another scale than R + beta·KLD")
+        return (f"metric {self.metric!r} cannot compare the trials of this search ({why}); use "
+                f"{' or '.join(BETA_FREE)} (negative ELBO in bits/dim with a fitted decoder σ, on the validation "
+                f"split), which favours no beta")
 
     def grid(self) -> list[dict]:
         """Every (z_dim, beta, seed[, loss]) point of a grid spec, in a stable order."""

@@ -17,7 +17,13 @@ import socket
 import warnings
 import zlib
 
-from pipelines.database import check_database, connect_args, create_parent, create_sqlite
+from pipelines.database import (
+    check_database,
+    connect_args,
+    create_parent,
+    create_sqlite,
+    sqlite_path,
+)
 from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
@@ -160,6 +166,31 @@ def _existing_storage(storage: str | None):
         return url, optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(url)})
     except Exception as e:
         raise StorageError(f"cannot use Optuna storage {redact(url)}: {redact(first_line(e))[:300]}") from None
+
+
+def study_exists(storage: str | None, name: str) -> bool:
+    """Whether the storage holds a study of this name, read without creating anything (no file,
+    no table): a missing SQLite file or a database without Optuna's tables holds none."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    url = storage_url(storage)
+    path = sqlite_path(url)
+    if url.startswith("sqlite") and (path is None or not path.exists()):
+        return False
+    check_database(url, "Optuna storage", StorageError, create=False)
+    # read-only: a check writes nothing
+    engine = (create_engine(f"sqlite:///{path.resolve().as_uri()}?mode=ro&uri=true", poolclass=NullPool) if path
+              else create_engine(url, poolclass=NullPool, connect_args=connect_args(url)))
+    try:
+        if not inspect(engine).has_table("studies"):
+            return False
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first() is not None
+    except Exception as e:
+        raise StorageError(f"cannot use Optuna storage {redact(url)}: {redact(first_line(e))[:300]}") from None
+    finally:
+        engine.dispose()
 
 
 def study_names(storage: str | None = None) -> list[str]:

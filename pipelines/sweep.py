@@ -45,6 +45,7 @@ class Summary:
     failed: int = 0
     already_complete: bool = False  # nothing was left to do when it started
     progress: dict = field(default_factory=dict)  # the study's, at the end (pipelines/study.py progress)
+    verdict: dict | None = None  # pipelines/verdict.py, once every configuration is finished
 
 
 def _suggest(trial, spec: Spec) -> dict:
@@ -223,10 +224,43 @@ def already_complete(study: str, p: dict) -> str:
             f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {study}`")
 
 
+def check_objective(spec: Spec, storage: str | None) -> str | None:
+    """A new study whose objective cannot compare its betas is refused (SpecError: one line, exit
+    2, nothing created); an existing one resumes, and the returned warning says what that means."""
+    from pipelines.spec import SpecError
+    from pipelines.study import study_exists
+
+    why = spec.beta_bias()
+    if why is None:
+        return None
+    if not study_exists(storage, spec.study):
+        raise SpecError(why)
+    return (f"warning: study {spec.study!r} was started with metric {spec.metric!r}, which cannot compare its "
+            "betas: Optuna's best trial follows it, but the verdict uses its own beta-free rule (README, "
+            "'The verdict')")
+
+
+def study_verdict(spec: Spec, tracker: Tracker, storage: str | None) -> dict | None:
+    """Compute the verdict of a finished study and state it in MLflow and Optuna (pipelines/publish.py).
+    A failure here never costs a trained model: it is one line, and `vae report` computes it again."""
+    from pipelines.publish import publish
+    from pipelines.publish import study_verdict as compute
+
+    try:
+        _, v = compute(spec.study, tracker, storage_url(storage))
+        publish(v, tracker, storage_url(storage))
+        return v
+    except VAEError as e:  # e.g. no complete trial: the exit line already says so
+        print(f"note: no verdict: {e}", file=sys.stderr)
+    return None
+
+
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
-              log=print) -> Summary:
-    """Run trials until the study has nothing left to start or running; one worker, this process."""
+              log=print, publish: bool = True) -> Summary:
+    """Run trials until the study has nothing left to start or running; one worker, this process.
+    publish: compute and state the verdict when the study is finished (a `--workers` child leaves
+    that to its parent)."""
     from optuna.trial import TrialState
 
     quiet_optuna()
@@ -245,6 +279,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
         summary.already_complete = True
+        summary.verdict = study_verdict(spec, tracker, url) if publish else None
     bar = None if summary.already_complete else TrialBar(study, total, spec.train.epochs, progress)
     waiting = False
     try:
@@ -293,7 +328,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     summary.progress = study_progress(study, total)
     code, _ = verdict(spec.study, summary.progress)
     if summary.progress["done"] or not summary.progress["running"]:
-        tracker.log_best(parent, study, spec.metric)
+        if publish and summary.progress["done"]:
+            summary.verdict = study_verdict(spec, tracker, url)
         tracker.finish_parent(parent, _counts(summary.progress), "FINISHED" if code == 0 else "FAILED")
     return summary
 
@@ -314,9 +350,10 @@ def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
-                progress: bool, threads: int | None = None) -> tuple[int, str]:
+                progress: bool, threads: int | None = None) -> tuple[int, str, dict | None]:
     """Start `workers` processes of `vae sweep` sharing the study (the cores split between them),
-    wait for all, and return the exit code and verdict line for the whole study."""
+    wait for all, and return the exit code, the line that says how the study ended, and the
+    study's verdict once every configuration is finished."""
     import subprocess
 
     quiet_optuna()
@@ -330,7 +367,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     p = study_progress(study, total)
     if p["done"]:  # nothing to do: one line, and the parent run says so
         tracker.finish_parent(parent, _counts(p))
-        return verdict(spec.study, p)[0], already_complete(spec.study, p)
+        return verdict(spec.study, p)[0], already_complete(spec.study, p), study_verdict(spec, tracker, url)
     threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
@@ -360,4 +397,5 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
         code = 1
     if any(c < 0 for c in codes):
         line += f"; {sum(c < 0 for c in codes)} worker(s) killed by a signal"
-    return code, line
+    v = study_verdict(spec, tracker, url) if p["done"] and not interrupted else None
+    return code, line, v

@@ -159,23 +159,6 @@ class Tracker:
         flat |= {k: v for k, v in spec.get("train", {}).items() if k != "data_dir"}
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in flat.items() if v is not None])
 
-    def log_best(self, run_id: str, study, metric: str) -> None:
-        """The study's best complete trial on its parent run: tags `best.*` and metric `best/<metric>`."""
-        from mlflow.entities import Metric, RunTag
-
-        try:
-            best = study.best_trial
-        except ValueError:  # no complete trial
-            return
-        from pipelines.trial import params_of
-
-        tags = {"best.trial": str(best.number), **{f"best.{k}": str(v) for k, v in params_of(best).items()}}
-        if best.user_attrs.get("mlflow_run_id"):
-            tags["best.run_id"] = best.user_attrs["mlflow_run_id"]
-            tags["best.run"] = self.client.get_run(best.user_attrs["mlflow_run_id"]).info.run_name
-        self.client.log_batch(run_id, metrics=[Metric(f"best/{metric}", float(best.value), int(time.time() * 1000), 0)],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
-
     def finish_parent(self, run_id: str, summary: dict, status: str = "FINISHED") -> None:
         """Counts of the study's trials as metrics; FINISHED when the study is complete, KILLED
         when interrupted, FAILED when configurations failed by errors."""

@@ -46,7 +46,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     _, x_val = validation_split(data.train, cfg.val_size)
     result = {"epoch": blob["epoch"], "data/val_images": len(x_val), "data/test_images": len(data.test)}
     result.update(measure(model, {"val": x_val, "test": data.test}, cfg))
-    result.update(final(model, data, cfg, run_dir))  # and kl_per_dim.json (rd_curve.json when conditional)
+    result.update(final(model, data, cfg, run_dir, x_val))  # and kl_per_dim.json (rd_curve.json when conditional)
     grids(model, data.test, run_dir, cfg)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -14,6 +14,7 @@ log-spaced betas over the training range).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 from vae.checkpoint import atomic_write_text
 from vae.config import TrainConfig
 from vae.data import Data, evaluation_subset
-from vae.loss import vae_loss
+from vae.loss import kl_per_dim, vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
 from vae.progress import phase
@@ -38,13 +39,17 @@ def autocast(device: torch.device, enabled: bool):
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
     """Losses on a split (per image, averaged over x, a uint8 tensor), at the full KL weight, plus
-    the calibrated -ELBO in bits/dim. The posterior noise is seeded (cfg.seed): the same model and
-    images give the same numbers, in training and in `vae evaluate`."""
+    the calibrated -ELBO in bits/dim, and the standard errors of R-loss and of that -ELBO over the
+    images (`r_loss_se`, `elbo_bpd_se`: the estimator's own noise, which the verdict weighs margins
+    against; unpaired, so conservative for two models measured on the same images). The posterior
+    noise is seeded (cfg.seed): the same model and images give the same numbers, in training and in
+    `vae evaluate`."""
     model.eval()
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     beta = cfg.kl_weight
     sums = torch.zeros(len(TERMS), device=device, dtype=torch.float64)
+    moments = torch.zeros(3, device=device, dtype=torch.float64)  # sum of sse², kl², sse·kl per image
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device).float() / 255
         with autocast(device, cfg.amp):
@@ -53,15 +58,37 @@ def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 10
             recon = model.decode(mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar))
         terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
         sums += torch.stack([getattr(terms, t) for t in TERMS]).double() * len(xb)
-    result = dict(zip(TERMS, (sums / len(x)).tolist()))
+        sse_i = (xb - recon.float()).pow(2).flatten(1).sum(1).double()
+        kl_i = kl_per_dim(mu.float(), logvar.float()).sum(1).double()
+        moments += torch.stack([sse_i.pow(2).sum(), kl_i.pow(2).sum(), (sse_i * kl_i).sum()])
+    n = len(x)
+    result = dict(zip(TERMS, (sums / n).tolist()))
     d = x[0].numel()
     result["elbo_bpd"] = bits_per_dim(calibrated_neg_elbo(result["sse"], result["kl"], d), d)
+    result.update(_standard_errors(result, moments.tolist(), n, d))
     return result
 
 
-def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tuple[dict[str, float], list[float] | None]:
+def _standard_errors(mean: dict, moments: list[float], n: int, d: int) -> dict[str, float]:
+    """SE of the mean over n images of R-loss_i = sse_i / D and of the calibrated -ELBO_i in bits/dim,
+    sse_i / (2 σ²) + KL_i + const with σ² = MSE held at its fitted value (vae/metrics.py)."""
+    if n < 2:
+        return {}
+    ss, kk, sk = (m / n for m in moments)
+    var_s = max(ss - mean["sse"] ** 2, 0.0) * n / (n - 1)
+    var_k = max(kk - mean["kl"] ** 2, 0.0) * n / (n - 1)
+    cov = (sk - mean["sse"] * mean["kl"]) * n / (n - 1)
+    a = 1 / (2 * max(mean["sse"] / d, 1e-12))
+    var_e = max(a * a * var_s + 2 * a * cov + var_k, 0.0)
+    return {"r_loss_se": math.sqrt(var_s / n) / d, "elbo_bpd_se": math.sqrt(var_e / n) / (d * math.log(2))}
+
+
+def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print,
+                      x_val: torch.Tensor | None = None) -> tuple[dict[str, float], list[float] | None]:
     """End-of-training diagnostics on the evaluation subset of the test split, and generation
-    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed."""
+    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed;
+    with `x_val`, also the FID of the same prior samples against validation images (`val/fid`,
+    what the verdict chooses on: the test split only reports)."""
     from vae import fid
 
     x_eval = evaluation_subset(data, cfg.eval_images)
@@ -73,7 +100,8 @@ def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print) -> tu
     if n > 0:
         try:
             metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
-                                                  cache_dir=Path(cfg.data_dir) / "cache"))
+                                                  cache_dir=Path(cfg.data_dir) / "cache",
+                                                  x_val=None if x_val is None else x_val[:cfg.eval_images]))
         except fid.FIDUnavailable as e:
             log(f"note: {e}")
     return metrics, kl_dims
@@ -96,13 +124,13 @@ def measure(model: VAE, splits: dict[str, torch.Tensor], cfg: TrainConfig) -> di
     return out
 
 
-def final(model: VAE, data: Data, cfg: TrainConfig, out: Path) -> dict[str, float]:
+def final(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tensor | None = None) -> dict[str, float]:
     """The end-of-training diagnostics (`diag/...`), kl_per_dim.json in `out`; for a conditional
     run at each beta (`b0.01/diag/...`, `out/b0.01/kl_per_dim.json`) and rd_curve.json."""
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if not cfg.conditional:
         with phase("diagnostics: active units, MI, IWAE NLL, FID where on", enabled=cfg.progress):
-            diag, kl_dims = final_diagnostics(model, data, cfg, log=log)
+            diag, kl_dims = final_diagnostics(model, data, cfg, log=log, x_val=x_val)
         if kl_dims is not None:
             atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
         return diag
@@ -112,7 +140,7 @@ def final(model: VAE, data: Data, cfg: TrainConfig, out: Path) -> dict[str, floa
     for i, beta in enumerate(cfg.betas, 1):
         with phase(f"diagnostics at β={beta:g} ({i} of {len(cfg.betas)}): active units, MI, IWAE NLL, FID where on",
                    enabled=cfg.progress):
-            diag, kl_dims = final_diagnostics(model.at(beta), data, cfg.at(beta), log=log)
+            diag, kl_dims = final_diagnostics(model.at(beta), data, cfg.at(beta), log=log, x_val=x_val)
         metrics |= {prefix(beta) + k: v for k, v in diag.items()}
         if kl_dims is not None:
             (out / prefix(beta)).mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                    **({} if cfg.conditional else {"train/beta": beta}),
                    "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
         if epoch == cfg.epochs:
-            metrics.update(final(model, data, cfg, out))
+            metrics.update(final(model, data, cfg, out, x_val))
         bar.end(train_terms, {t: evaluated[f"val/{t}"] for t in TERMS}, seconds)
         history.append(metrics)
         save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)

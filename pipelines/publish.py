@@ -1,0 +1,92 @@
+"""Where the verdict (pipelines/verdict.py) is stated: the study's MLflow parent run and the Optuna
+study. One computation, written to every store, so that MLflow, Optuna and the report agree.
+
+    rep, v = study_verdict("quick", tracker, storage)   # from the study's MLflow runs
+    publish(v, tracker, storage)                        # parent run: best.* tags, description,
+                                                        # verdict.json; Optuna: user attr `verdict`
+
+MLflow: the parent run's tags `best.z_dim`, `best.beta` ("none" for a σ-VAE), `best.loss`,
+`best.trial`, `best.run`, `best.run_id`, `best.rule`; its description (the verdict's sentences)
+and `verdict.json`; the chosen run is tagged `vae.verdict` = chosen. Optuna: the study's user
+attribute `verdict`, the same JSON.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.report import Report, build, load_runs
+from pipelines.tracking import Tracker
+from pipelines.verdict import decide, lines
+
+CHOSEN_TAG = "vae.verdict"
+
+
+def histories(rep: Report, tracker: Tracker, key: str = "val/elbo_bpd") -> dict[str, list[float]]:
+    """Run name -> the per-epoch values of `key` (MLflow metric history), for the undertraining check."""
+    out = {}
+    for _, run in rep.runs.iterrows():
+        points = sorted(tracker.client.get_metric_history(run["run_id"], key), key=lambda m: m.step)
+        out[run["tags.mlflow.runName"]] = [m.value for m in points if m.step > 0]
+    return out
+
+
+def optuna_best(study: str, storage: str | None) -> dict | None:
+    """{"trial", "metric", "value"} of the Optuna study's own best trial; None when the storage or
+    the study does not exist (read only: nothing is created)."""
+    from pipelines.study import _existing_storage, study_exists
+
+    try:
+        if not study_exists(storage, study):
+            return None
+        import optuna
+
+        _, store = _existing_storage(storage)
+        s = optuna.load_study(study_name=study, storage=store)
+        best = s.best_trial
+    except Exception:  # no complete trial, or a store we cannot read: the verdict stands without it
+        return None
+    return {"trial": best.number, "metric": (s.metric_names or ["objective"])[0], "value": float(best.value)}
+
+
+def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
+                  rep: Report | None = None) -> tuple[Report, dict]:
+    if rep is None:
+        rep = build(study, load_runs(study, tracker)[1])
+    return rep, decide(rep, histories(rep, tracker), optuna_best(study, storage))
+
+
+def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id: str | None = None) -> None:
+    """The verdict on the parent run and as the Optuna study's user attribute `verdict`."""
+    from mlflow.entities import RunTag
+
+    client = tracker.client
+    if experiment_id is None:
+        experiment_id = client.get_experiment_by_name(v["study"]).experiment_id
+    parents = client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+    if parents:
+        parent = parents[0].info.run_id
+        tags = {"best.z_dim": v["z_dim"], "best.beta": "none" if v["beta"] is None else f"{v['beta']:g}",
+                "best.loss": v["loss"], "best.trial": v["trial"], "best.run": v.get("run"),
+                "best.run_id": v.get("run_id"), "best.rule": v["rule"][:5000],
+                "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
+                    f"- {line.strip()}" for line in lines(v)) + "\n"}
+        client.log_batch(parent, tags=[RunTag(k, str(val)) for k, val in tags.items() if val is not None])
+        client.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")
+    for run in client.search_runs([experiment_id], f"tags.`{CHOSEN_TAG}` = 'chosen'", max_results=100):
+        if run.info.run_id != v.get("run_id"):
+            client.delete_tag(run.info.run_id, CHOSEN_TAG)
+    if v.get("run_id"):
+        client.set_tag(v["run_id"], CHOSEN_TAG, "chosen")
+    _to_optuna(v, storage)
+
+
+def _to_optuna(v: dict, storage: str | None) -> None:
+    from pipelines.study import _existing_storage, study_exists
+
+    if not study_exists(storage, v["study"]):
+        return  # a report of MLflow runs whose Optuna storage lives elsewhere: MLflow has it
+    import optuna
+
+    _, store = _existing_storage(storage)
+    optuna.load_study(study_name=v["study"], storage=store).set_user_attr("verdict", json.loads(json.dumps(v)))

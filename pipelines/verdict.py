@@ -1,0 +1,288 @@
+"""The verdict: which z-dim, which beta (or σ-VAE), and why. Computed here, once, from the balance
+table's data (pipelines/report.py); `vae sweep`, `vae report`, the report page, MLflow's parent run
+and the Optuna study all state this one result (pipelines/publish.py puts it there).
+
+    v = decide(report, histories)     # a dict: verdict.json
+    lines(v)                          # the sentences every surface prints
+
+The rule, stated with every verdict:
+1. Candidates are the complete rows that did not collapse (vae/collapse.py). Collapse is judged on
+   the test subset's diagnostics, which may exclude a model but never rank one.
+2. Models are ranked on the validation split only; the test split reports them.
+   - Where FID was measured (`val/fid`: the prior samples against validation images), the rule is
+     the seed's question, a balance of reconstruction and generation: the smallest
+     R/R* + FID/FID*, with R* and FID* the best validation R-loss and FID among the candidates, so
+     that 10 % more distortion weighs as much as a 10 % worse FID. Its minimiser is always on the
+     Pareto front of (R-loss, FID).
+   - Without FID, the beta-free likelihood: the lowest validation −ELBO in bits/dim with the
+     decoder's σ fitted (vae/metrics.py). It weighs reconstruction against rate and says nothing
+     about generation, and the verdict says so.
+3. The z-dim: the smallest z-dim whose best model is within noise (2 standard errors of the
+   difference) of the best overall on every deciding number; a larger latent that buys nothing
+   measurable is not recommended. The verdict's row is that model, so the z-dim answer and the
+   chosen row never disagree.
+4. Noise: the spread over seeds (standard error of the mean) where several ran, else each
+   estimator's own standard error over the validation images (R-loss, −ELBO) or the prior samples
+   (FID, a bootstrap: vae/fid.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pipelines.report import Report
+
+UNIFORM_BPD = 8.0
+"""bits/dim of a uniform model of 8-bit pixels: a model worse than this has learned nothing useful."""
+STILL_FALLING = 0.01
+"""a validation −ELBO that fell by more than this fraction over the last fifth of the epochs."""
+Z_SE = 2.0
+"""a difference counts as beyond noise when larger than this many standard errors."""
+# deciding numbers: the table's hidden columns (pipelines/report.py METRICS), their standard errors
+R, FID, ELBO = "_val_r_loss", "_val_fid", "_val_elbo_bpd"
+NAMES = {R: "validation R-loss", FID: "validation FID", ELBO: "validation −ELBO (bits/dim)"}
+
+
+def label(row) -> str:
+    """'z-dim 16, beta 0.01' / 'z-dim 16, σ-VAE', with '(β-conditional model)' for its rows."""
+    kind = "σ-VAE" if row["Loss"] == "sigma-vae" else f"beta {row['Beta']:g}"
+    return f"z-dim {int(row['Z-dim'])}, {kind}" + (" (β-conditional model)" if row.get("Training") == "conditional" else "")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _se(rep: Report, i, col: str) -> float:
+    """Standard error of a row's mean of `col`: over seeds where several ran, else the estimator's."""
+    seeds = int(rep.table.at[i, "Seeds"])
+    if seeds > 1 and col in rep.std and not math.isnan(rep.std.at[i, col]):
+        return float(rep.std.at[i, col]) / math.sqrt(seeds)
+    se = f"{col}_se"
+    return float(rep.table.at[i, se]) if se in rep.table and not math.isnan(rep.table.at[i, se]) else 0.0
+
+
+def _rule(t: pd.DataFrame) -> tuple[str, list[str]]:
+    if FID in t and t[FID].notna().all() and len(t):
+        return "balance", [R, FID]
+    return "likelihood", [ELBO]
+
+
+def _scores(t: pd.DataFrame, kind: str, base: pd.DataFrame | None = None) -> pd.Series:
+    base = t if base is None else base
+    if kind == "balance":
+        return t[R] / base[R].min() + t[FID] / base[FID].min()
+    return t[ELBO]
+
+
+RULES = {
+    "balance": "the smallest sum of validation R-loss and validation FID (prior samples against validation "
+               "images), each relative to the best of the models that did not collapse: reconstruction and "
+               "generation weigh equally (10 % more R-loss costs as much as a 10 % worse FID)",
+    "likelihood": "the lowest validation −ELBO in bits/dim with the decoder's σ fitted, a likelihood that "
+                  "favours no beta; generation was not measured, so it does not weigh in",
+}
+
+
+def _compare(rep: Report, a, b, cols: list[str]) -> tuple[list[str], bool, bool]:
+    """How row b differs from row a on each deciding number: (phrases, b worse beyond noise on any,
+    b better beyond noise on any)."""
+    t, phrases, worse, better = rep.table, [], False, False
+    for col in cols:
+        diff = float(t.at[b, col] - t.at[a, col])
+        noise = math.hypot(_se(rep, a, col), _se(rep, b, col))
+        beyond = abs(diff) > Z_SE * noise
+        worse |= beyond and diff > 0
+        better |= beyond and diff < 0
+        rel = f" ({diff / t.at[a, col]:+.1%})" if col != ELBO else ""
+        phrases.append(f"{NAMES[col]} {diff:+.4g}{rel}, noise ±{Z_SE * noise:.2g}: "
+                       + ("beyond noise" if beyond else "within noise"))
+    return phrases, worse, better
+
+
+def _trial(rep: Report, i, kind: str, scores_base: pd.DataFrame) -> tuple[int, str, str, int]:
+    """(trial number, run name, run id, seed) of the row's best seed."""
+    row = rep.table.loc[i]
+    runs = rep.runs[(rep.runs["z_dim"] == row["Z-dim"]) & (rep.runs["loss"] == row["Loss"])
+                    & (rep.runs["mode"] == row["Training"])]
+    runs = runs[runs["beta"].isna()] if pd.isna(row["Beta"]) else runs[runs["beta"] == row["Beta"]]
+    cols = {R: "metrics.val/r_loss", FID: "metrics.val/fid", ELBO: "metrics.val/elbo_bpd"}
+    values = pd.DataFrame({c: runs[m].astype(float) for c, m in cols.items() if m in runs})
+    best = runs.index[0]
+    if len(runs) > 1 and (kind == "likelihood" and ELBO in values or kind == "balance" and FID in values):
+        best = _scores(values, kind, scores_base).idxmin()
+    r = runs.loc[best]
+    return int(r["tags.vae.trial"]), str(r["tags.mlflow.runName"]), str(r["run_id"]), int(r["seed"])
+
+
+def _numbers(rep: Report, i) -> dict:
+    row = rep.table.loc[i]
+    names = {R: "val/r_loss", ELBO: "val/elbo_bpd", FID: "val/fid", "R-loss": "test/r_loss",
+             "KLD-loss": "test/kld_loss", "KL (nats)": "test/kl", "AU": "diag/active_units",
+             "NLL (bits/dim)": "diag/nll_bpd", "FID (samples)": "diag/fid"}
+    return {key: float(row[col]) for col, key in names.items() if col in row and not pd.isna(row[col])}
+
+
+def _entry(rep: Report, i, kind: str, base: pd.DataFrame, rule: str) -> dict:
+    row = rep.table.loc[i]
+    trial, run, run_id, seed = _trial(rep, i, kind, base)
+    return {"z_dim": int(row["Z-dim"]), "beta": None if pd.isna(row["Beta"]) else float(row["Beta"]),
+            "loss": row["Loss"], "training": row["Training"], "label": label(row), "trial": trial, "run": run,
+            "run_id": run_id, "seed": seed, "rule": rule, "numbers": _numbers(rep, i)}
+
+
+def _still_falling(histories: dict[str, list[float]], run: str) -> str | None:
+    h = histories.get(run)
+    if not h:
+        return None
+    if len(h) < 2:
+        return f"trained {len(h)} epoch: whether it converged cannot be told"
+    k = max(1, round(len(h) / 5))
+    drop = (h[-1 - k] - h[-1]) / abs(h[-1 - k])
+    if drop > STILL_FALLING:
+        return f"its validation −ELBO still fell {drop:.1%} over the last {k} epoch{'s' * (k > 1)}"
+    return None
+
+
+def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_best: dict | None = None) -> dict:
+    """The verdict (verdict.json) from the report's data. `histories`: run name -> per-epoch
+    `val/elbo_bpd`, for the undertraining warning; `optuna_best`: {"trial", "metric", "value"} of
+    Optuna's own best trial, to say where it differs."""
+    t, histories = rep.table, histories or {}
+    excluded = [label(t.loc[i]) for i in t.index if rep.dead[i]]
+    alive = t[~rep.dead]
+    kind, cols = _rule(alive)
+    alive = alive.dropna(subset=cols)
+    if alive.empty:
+        return {"study": rep.study, "z_dim": None, "beta": None, "loss": None, "trial": None,
+                "rule": "no model can be recommended: every complete model collapsed or lacks validation numbers",
+                "per_z_dim": {}, "excluded": excluded, "warnings": ["no candidate"]}
+    scores = _scores(alive, kind)
+    best_per_z = {int(z): rows_scores.idxmin() for z, rows_scores in scores.groupby(alive["Z-dim"])}
+    overall = scores.idxmin()
+    # parsimony: the smallest z-dim whose best is not worse beyond noise than the best overall
+    chosen, z_note = overall, ""
+    for z in sorted(best_per_z):
+        i = best_per_z[z]
+        if z >= t.at[overall, "Z-dim"]:
+            break
+        _, worse, _ = _compare(rep, overall, i, cols)
+        if not worse:
+            chosen = i
+            z_note = (f"z-dim {z} is within noise of the best overall ({label(t.loc[overall])}) on every deciding "
+                      f"number, so the smaller latent is chosen")
+            break
+    rule = f"{RULES[kind]}; then the smallest z-dim within noise of the best"
+    v = _entry(rep, chosen, kind, alive, rule)
+    per_z = {str(z): _entry(rep, i, kind, alive, f"best at z-dim {z} by {RULES[kind].split(';')[0]}")
+             for z, i in best_per_z.items()}
+    v = {"study": rep.study, **v, "per_z_dim": per_z, "excluded": excluded, "kind": kind}
+    n = v["numbers"]
+    deciding = ", ".join(f"{NAMES[c]} {_fmt(alive.at[chosen, c])}" for c in cols)
+    v["reason"] = (f"{label(t.loc[chosen])} has {deciding}"
+                   + (f" (best among candidates: {', '.join(f'{NAMES[c]} {_fmt(alive[c].min())}' for c in cols)})"
+                      if len(alive) > 1 else "") + (f"; {z_note}" if z_note else ""))
+    v["z_dim_answer"] = _z_dim_answer(rep, chosen, best_per_z, cols, n)
+    v["generation"] = (f"generation measured: validation FID {_fmt(n['val/fid'])} of the chosen model's prior samples"
+                       + (f" (test: {_fmt(n['diag/fid'])})" if "diag/fid" in n else "") if kind == "balance" else
+                       "generation was not measured (fid_samples 0, the default below 28 px, or the [fid] extra "
+                       "missing): the verdict rests on likelihood alone")
+    others = scores.drop(chosen).sort_values()
+    if len(others):
+        j = others.index[0]
+        phrases, worse, _ = _compare(rep, chosen, j, cols)
+        v["runner_up"] = {**{k: _entry(rep, j, kind, alive, rule)[k] for k in ("z_dim", "beta", "loss", "trial",
+                                                                               "label")},
+                          "beyond_noise": worse, "margin": "; ".join(phrases)}
+    seeds = int(t["Seeds"].max())
+    v["noise"] = (f"{seeds} seeds: margins are judged against the spread over seeds" if seeds > 1 else
+                  "one seed: margins are judged against each estimator's own noise over the validation images "
+                  "(and, for FID, the samples), not against training noise; run more seeds (search.seed) to know")
+    v["warnings"] = _warnings(rep, v, chosen, alive, histories, seeds, excluded)
+    if optuna_best:
+        v["optuna_best"] = _optuna_note(optuna_best, v)
+    return v
+
+
+def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dict) -> str:
+    t = rep.table
+    z = int(t.at[chosen, "Z-dim"])
+    parts = [f"z-dim {z}"]
+    for other in sorted(best_per_z):
+        if other == z:
+            continue
+        _, worse, better = _compare(rep, chosen, best_per_z[other], cols)
+        verdict = "worse beyond noise" if worse else "better beyond noise" if better else "within noise"
+        parts.append(f"z-dim {other}'s best ({label(t.loc[best_per_z[other]])}) is {verdict}"
+                     + (", but a larger latent is chosen only when it buys something measurable"
+                        if other > z and not worse and not better else ""))
+    au = n.get("diag/active_units")
+    if au is not None:
+        if au < 0.9 * z:
+            parts.append(f"the chosen model uses {au:.0f} of its {z} dimensions (active units): a z-dim near "
+                         f"{max(1, math.ceil(au))} would likely do as well at this beta (not tried)")
+        elif z == max(best_per_z):
+            parts.append(f"it uses {au:.0f} of {z} dimensions and is the largest z-dim tried: a larger z-dim may help")
+        else:
+            parts.append(f"it uses {au:.0f} of {z} dimensions (active units)")
+    return "; ".join(parts)
+
+
+def _warnings(rep, v, chosen, alive, histories, seeds, excluded) -> list[str]:
+    out = []
+    note = _still_falling(histories, v["run"])
+    if note:
+        out.append(f"undertrained: {note}; train longer (epochs) before trusting the verdict")
+    falling = sum(_still_falling(histories, r) is not None for r in rep.runs["tags.mlflow.runName"])
+    if falling > (1 if note else 0):
+        out.append(f"{falling} of {len(rep.runs)} models were still improving at their last epoch")
+    nll = v["numbers"].get("diag/nll_bpd")
+    if nll is not None and nll > UNIFORM_BPD:
+        out.append(f"the chosen model's NLL ({nll:.3f} bits/dim) is worse than a uniform model of the pixels "
+                   f"({UNIFORM_BPD:g} bits/dim): the models have barely learned the data")
+    if excluded:
+        out.append(f"left out as collapsed (AU = 0 or KL < 0.01 nats): {'; '.join(excluded)}")
+    if seeds == 1:
+        out.append("one seed: the margin to the runner-up counts only the estimators' noise")
+    if v.get("runner_up") and not v["runner_up"]["beyond_noise"]:
+        out.append(f"the runner-up ({v['runner_up']['label']}) is within noise on every deciding number: "
+                   "the choice between them is not settled by this study")
+    if len(alive) == 1:
+        out.append("only one model could be compared")
+    return out
+
+
+def _optuna_note(best: dict, v: dict) -> dict:
+    from pipelines.spec import BETA_BIASED
+
+    same = best["trial"] == v["trial"]
+    if same:
+        why = "Optuna's best trial is the verdict's"
+    elif best["metric"] in BETA_BIASED:
+        why = (f"its objective {best['metric']} falls with beta by construction (R + β·KLD), or mixes a σ-VAE's "
+               "NLL with it, so it cannot compare betas; the verdict uses the rule above")
+    else:
+        why = (f"Optuna ranks by {best['metric']} alone; the verdict "
+               + ("weighs generation too (FID)" if v["kind"] == "balance" else "prefers the smallest z-dim within noise"))
+    return {**best, "same": same, "why": why}
+
+
+def lines(v: dict) -> list[str]:
+    """The verdict as sentences: the answer first, then why, then how sure."""
+    if v.get("trial") is None:
+        return [f"verdict: {v['rule']}"]
+    out = [f"verdict: {v['label']} (trial {v['trial']}, run {v['run']})",
+           f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  z-dim: {v['z_dim_answer']}",
+           f"  generation: {v['generation']}"]
+    if v.get("runner_up"):
+        r = v["runner_up"]
+        out.append(f"  runner-up: {r['label']} (trial {r['trial']}): {r['margin']}")
+    out.append(f"  noise: {v['noise']}")
+    out += [f"  per z-dim: {e['label']} (trial {e['trial']})" for e in v["per_z_dim"].values()]
+    ob = v.get("optuna_best")
+    if ob and not ob["same"]:
+        out.append(f"  Optuna's best trial ({ob['metric']} {ob['value']:.4g}) is trial {ob['trial']}: {ob['why']}")
+    out += [f"  warning: {w}" for w in v["warnings"]]
+    return out
