@@ -358,13 +358,17 @@ def _beta_cell(beta, loss) -> str:
               help="A second study to set beside it (e.g. its β-conditional sweep): the gap at every shared "
                    "(z-dim, β), the compute of each, the conditional curve with both studies' points.")
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
-def report(study, out, fmt, other, tracking_uri):
-    """The balance table, figures and an HTML report from a study's MLflow runs."""
+@click.option("--storage", default=None,
+              help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
+def report(study, out, fmt, other, tracking_uri, storage):
+    """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
     from pipelines.page import to_markdown, write_report
+    from pipelines.publish import publish, study_verdict
     from pipelines.report import build, load_runs
     from pipelines.spec import check_study_name
     from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.tracking import Tracker
+    from pipelines.verdict import lines, row_index
     from vae.paths import check_folder
 
     study = check_study_name(study)  # reports/.. would be this folder
@@ -376,6 +380,7 @@ def report(study, out, fmt, other, tracking_uri):
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
+    rep, v = study_verdict(study, tracker, storage, rep)
     other_rep = comparison = None
     if other is not None:
         from pipelines.compare import compare
@@ -386,15 +391,17 @@ def report(study, out, fmt, other, tracking_uri):
         click.echo(redact(to_csv(rep)), nl=False)
         return
     if fmt == "markdown":
-        click.echo(redact(to_markdown(rep, comparison)), nl=False)
+        click.echo(redact(to_markdown(rep, comparison, v)), nl=False)
         return
     from rich.console import Console
 
+    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
+    for line in lines(v):  # the answer first
+        console.print(redact(line), markup=False, highlight=False)
     frame = display_frame(rep)
     table = terminal(frame, groups(frame)[KEY],
                      f"{study}: final values per image; losses on the test split, the rest on its evaluation "
-                     f"subset; more columns in report.md and table.csv")
-    console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
+                     f"subset; more columns in report.md and table.csv", highlight=row_index(rep.table, v))
     console.print(table)
     for r in rep.failures.itertuples():
         console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {redact(r.reason)}", markup=False)
@@ -408,8 +415,10 @@ def report(study, out, fmt, other, tracking_uri):
             console.print(terminal(frame, list(frame.columns), f"{other} against {study}: {title.lower()}{ab}"))
         for line in summary(comparison):
             console.print(line, markup=False)
-    files = write_report(rep, tracker, experiment_id, out, other_rep, comparison)
-    click.echo(f"wrote {files['html']} (and report.md, table.csv, figures); logged to the study's parent run")
+    files = write_report(rep, tracker, experiment_id, out, other_rep, comparison, v)
+    publish(v, tracker, storage, experiment_id)  # the same verdict on the parent run and the Optuna study
+    click.echo(f"wrote {files['html']} (and report.md, table.csv, verdict.json, figures); logged to the study's "
+               "parent run, with the verdict")
 
 
 def main():

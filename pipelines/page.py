@@ -1,8 +1,13 @@
 """The report folder: report.html (one self-contained page, images embedded as data URIs),
-report.md and table.csv, assembled from the data (pipelines/report.py), its tables
-(pipelines/tables.py), figures (pipelines/plots.py) and recommendations (pipelines/recommend.py).
+report.md, table.csv and verdict.json, assembled from the data (pipelines/report.py), the verdict
+(pipelines/verdict.py), its tables (pipelines/tables.py) and figures (pipelines/plots.py,
+pipelines/heatmaps.py).
 
-    files = write_report(report, tracker, experiment_id, out)
+    files = write_report(report, tracker, experiment_id, out, verdict=v)
+
+The verdict comes first, on the page (its row highlighted in the key table and outlined in the
+heatmaps), in report.md and in verdict.json. Every file is written to a temporary name and renamed
+into place, so an interrupted report leaves the previous one whole.
 
 The page shows the key table first, narrow enough for a laptop screen, and the other columns in a
 collapsed "More columns" section. Once loaded it sets `data-images="loaded/total"` on <body>, so a
@@ -19,9 +24,12 @@ from pathlib import Path
 
 from pipelines import plots, tables
 from pipelines.compare import summary as compare_summary
-from pipelines.recommend import recommendations
+from pipelines.heatmaps import heatmaps
 from pipelines.report import Report, curve_points, fetch_artifacts, fetch_curves, meta, sources
 from pipelines.tracking import Tracker, TrackingError
+from pipelines.verdict import lines as verdict_lines
+from pipelines.verdict import row_index
+from vae.checkpoint import atomic_write_text
 from vae.redact import redact
 
 PAGE = """<!doctype html>
@@ -31,6 +39,9 @@ body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 12
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }}
 th {{ background: #f4f4f4; }} td.collapsed {{ color: #b00020; font-weight: 600; }}
+tr.verdict td {{ background: #fff3c4; font-weight: 600; }}
+section.verdict {{ border-left: 4px solid #d62728; padding: 0.2em 1em; background: #fafafa; }}
+section.verdict .answer {{ font-size: 18px; }} section.verdict .warn {{ color: #8a4b00; }}
 .scroll {{ overflow-x: auto; }} table.balance {{ font-size: 13px; }}
 details {{ margin: 1em 0; }} summary {{ cursor: pointer; font-weight: 600; }}
 details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
@@ -40,6 +51,7 @@ details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
 <body data-images="pending">
 <h1>Balance table: {study}</h1>
 <p>{meta}</p>
+{verdict}
 <p>Final values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C); AU = active
 units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); FID measures the prior samples
 (generation); Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.
@@ -51,8 +63,8 @@ seeds. table.csv holds every column.</p>
 <details><summary>More columns: {detail_titles}</summary>{details}</details>
 <p>Where each number comes from:</p><ul class="sources">{sources}</ul>
 {failures}
-{recommendations}
 {comparison}
+{heatmaps}
 <h2>Rate–distortion</h2>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
 {conditional}
@@ -107,7 +119,21 @@ def _comparison_markdown(c) -> list[str]:
             tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
 
 
-def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=None) -> str:
+def _verdict_html(v: dict | None) -> str:
+    if not v:
+        return ""
+    first, *rest = verdict_lines(v)
+    items = []
+    for line in rest:
+        head, _, text = line.strip().partition(": ")
+        css = " class='warn'" if head == "warning" else ""
+        items.append(f"<li{css}><b>{html.escape(head)}</b>: {html.escape(text)}</li>")
+    return (f"<section class='verdict' id='verdict'><h2>Verdict</h2><p class='answer'>"
+            f"{html.escape(first.removeprefix('verdict: '))}</p><ul>{''.join(items)}</ul>"
+            "<p>verdict.json beside this page holds the same, for scripts.</p></section>")
+
+
+def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=None, verdict=None) -> str:
     frame = tables.display_frame(report)
     grouped = tables.groups(frame)
     key, details = grouped[tables.KEY], {k: v for k, v in grouped.items() if k != tables.KEY}
@@ -116,18 +142,17 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
         items = "".join(f"<li>trial {r.trial} ({html.escape(str(r.run))}): {r.state} — {html.escape(str(r.reason))}</li>"
                         for r in report.failures.itertuples())
         failures = f"<h2>Not in the table</h2><ul class='failures'>{items}</ul>"
-    recs = recommendations(report.table)
-    recommendations_html = ("<h2>Recommendations</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in recs)
-                            + "</ul>") if recs else ""
     grids = "".join(f"<img alt='{html.escape(name[5:])}' src='{_data_uri(path)}'>"
                     for name, path in files.items() if name.startswith("grid/"))
     return PAGE.format(
         study=html.escape(report.study), meta=html.escape(meta_line), batch=report.batch_size,
-        key_table=tables.html(frame, key),
+        key_table=tables.html(frame, key, highlight=row_index(report.table, verdict)),
+        verdict=_verdict_html(verdict),
+        heatmaps=_img(files, "heatmaps", "z-dim × beta at a glance (the verdict outlined)"),
         detail_titles=html.escape(", ".join(t.lower() for t in details)),
         details="".join(f"<h3>{html.escape(title)}</h3><div class='scroll'>{tables.html(frame, cols, 'details')}</div>"
                         for title, cols in details.items()),
-        failures=failures, recommendations=recommendations_html,
+        failures=failures,
         sources="".join(f"<li>{html.escape(line)}</li>" for line in sources(report)),
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
         comparison=_comparison_html(comparison),
@@ -136,10 +161,15 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
         kl_per_dim=_img(files, "kl_per_dim", "KL per latent dimension"), grids=grids)
 
 
-def to_markdown(report: Report, comparison=None) -> str:
+def to_markdown(report: Report, comparison=None, verdict=None) -> str:
     frame = tables.display_frame(report)
     grouped = tables.groups(frame)
-    lines = [f"# Balance table: {report.study}", "",
+    lines = [f"# Balance table: {report.study}", ""]
+    if verdict:
+        first, *rest = verdict_lines(verdict)
+        lines += ["## Verdict", "", f"**{first.removeprefix('verdict: ')}**", "",
+                  *[f"- {line.strip()}" for line in rest], ""]
+    lines += [
              f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C)); "
              f"×B = times the batch size {report.batch_size}, the original README's units.", "",
              tables.markdown(frame, grouped.pop(tables.KEY)), ""]
@@ -151,18 +181,17 @@ def to_markdown(report: Report, comparison=None) -> str:
     if not report.failures.empty:
         lines += ["", "## Not in the table", ""]
         lines += [f"- trial {r.trial} ({r.run}): {r.state} — {r.reason}" for r in report.failures.itertuples()]
-    recs = recommendations(report.table)
-    if recs:
-        lines += ["", "## Recommendations", "", *[f"- {r}" for r in recs]]
     lines += _comparison_markdown(comparison)
     return "\n".join(lines) + "\n"
 
 
 def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path, other: Report | None = None,
-                 comparison=None) -> dict[str, Path]:
-    """Figures, report.md, table.csv and report.html in `out`; then a copy as artifacts of the
-    study's parent run. With `other` (a compared study) and its `comparison` (pipelines/compare.py):
-    a comparison section, and the conditional curve with both studies' points."""
+                 comparison=None, verdict: dict | None = None) -> dict[str, Path]:
+    """Figures, report.md, table.csv, verdict.json and report.html in `out`; then a copy as artifacts
+    of the study's parent run. With `other` (a compared study) and its `comparison`
+    (pipelines/compare.py): a comparison section, and the conditional curve with both studies' points."""
+    import json
+
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # the runs' own grids: only the labelled figures stay
         artifacts = fetch_artifacts(report, tracker, Path(tmp))
@@ -170,10 +199,17 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
             artifacts.rd_curves = fetch_curves(other, tracker)
         points = curve_points(report, *([other] if other is not None else []))
         files = plots.report_figures(report.table, report.dead, artifacts, out, points)
-    (out / "report.md").write_text(redact(to_markdown(report, comparison)))
-    (out / "table.csv").write_text(redact(tables.to_csv(report)))
-    (out / "report.html").write_text(redact(to_html(report, files, meta(report), comparison)))
-    files.update({k: out / n for k, n in (("markdown", "report.md"), ("csv", "table.csv"), ("html", "report.html"))})
+    fig = heatmaps(report.table, report.std, row_index(report.table, verdict))
+    if fig is not None:
+        files["heatmaps"] = plots.save(fig, out / "heatmaps.png")
+    texts = {"markdown": ("report.md", to_markdown(report, comparison, verdict)),
+             "csv": ("table.csv", tables.to_csv(report)),
+             "html": ("report.html", to_html(report, files, meta(report), comparison, verdict))}
+    if verdict:
+        texts["verdict"] = ("verdict.json", json.dumps(verdict, indent=2) + "\n")
+    for key, (name, text) in texts.items():  # each whole or not at all: a kill keeps the previous file
+        atomic_write_text(out / name, redact(text))
+        files[key] = out / name
     parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
     if parents:
         try:

@@ -228,7 +228,7 @@ def report_figures(table, dead, artifacts, out: Path, curve_points=None) -> dict
     """The report's figures as PNG files in `out`: name -> path; each run's grids as "grid/<run>".
     `table`, `dead` and `artifacts`: pipelines/report.py's Report.table, Report.dead and Artifacts."""
     files = {"rate_distortion": save(rate_distortion(table, dead=dead), out / "rate_distortion.png")}
-    if table["FID (samples)"].notna().any():
+    if "FID (samples)" in table and table["FID (samples)"].notna().any():
         r_col = "_r_loss_eval" if "_r_loss_eval" in table else "R-loss"
         files["generation"] = save(generation_vs_reconstruction(table, r_col=r_col, dead=dead),
                                    out / "generation_vs_reconstruction.png")

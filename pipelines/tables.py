@@ -109,9 +109,17 @@ def markdown(frame: pd.DataFrame, cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def html(frame: pd.DataFrame, cols: list[str], css: str = "balance") -> str:
+def html(frame: pd.DataFrame, cols: list[str], css: str = "balance", highlight=None) -> str:
+    """An HTML table; `highlight`: the index of the row to mark (the verdict's), class `verdict`."""
     table = frame[cols].to_html(index=False, classes=css, border=0, escape=True)
-    return table.replace(f"<td>{COLLAPSED}</td>", f"<td class='collapsed'>{COLLAPSED}</td>")  # stands out in red
+    table = table.replace(f"<td>{COLLAPSED}</td>", f"<td class='collapsed'>{COLLAPSED}</td>")  # stands out in red
+    if highlight is not None and highlight in frame.index:
+        head, body = table.split("<tbody>", 1)
+        rows = body.split("<tr>")  # rows[0] is what precedes the first row
+        n = list(frame.index).index(highlight) + 1
+        body = "<tr>".join(rows[:n]) + "<tr class='verdict' title='the verdict'>" + "<tr>".join(rows[n:])
+        table = head + "<tbody>" + body
+    return table
 
 
 def to_csv(report) -> str:
@@ -125,13 +133,16 @@ def to_csv(report) -> str:
     return out.to_csv(index=False)
 
 
-def terminal(frame: pd.DataFrame, cols: list[str], title: str):
-    """A rich Table of the given columns; collapsed rows in red."""
+def terminal(frame: pd.DataFrame, cols: list[str], title: str, highlight=None):
+    """A rich Table of the given columns; collapsed rows in red, the verdict's row (`highlight`,
+    an index of frame) bold and marked ◀."""
     from rich.table import Table
 
-    table = Table(*cols, title=title)
-    for _, row in frame[cols].iterrows():
-        table.add_row(*map(str, row), style="red" if row.get("Status") == COLLAPSED else None)
+    table = Table(*cols, *([""] if highlight is not None else []), title=title)
+    for i, row in frame[cols].iterrows():
+        style = "bold green" if i == highlight else "red" if row.get("Status") == COLLAPSED else None
+        table.add_row(*map(str, row), *(["◀ verdict" if i == highlight else ""] if highlight is not None else []),
+                      style=style)
     return table
 
 

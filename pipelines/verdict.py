@@ -181,9 +181,11 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     v = {"study": rep.study, **v, "per_z_dim": per_z, "excluded": excluded, "kind": kind}
     n = v["numbers"]
     deciding = ", ".join(f"{NAMES[c]} {_fmt(alive.at[chosen, c])}" for c in cols)
+    bests = [f"{NAMES[c]} {_fmt(alive[c].min())}" for c in cols if alive.at[chosen, c] > alive[c].min()]
     v["reason"] = (f"{label(t.loc[chosen])} has {deciding}"
-                   + (f" (best among candidates: {', '.join(f'{NAMES[c]} {_fmt(alive[c].min())}' for c in cols)})"
-                      if len(alive) > 1 else "") + (f"; {z_note}" if z_note else ""))
+                   + (f" (the best of any candidate: {', '.join(bests)})" if bests else
+                      " (the best of every candidate)" if len(alive) > 1 else "")
+                   + (f"; {z_note}" if z_note else ""))
     v["z_dim_answer"] = _z_dim_answer(rep, chosen, best_per_z, cols, n)
     v["generation"] = (f"generation measured: validation FID {_fmt(n['val/fid'])} of the chosen model's prior samples"
                        + (f" (test: {_fmt(n['diag/fid'])})" if "diag/fid" in n else "") if kind == "balance" else
@@ -198,8 +200,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
                           "beyond_noise": worse, "margin": "; ".join(phrases)}
     seeds = int(t["Seeds"].max())
     v["noise"] = (f"{seeds} seeds: margins are judged against the spread over seeds" if seeds > 1 else
-                  "one seed: margins are judged against each estimator's own noise over the validation images "
-                  "(and, for FID, the samples), not against training noise; run more seeds (search.seed) to know")
+                  "each estimator's own standard error over the validation images (and, for FID, the samples)")
     v["warnings"] = _warnings(rep, v, chosen, alive, histories, seeds, excluded)
     if optuna_best:
         v["optuna_best"] = _optuna_note(optuna_best, v)
@@ -245,7 +246,8 @@ def _warnings(rep, v, chosen, alive, histories, seeds, excluded) -> list[str]:
     if excluded:
         out.append(f"left out as collapsed (AU = 0 or KL < 0.01 nats): {'; '.join(excluded)}")
     if seeds == 1:
-        out.append("one seed: the margin to the runner-up counts only the estimators' noise")
+        out.append("one seed: the noise above leaves out training noise; run more seeds (search.seed) to know "
+                   "whether the margins hold")
     if v.get("runner_up") and not v["runner_up"]["beyond_noise"]:
         out.append(f"the runner-up ({v['runner_up']['label']}) is within noise on every deciding number: "
                    "the choice between them is not settled by this study")
@@ -269,6 +271,16 @@ def _optuna_note(best: dict, v: dict) -> dict:
     return {**best, "same": same, "why": why}
 
 
+def row_index(table: pd.DataFrame, v: dict | None):
+    """The index of the verdict's row in the balance table, or None."""
+    if not v or v.get("trial") is None:
+        return None
+    match = (table["Z-dim"] == v["z_dim"]) & (table["Loss"] == v["loss"]) & (table["Training"] == v["training"])
+    match &= table["Beta"].isna() if v["beta"] is None else table["Beta"] == v["beta"]
+    found = table.index[match]
+    return found[0] if len(found) else None
+
+
 def lines(v: dict) -> list[str]:
     """The verdict as sentences: the answer first, then why, then how sure."""
     if v.get("trial") is None:
@@ -280,7 +292,7 @@ def lines(v: dict) -> list[str]:
         r = v["runner_up"]
         out.append(f"  runner-up: {r['label']} (trial {r['trial']}): {r['margin']}")
     out.append(f"  noise: {v['noise']}")
-    out += [f"  per z-dim: {e['label']} (trial {e['trial']})" for e in v["per_z_dim"].values()]
+    out.append("  best per z-dim: " + "; ".join(f"{e['label']} (trial {e['trial']})" for e in v["per_z_dim"].values()))
     ob = v.get("optuna_best")
     if ob and not ob["same"]:
         out.append(f"  Optuna's best trial ({ob['metric']} {ob['value']:.4g}) is trial {ob['trial']}: {ob['why']}")
