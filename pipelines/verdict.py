@@ -142,7 +142,7 @@ def _still_falling(histories: dict[str, list[float]], run: str) -> str | None:
     k = max(1, round(len(h) / 5))
     drop = (h[-1 - k] - h[-1]) / abs(h[-1 - k])
     if drop > STILL_FALLING:
-        return f"its validation −ELBO still fell {drop:.1%} over the last {k} epoch{'s' * (k > 1)}"
+        return f"its validation −ELBO still fell {drop:.1%} over " + (f"the last {k} epochs" if k > 1 else "its last epoch")
     return None
 
 
@@ -156,7 +156,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     kind, cols = _rule(alive)
     alive = alive.dropna(subset=cols)
     if alive.empty:
-        return {"study": rep.study, "z_dim": None, "beta": None, "loss": None, "trial": None,
+        return {"study": rep.study, "z_dim": None, "beta": None, "loss": None, "trial": None, "kind": kind,
                 "rule": "no model can be recommended: every complete model collapsed or lacks validation numbers",
                 "per_z_dim": {}, "excluded": excluded, "warnings": ["no candidate"]}
     scores = _scores(alive, kind)
@@ -263,8 +263,8 @@ def _optuna_note(best: dict, v: dict) -> dict:
     if same:
         why = "Optuna's best trial is the verdict's"
     elif best["metric"] in BETA_BIASED:
-        why = (f"its objective {best['metric']} falls with beta by construction (R + β·KLD), or mixes a σ-VAE's "
-               "NLL with it, so it cannot compare betas; the verdict uses the rule above")
+        why = (f"its objective {best['metric']} moves with beta by construction (R + β·KLD) and is on another "
+               "scale for a σ-VAE, so it cannot compare betas; the verdict uses the rule above")
     else:
         why = (f"Optuna ranks by {best['metric']} alone; the verdict "
                + ("weighs generation too (FID)" if v["kind"] == "balance" else "prefers the smallest z-dim within noise"))

@@ -120,5 +120,13 @@ def test_generation_metrics_of_a_model_and_the_reference_cache(tmp_path):
     assert first["diag/fid_samples"] == 6 and first["diag/fid_reference"] == 12
     from pipelines.spec import GENERATION_METRICS
 
-    assert set(first) == GENERATION_METRICS
+    assert set(first) == {m for m in GENERATION_METRICS if m.startswith("diag/")}
     assert 0 <= first["diag/precision"] <= 1 and first["diag/fid"] > 0
+    # with validation images: the same samples' FID against them, and its bootstrap standard error
+    x_val = load_dataset("digits", tmp_path).train[:10]
+    with_val = fid.generation_metrics(model, x, n=6, seed=0, cache_dir=tmp_path / "cache", x_val=x_val)
+    assert set(with_val) == GENERATION_METRICS
+    assert {k: v for k, v in with_val.items() if k.startswith("diag/")} == first  # the test side is unchanged
+    assert with_val["val/fid"] == pytest.approx(fid.frechet_distance(fid.features(x_val), fid.features(
+        fid.to_uint8(model.sample(6, generator=torch.Generator().manual_seed(0))))))
+    assert with_val["val/fid_se"] > 0 and with_val["val/fid_reference"] == 10

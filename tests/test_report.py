@@ -90,12 +90,27 @@ def test_failures_are_listed_not_mixed_in(study):
 def test_cli_writes_every_file(study):
     tmp, tracking = study
     out = tmp / "out"
-    result = CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking])
+    storage = f"sqlite:///{tmp}/optuna.db"
+    result = CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking,
+                                      "--storage", storage])
     assert result.exit_code == 0, result.output
     assert "not in the table: trial" in result.output and "diverged" in result.output
-    for name in ("report.md", "table.csv", "report.html", "rate_distortion.png", "curves.png", "kl_per_dim.png"):
+    for name in ("report.md", "table.csv", "report.html", "rate_distortion.png", "curves.png", "kl_per_dim.png",
+                 "heatmaps.png", "verdict.json"):
         assert (out / name).stat().st_size > 0, name
+    import json
+
+    import optuna
+
+    v = json.loads((out / "verdict.json").read_text())
+    label = f"z-dim {v['z_dim']}, beta {v['beta']:g}"
+    assert result.output.startswith(f"verdict: {label} (trial {v['trial']}")  # the answer first
+    assert "◀ verdict" in result.output
+    # one verdict everywhere: the Optuna study's attribute, the parent run's tags, report.md
+    assert optuna.load_study(study_name="r", storage=storage).user_attrs["verdict"] == v
     md = (out / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("| Z-dim") and f"**{label} (trial {v['trial']}" in md
+    assert v["noise"].startswith("2 seeds")  # two seeds ran: the spread over seeds is the noise
     tables = md_tables(md)
     assert all([r[0] for r in rows] == ["2", "2", "4", "4"] for rows in tables.values())  # z-dim up, every table
     assert "±" in md and "## Not in the table" in md
@@ -109,6 +124,12 @@ def test_cli_writes_every_file(study):
     exp = client.get_experiment_by_name("r")
     parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    tags = parent.data.tags
+    assert (tags["best.z_dim"], tags["best.beta"], tags["best.trial"]) == (str(v["z_dim"]), f"{v['beta']:g}",
+                                                                         str(v["trial"]))
+    assert tags["best.loss"] == "beta" and tags["best.rule"] == v["rule"] and "Verdict" in tags["mlflow.note.content"]
+    chosen = client.search_runs([exp.experiment_id], "tags.`vae.verdict` = 'chosen'")
+    assert [r.info.run_id for r in chosen] == [v["run_id"]]
 
 
 def md_tables(md: str) -> dict[tuple[str, ...], list[list[str]]]:
@@ -180,9 +201,11 @@ def test_page_renders_in_chromium(study, tmp_path):
     images = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert images, "the page's load script did not run"
     loaded, total = map(int, images.groups())
-    assert total == 3 + 7 and loaded == total  # 3 plots + one labelled grid figure for each of 7 complete runs
+    assert total == 4 + 7 and loaded == total  # 4 plots + one labelled grid figure for each of 7 complete runs
     key = dom[dom.index('<table class="dataframe balance"'):]
     assert key[:key.index("</table>")].count("<tr") == 1 + 4 and "diverged" in dom
+    assert key[:key.index("</table>")].count('class="verdict"') == 1  # the verdict's row, highlighted
+    assert dom.index('id="verdict"') < dom.index('<table class="dataframe balance"')  # the answer comes first
     assert "<details><summary>More columns" in dom  # the details start collapsed
     right, view = (int(re.search(rf'data-{k}="(\d+)"', dom).group(1)) for k in ("key-right", "view-width"))
     assert 0 < right <= view  # the key table fits the window: no sideways scrolling
@@ -203,7 +226,7 @@ def test_unknown_and_empty_study(study):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_sweep_objective_is_the_validation_loss(study):
+def test_sweep_objective_is_the_validation_elbo(study):
     import optuna
 
     tmp, tracking = study
@@ -212,8 +235,8 @@ def test_sweep_objective_is_the_validation_loss(study):
     done = runs[(runs["tags.vae.role"] == "trial") & (runs["tags.vae.state"] == "COMPLETE")]
     for t in (t for t in trials if t.state.name == "COMPLETE"):
         run = done[done["tags.vae.trial"] == str(t.number)].iloc[0]
-        assert t.value == pytest.approx(run["metrics.val/loss"])
-        assert t.value != pytest.approx(run["metrics.test/loss"])
+        assert t.value == pytest.approx(run["metrics.val/elbo_bpd"])  # the default: favours no beta
+        assert t.value != pytest.approx(run["metrics.test/elbo_bpd"])
 
 
 def fake_runs(rows):
@@ -229,8 +252,7 @@ def fake_runs(rows):
     return pd.DataFrame(records)
 
 
-def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
-    from pipelines.recommend import recommendations
+def test_cells_columns_and_collapse_of_a_table():
     from pipelines.report import sources
     from pipelines.tables import display_frame
 
@@ -241,30 +263,23 @@ def test_recommendations_name_the_pareto_front_and_skip_collapsed_models():
                 "diag/eval_images": 2000, "diag/fid_samples": 500}
 
     rep = build("x", fake_runs([
-        (10, 0.1, "beta", m(0.05, 80)),            # best generation
-        (10, 0.05, "beta", m(0.04, 90)),           # balanced
-        (10, 0.01, "beta", m(0.03, 120)),          # best reconstruction
-        (10, 0.005, "beta", m(0.035, 130)),        # dominated by beta 0.01
-        (10, 1.0, "beta", m(0.09, 10, kl=0.001, au=0, mi=-0.02)),  # collapsed: best FID, never recommended
+        (10, 0.1, "beta", m(0.05, 80)),
+        (10, 0.05, "beta", m(0.04, 90)),
+        (10, 0.01, "beta", m(0.03, 120)),
+        (10, 0.005, "beta", m(0.035, 130)),
+        (10, 1.0, "beta", m(0.09, 10, kl=0.001, au=0, mi=-0.02)),  # collapsed
         (20, 0.01, "beta", m(0.02, 100, mi=7.7, saturated=1.0)),
     ]))
-    lines = recommendations(rep.table)
-    front = next(line for line in lines if line.startswith("z-dim 10: Pareto"))
-    assert "beta 0.01, beta 0.05, beta 0.1." in front and "beta 0.005" not in front and "beta 1" not in front
-    assert "Best generation: beta 0.1" in front and "best reconstruction: beta 0.01" in front
-    assert "balanced: beta 0.05" in front
-    assert any("beta 1 collapsed" in line for line in lines)
     frame = display_frame(rep)
     mi = frame["MI (nats)"].tolist()  # rows: z-dim up, beta down
     assert (mi[0], mi[-1]) == ("≈ 0 (noise)", "≥ 7.6, saturated")
     assert frame["Rate − MI (nats)"].iloc[-1].startswith("≤ ")
-    assert frame["FID (recon)"].eq("").all()  # a column these runs did not log: blank, not missing
+    assert "FID (recon)" not in frame and "Precision" not in frame  # columns these runs did not log: left out
     assert not [c for c in frame if c.startswith("_")]
     from pipelines import plots
-    from pipelines.recommend import is_collapsed
 
-    dead = rep.table.apply(is_collapsed, axis=1)
-    assert dead.tolist() == rep.dead.tolist() == [True, False, False, False, False, False]  # beta 1 first
+    dead = rep.dead
+    assert dead.tolist() == [True, False, False, False, False, False]  # beta 1 first
     assert frame["Status"].tolist() == ["collapsed"] + ["ok"] * 5  # the one rule, vae/collapse.py
     title = plots.generation_vs_reconstruction(rep.table, r_col="_r_loss_eval", dead=dead).axes[0].get_title()
     assert "best reconstruction and the best generation are different models" in title

@@ -21,7 +21,7 @@ def write(tmp_path, text, name="spec.yaml"):
 
 def test_grid_and_overrides(tmp_path):
     spec = load_spec(write(tmp_path, GOOD), ["epochs=5", "search.beta=[0.5]", "limit=100"])
-    assert spec.metric == "val/loss"  # the default objective reads the validation split
+    assert spec.metric == "val/elbo_bpd"  # the default objective reads the validation split, favours no beta
     assert spec.train.epochs == 5 and spec.train.limit == 100 and spec.train.dataset == "digits"
     assert spec.grid() == [{"z_dim": 2, "beta": 0.5, "seed": 0}, {"z_dim": 4, "beta": 0.5, "seed": 0}]
     assert spec.total == 2
@@ -70,6 +70,7 @@ def test_metric_names_are_what_training_reports(tiny):
     final = train(tiny(epochs=1))[-1]  # digits: FID off by default
     reported = {k for k in final if k.startswith(("train/", "val/", "test/", "diag/"))}
     assert METRICS - GENERATION_METRICS == reported
+    assert {"val/r_loss_se", "val/elbo_bpd_se"} <= reported  # the verdict's noise
 
 
 @pytest.mark.parametrize("text, message", [

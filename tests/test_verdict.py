@@ -1,0 +1,199 @@
+"""The verdict's rule on tables whose answer is known, the noise it weighs margins against, its
+warnings, and the objective rule that keeps a new study from choosing by a beta-biased metric."""
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from pipelines.report import build
+from pipelines.verdict import decide, lines, row_index
+
+
+def runs(rows):
+    """MLflow's search_runs frame of complete trials: (z, beta or None for σ-VAE, seed, metrics)."""
+    records = []
+    for i, (z, beta, seed, metrics) in enumerate(rows):
+        records.append({"run_id": f"r{i}", "status": "FINISHED", "tags.vae.role": "trial",
+                        "tags.vae.state": "COMPLETE", "tags.vae.trial": str(i), "tags.mlflow.runName": f"t{i}",
+                        "params.z_dim": str(z), "params.beta": str(beta), "params.seed": str(seed),
+                        "params.loss": "sigma-vae" if beta is None else "beta", "params.epochs": "10",
+                        "params.batch_size": "64", **{f"metrics.{k}": v for k, v in metrics.items()}})
+    return pd.DataFrame(records)
+
+
+def m(r=0.03, elbo=6.0, fid=None, au=10, kl=20.0, nll=6.0, se=0.01, fid_se=2.0):
+    out = {"val/r_loss": r, "val/r_loss_se": r * 0.01, "val/elbo_bpd": elbo, "val/elbo_bpd_se": se,
+           "test/r_loss": r, "test/kld_loss": kl / 10, "test/kl": kl, "diag/active_units": au, "diag/nll_bpd": nll}
+    if fid is not None:
+        out |= {"val/fid": fid, "val/fid_se": fid_se, "diag/fid": fid + 1}
+    return out
+
+
+def test_likelihood_rule_picks_the_lowest_validation_elbo_and_says_generation_was_not_measured():
+    rep = build("s", runs([(10, 0.1, 0, m(elbo=6.5)), (10, 0.01, 0, m(elbo=6.1)), (20, 0.01, 0, m(elbo=5.5)),
+                           (20, 0.001, 0, m(elbo=5.8))]))
+    v = decide(rep)
+    assert (v["z_dim"], v["beta"], v["trial"], v["kind"]) == (20, 0.01, 2, "likelihood")
+    assert v["per_z_dim"]["10"]["beta"] == 0.01 and v["per_z_dim"]["20"]["beta"] == 0.01
+    assert "not measured" in v["generation"]
+    assert v["runner_up"]["beta"] == 0.001 and v["runner_up"]["beyond_noise"]  # 0.3 bits/dim, noise ±0.03
+    assert rep.table.loc[row_index(rep.table, v), "Beta"] == 0.01
+    assert lines(v)[0] == "verdict: z-dim 20, beta 0.01 (trial 2, run t2)"
+
+
+def test_balance_rule_weighs_reconstruction_against_generation_on_the_front():
+    # relative scores R/R* + FID/FID*: 0.05 & 100 -> 2.67+1.00; 0.03 & 130 -> 1.60+1.30 (the balance);
+    # 0.0187 & 300 -> 1.00+3.00; a dominated point and a collapsed one (best FID) never win
+    rep = build("s", runs([(10, 0.1, 0, m(r=0.05, fid=100)), (10, 0.01, 0, m(r=0.03, fid=130)),
+                           (10, 0.001, 0, m(r=0.0187, fid=300)), (10, 0.005, 0, m(r=0.04, fid=140)),
+                           (10, 1.0, 0, m(r=0.09, fid=50, au=0, kl=0.001))]))
+    v = decide(rep)
+    assert (v["beta"], v["kind"]) == (0.01, "balance")
+    assert v["excluded"] == ["z-dim 10, beta 1"] and any("collapsed" in w for w in v["warnings"])
+    assert "validation FID 130" in v["generation"] and "reconstruction and generation weigh equally" in v["rule"]
+
+
+def test_the_smallest_z_dim_within_noise_is_chosen_and_the_advice_agrees():
+    # z 32 is better by 0.01 bits/dim, within noise (±0.1): z 8 is the answer; z 2 is far worse
+    rep = build("s", runs([(2, 0.01, 0, m(elbo=7.0, au=2, se=0.05)), (8, 0.01, 0, m(elbo=6.01, au=5, se=0.05)),
+                           (32, 0.01, 0, m(elbo=6.0, au=30, se=0.05))]))
+    v = decide(rep)
+    assert v["z_dim"] == 8 and "z-dim 8 is within noise of the best overall (z-dim 32" in v["reason"]
+    assert "z-dim 2's best (z-dim 2, beta 0.01) is worse beyond noise" in v["z_dim_answer"]
+    assert "uses 5 of its 8 dimensions" in v["z_dim_answer"]  # AU as the evidence, about the chosen row
+    assert "larger z-dim may help" not in v["z_dim_answer"]
+    assert not v["runner_up"]["beyond_noise"] and any("not settled" in w for w in v["warnings"])
+    # the same margin with a tenth of the noise: z 32 wins, and uses all its dimensions
+    rep = build("s", runs([(8, 0.01, 0, m(elbo=6.01, au=5, se=0.002)), (32, 0.01, 0, m(elbo=6.0, au=30, se=0.002))]))
+    v = decide(rep)
+    assert v["z_dim"] == 32 and "largest z-dim tried: a larger z-dim may help" in v["z_dim_answer"]
+
+
+def test_several_seeds_judge_margins_by_their_spread():
+    # the means differ by 0.1 bits/dim; the seeds spread by ±0.5: within noise, although each
+    # estimator's own error (0.001) would call it decisive
+    rows = [(10, 0.1, s, m(elbo=6.1 + d, se=0.001)) for s, d in ((0, -0.5), (1, 0.5))]
+    rows += [(10, 0.01, s, m(elbo=6.0 + d, se=0.001)) for s, d in ((0, -0.5), (1, 0.5))]
+    v = decide(build("s", runs(rows)))
+    assert v["beta"] == 0.01 and v["noise"].startswith("2 seeds") and not v["runner_up"]["beyond_noise"]
+    assert v["trial"] == 2  # the chosen row's best seed (its lower −ELBO)
+
+
+def test_warnings_when_the_verdict_is_weak():
+    rep = build("s", runs([(10, 0.1, 0, m(elbo=8.4, nll=8.3)), (10, 0.01, 0, m(elbo=8.3, nll=8.2))]))
+    v = decide(rep, histories={"t0": [9.0, 8.6, 8.4], "t1": [9.0, 8.8, 8.3]},
+               optuna_best={"trial": 0, "metric": "val/loss", "value": 0.1})
+    text = " ".join(v["warnings"])
+    assert "undertrained: its validation −ELBO still fell 5.7% over its last epoch" in text
+    assert "worse than a uniform model of the pixels (8 bits/dim)" in text and "one seed" in text
+    assert not v["optuna_best"]["same"] and "moves with beta by construction" in v["optuna_best"]["why"]
+    assert any("Optuna's best trial (val/loss 0.1) is trial 0" in line for line in lines(v))
+    converged = decide(rep, histories={"t1": [8.3001] * 10})
+    assert not any("undertrained" in w for w in converged["warnings"])
+
+
+def test_sigma_vae_is_a_candidate_with_no_beta():
+    rep = build("s", runs([(10, 0.01, 0, m(elbo=6.2)), (10, None, 0, m(elbo=6.0))]))
+    v = decide(rep)
+    assert (v["beta"], v["loss"]) == (None, "sigma-vae") and v["label"] == "z-dim 10, σ-VAE"
+    assert rep.table.loc[row_index(rep.table, v), "Loss"] == "sigma-vae"
+
+
+def test_standard_errors_of_a_split_are_those_of_the_per_image_values(tiny):
+    """evaluate()'s r_loss_se against the standard error computed image by image."""
+    from vae.build import build_model
+    from vae.data import load_dataset
+    from vae.loss import kl_per_dim
+    from vae.measure import evaluate
+    from vae.metrics import bits_per_dim
+
+    cfg = tiny()
+    x = load_dataset("digits", cfg.data_dir, 200, 0).test
+    torch.manual_seed(0)
+    model = build_model(cfg, tuple(x.shape[1:])).eval()
+    out = evaluate(model, x, cfg, batch_size=64)
+    g = torch.Generator().manual_seed(cfg.seed)  # the same noise, one batch at a time
+    sse, kl = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), 64):
+            xb = x[i:i + 64].float() / 255
+            mu, logvar = model.encode(xb)
+            recon = model.decode(mu + torch.randn(mu.shape, generator=g) * torch.exp(0.5 * logvar))
+            sse.append((xb - recon).pow(2).flatten(1).sum(1))
+            kl.append(kl_per_dim(mu, logvar).sum(1))
+    sse, kl, d = torch.cat(sse).double(), torch.cat(kl).double(), x[0].numel()
+    assert out["r_loss_se"] == pytest.approx((sse / d).std().item() / math.sqrt(len(x)), rel=1e-4)
+    e = sse / (2 * sse.mean() / d) + kl  # −ELBO per image in nats, up to a constant, σ² = MSE
+    assert out["elbo_bpd_se"] == pytest.approx(e.std().item() / math.sqrt(len(x)) / (d * math.log(2)), rel=1e-4)
+    assert out["elbo_bpd"] == pytest.approx(bits_per_dim(
+        (e.mean() + 0.5 * d * math.log(2 * math.pi * sse.mean().item() / d)).item(), d), rel=1e-6)
+
+
+def test_fid_bootstrap_error_matches_the_spread_of_independent_sample_sets():
+    """A known answer: the spread of FID over many independent sets of samples from one
+    distribution, which the bootstrap of a single set must estimate."""
+    from vae.fid import bootstrap_se, frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    draw = lambda: torch.randn(150, 8, generator=g, dtype=torch.float64) * 1.3 + 0.2  # noqa: E731
+    spread = torch.tensor([frechet_distance(real, draw()) for _ in range(200)]).std().item()
+    estimates = [bootstrap_se(real, draw(), reps=100, seed=i) for i in range(5)]
+    assert all(0.5 * spread < e < 2 * spread for e in estimates), (spread, estimates)
+    # on average a little above the truth (resampling duplicates points): conservative, as a noise bar should be
+    assert 0.9 * spread < sum(estimates) / len(estimates) < 1.5 * spread, (spread, estimates)
+
+
+BIASED = """study: {study}
+dataset: digits
+search:
+  z_dim: [2]
+  beta: [0.1, 0.01]
+metric: val/loss
+"""
+
+
+def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_created(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(BIASED.format(study="s"))
+    cmd = [sys.executable, "-m", "pipelines.cli", "sweep", str(spec), "--storage", f"sqlite:///{tmp_path}/o.db",
+           "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "'val/loss' cannot compare the trials" in err[0] and "val/elbo_bpd" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no store, no data cache, no run folder
+    # one beta and one loss: nothing to compare across, so val/loss is fine
+    spec.write_text(BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]"))
+    from pipelines.spec import load_spec
+
+    assert load_spec(spec).beta_bias() is None
+    mixed = BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]").replace("metric", "  loss: [beta, sigma-vae]\nmetric")
+    spec.write_text(mixed)
+    assert "σ-VAE's loss" in load_spec(spec).beta_bias()
+
+
+def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
+    import optuna
+
+    from pipelines.spec import load_spec
+    from pipelines.sweep import check_objective
+
+    path = env.spec(epochs=3, extra="metric: val/loss\n")
+    path.write_text(path.read_text().replace("beta: [0.1, 0.01]", "beta: [0.01, 0.001]")
+                    .replace("limit: 200", "limit: 600\nlr: 0.005"))  # enough to learn something
+    optuna.create_study(study_name="t", storage=env.storage)  # made before the rule existed
+    warning = check_objective(load_spec(path), env.storage)
+    assert warning.startswith("warning: study 't' was started with metric 'val/loss'") and "\n" not in warning
+    result = subprocess.run(env.cli(path), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert warning in result.stderr
+    v = optuna.load_study(study_name="t", storage=env.storage).user_attrs["verdict"]
+    assert v["trial"] is not None, v
+    assert v["kind"] == "likelihood" and v["optuna_best"]["metric"] == "val/loss"  # the new rule decides
+    out = result.stdout.strip().splitlines()
+    assert out[-len(lines(v)):] == lines(v)  # the last lines of `vae sweep`: the verdict
