@@ -28,19 +28,19 @@ START_TIMEOUT_S = 180
 # MLflow's "shared view" of the runs page (an experiment tag the UI reads for ?viewStateShareKey=):
 # the trials as rows, without their parent, with these columns (a UI column id is `type.`key``)
 VIEW_KEY = "vae-balance"
-VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("params", "mode"), ("params", "seed"),
+VIEW_COLUMNS = [("tags", "vae.verdict"), ("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("params", "mode"), ("params", "seed"),
                 ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/active_units"),
                 ("metrics", "diag/nll_bpd"), ("metrics", "diag/fid"), ("tags", "vae.state")]
 
 
-def dashboard_view(metric: str = "test/loss", direction: str = "minimize") -> dict:
+def dashboard_view() -> dict:
     """The runs page as vae-balance shows a study: trials only (no collapsed parent row, no killed
-    attempts), best first by the study's metric, the balance table's key columns."""
+    attempts), the verdict's run first (tag `vae.verdict` = chosen, pipelines/publish.py; MLflow
+    sorts runs without the tag after it), the balance table's key columns."""
     columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
     # killed attempts (their configuration ran again) stay out of the way; `vae report` lists them
     return {"searchFilter": "tags.`vae.role` = 'trial' and attributes.status != 'KILLED'",
-            "orderByKey": f"metrics.`{metric}`",
-            "orderByAsc": direction == "minimize", "selectedColumns": columns}
+            "orderByKey": "tags.`vae.verdict`", "orderByAsc": False, "selectedColumns": columns}
 
 
 def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port: int = 5000) -> str:
@@ -52,9 +52,7 @@ def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port:
     found = tracker.client.get_experiment_by_name(study)
     if found is None:
         raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
-    parent = tracker.client.search_runs([found.experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    spec = parent[0].data.params if parent else {}
-    view = dashboard_view(spec.get("metric", "test/loss"), spec.get("direction", "minimize"))
+    view = dashboard_view()
     tracker.client.set_experiment_tag(found.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
     return (f"{base}/#/experiments/{found.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
             f"&workflowType=machine_learning")

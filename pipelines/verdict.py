@@ -210,15 +210,16 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
 def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dict) -> str:
     t = rep.table
     z = int(t.at[chosen, "Z-dim"])
-    parts = [f"z-dim {z}"]
+    parts = []
     for other in sorted(best_per_z):
         if other == z:
             continue
-        _, worse, better = _compare(rep, chosen, best_per_z[other], cols)
+        phrases, worse, better = _compare(rep, chosen, best_per_z[other], cols)
         verdict = "worse beyond noise" if worse else "better beyond noise" if better else "within noise"
-        parts.append(f"z-dim {other}'s best ({label(t.loc[best_per_z[other]])}) is {verdict}"
-                     + (", but a larger latent is chosen only when it buys something measurable"
+        parts.append(f"z-dim {other}'s best ({label(t.loc[best_per_z[other]])}) is {verdict} ({'; '.join(phrases)})"
+                     + (", and a larger latent is chosen only when it buys something measurable"
                         if other > z and not worse and not better else ""))
+    parts = [f"z-dim {z}" + (f": {parts[0]}" if parts else ": the only z-dim tried"), *parts[1:]]
     au = n.get("diag/active_units")
     if au is not None:
         if au < 0.9 * z:
@@ -286,7 +287,7 @@ def lines(v: dict) -> list[str]:
     if v.get("trial") is None:
         return [f"verdict: {v['rule']}"]
     out = [f"verdict: {v['label']} (trial {v['trial']}, run {v['run']})",
-           f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  z-dim: {v['z_dim_answer']}",
+           f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  {v['z_dim_answer']}",
            f"  generation: {v['generation']}"]
     if v.get("runner_up"):
         r = v["runner_up"]

@@ -65,7 +65,7 @@ def swept(tmp_path_factory):
     spec = tmp / "s.yaml"
     spec.write_text(f"study: s\ndataset: digits\ndata_dir: {tmp / 'data'}\nlimit: 128\nwidth: 8\nepochs: 2\n"
                     "batch_size: 32\niw_samples: 2\ndevice: cpu\nsearch:\n  z_dim: [2]\n  beta: [0.1, 0.01]\n"
-                    "  seed: [3]\nmetric: val/r_loss\n")
+                    "  seed: [3]\nmetric: val/elbo_bpd\n")
     storage, tracking = f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"
     assert run_sweep(load_spec(spec), storage, tracking, progress=True).complete == 2
     return tmp, storage, tracking
@@ -91,7 +91,7 @@ def test_trial_params_are_the_settings_that_define_it_as_applied(swept):
         assert "out" not in config and "progress" not in config  # no path to the deleted run folder
 
 
-def test_parent_carries_the_spec_and_the_best_trial(swept):
+def test_parent_carries_the_spec_and_the_verdict(swept):
     import optuna
     from mlflow import MlflowClient
 
@@ -99,12 +99,17 @@ def test_parent_carries_the_spec_and_the_best_trial(swept):
     client = MlflowClient(tracking)
     exp = client.get_experiment_by_name("s")
     parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
-    assert parent.data.params["search.beta"] == "[0.1, 0.01]" and parent.data.params["metric"] == "val/r_loss"
+    assert parent.data.params["search.beta"] == "[0.1, 0.01]" and parent.data.params["metric"] == "val/elbo_bpd"
     study = optuna.load_study(study_name="s", storage=storage)
-    best = study.best_trial
-    assert parent.data.tags["best.trial"] == str(best.number) and parent.data.tags["best.beta"] == str(best.params["beta"])
-    assert parent.data.metrics["best/val/r_loss"] == pytest.approx(best.value)
-    assert study.metric_names == ["val/r_loss"]  # optuna-dashboard names the objective
+    v = study.user_attrs["verdict"]  # the sweep's verdict: the same on the parent run
+    tags = parent.data.tags
+    assert (tags["best.trial"], tags["best.z_dim"], tags["best.loss"]) == (str(v["trial"]), str(v["z_dim"]), v["loss"])
+    assert tags["best.beta"] == ("none" if v["beta"] is None else f"{v['beta']:g}")
+    (swept[0] / "parent").mkdir(exist_ok=True)
+    verdict_json = json.loads(Path(client.download_artifacts(parent.info.run_id, "verdict.json",
+                                                             str(swept[0] / "parent"))).read_text())
+    assert verdict_json == v
+    assert study.metric_names == ["val/elbo_bpd"]  # optuna-dashboard names the objective
     # a constant of the search is a fixed attribute, not a parameter with importance 0
     assert all("seed" not in t.params and t.user_attrs["seed"] == 3 for t in study.trials)
     assert not {"z_dim", "beta", "seed", "out", "progress"} & set(study.user_attrs["spec"]["train"])
