@@ -33,12 +33,13 @@ from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import sample_betas
 from vae.config import AUTO_COMPILE_STEPS, TrainConfig
 from vae.data import Data, load_dataset, validation_split
-from vae.errors import ConfigError, TrainingDiverged
+from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
 from vae.paths import check_folder
 from vae.progress import EpochBar, label, phase
+from vae.redact import redact
 
 Callback = Callable[[int, dict, VAE], None]
 
@@ -101,6 +102,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     history: list[dict] = []
     start = 1
+    measured = True  # a resumed run whose last epoch was saved before its end-of-training measurements: False
     # data lives on the device; batches are slices of a shuffled index
     x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
     n = len(x_train)
@@ -118,11 +120,13 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
+        measured = blob.get("measured", True)  # older checkpoints were written after the measurements
         compile_run = blob["config"].get("compile", compile_run) if cfg.compile is None else cfg.compile
     step_model = _compiled(model, cfg, x_train[:cfg.batch_size], compile_run, device) if start <= cfg.epochs else model
     # as used, in checkpoints and metrics.json
     cfg = dataclasses.replace(cfg, compile=step_model is not model if start <= cfg.epochs else compile_run)
     beta_range = cfg.training_range if cfg.conditional else None  # not per batch
+    failure = None  # of the end-of-training measurements
     for epoch in range(start, cfg.epochs + 1):
         # per-epoch seeds: a resumed run draws the same shuffles and noise as an unbroken one
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -165,18 +169,45 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
                    **({} if cfg.conditional else {"train/beta": beta}),
                    "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
-        if epoch == cfg.epochs:
-            metrics.update(final(model, data, cfg, out))
         bar.end(train_terms, {t: evaluated[f"val/{t}"] for t in TERMS}, seconds)
         history.append(metrics)
-        save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
+        # the trained model is on disk before the end-of-training measurements, which take minutes
+        # (FID) and must never lose it; `measured` tells a resumed run whether they still have to run
+        save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg,
+                        measured=epoch < cfg.epochs)
+        measured = epoch < cfg.epochs
+        if not measured:
+            failure = _measure_final(model, optimizer, data, cfg, out, history)
         if callback is not None:
             callback(epoch, metrics, model)
+    if start > cfg.epochs and not measured and history:  # resumed after its measurements failed or were stopped
+        failure = _measure_final(model, optimizer, data, cfg, out, history)
+        if callback is not None and failure is None:
+            callback(history[-1]["epoch"], history[-1], model)
 
     grids(model, data.test, out, cfg)
     summary = {"config": cfg.record(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    if failure is not None:
+        raise MeasurementFailed(out, history, failure)
     return history
+
+
+def _measure_final(model: VAE, optimizer, data: Data, cfg: TrainConfig, out: Path, history: list[dict]):
+    """The end-of-training measurements (vae/measure.py final) into the last epoch's metrics, then
+    its checkpoint again, marked measured. An error there (a bug, out of memory) is returned, not
+    raised: the trained model stays on disk, and `train` reports it once metrics.json is written
+    (its traceback in traceback.txt of the run folder)."""
+    import traceback
+
+    try:
+        history[-1].update(final(model, data, cfg, out))
+    except Exception as e:
+        atomic_write_text(out / "traceback.txt", redact(traceback.format_exc()))
+        return e
+    (out / "traceback.txt").unlink(missing_ok=True)  # of an earlier attempt
+    save_checkpoint(out, model=model, optimizer=optimizer, epoch=history[-1]["epoch"], history=history, config=cfg)
+    return None
 
 
 def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):
