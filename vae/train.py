@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
 from vae.paths import check_folder
-from vae.progress import EpochBar, label, phase
+from vae.progress import EpochBar, label, phase, say
 from vae.redact import redact
 
 Callback = Callable[[int, dict, VAE], None]
@@ -108,8 +107,9 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     n = len(x_train)
     sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
     if cfg.progress:
-        print(f"data: {n:,} train / {len(x_val):,} validation / {len(x_test):,} test images "
-              f"(diagnostics: {min(cfg.eval_images, len(x_test)):,} of test)", file=sys.stderr)
+        # say(): above the bars (a sweep's trial bar is drawn already; a plain print would overwrite it)
+        say(f"data: {n:,} train / {len(x_val):,} validation / {len(x_test):,} test images "
+            f"(diagnostics: {min(cfg.eval_images, len(x_test)):,} of test)")
     steps = math.ceil(n / cfg.batch_size)
     # compile or not is decided once per run (compiled and eager draw different noise) and
     # stored in the checkpoint's config: a resumed run keeps the decision of its start
@@ -232,7 +232,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
         if cfg.compile:
             raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                               "run without it") from None
-        print(f"note: torch.compile unavailable ({type(e).__name__}); training without it", file=sys.stderr)
+        say(f"note: torch.compile unavailable ({type(e).__name__}); training without it")
         return model
     finally:
         model.zero_grad(set_to_none=True)
