@@ -124,7 +124,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
                   threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
-    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, len(data.train)),
+    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, data),
                                  str(device))
     trial.set_user_attr(RUN_ID, run_id)
     tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model

@@ -31,7 +31,7 @@ from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import sample_betas
 from vae.config import AUTO_COMPILE_STEPS, TrainConfig
-from vae.data import Data, load_dataset, validation_split
+from vae.data import Data, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
@@ -76,13 +76,40 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
     return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
 
 
-def applied(cfg: TrainConfig, n_train: int) -> dict:
-    """The recorded settings as `train` applies them on this machine: the device picked, whether
-    it compiles, the CPU threads, and amp only where it has an effect (CUDA). What a tracker logs."""
+def applied(cfg: TrainConfig, data: Data) -> dict:
+    """The recorded settings as `train` applies them on this machine to `data`: what a tracker
+    logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
+    (CUDA); only the settings that apply to this run (betas, beta_range and film_hidden only for a
+    beta-conditional one, which has no beta of its own; iw_images only with iw_samples > 0), and
+    the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
+    the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
+    validation_size), beta_range the training range."""
+    from vae.fid import sample_count
+
     device = pick_device(cfg.device)
-    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-    return {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
-            "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+    steps = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs
+    out = {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
+           "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+    if cfg.conditional:
+        out["beta_range"] = list(cfg.training_range)
+        del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
+    else:
+        for name in ("betas", "beta_range", "film_hidden"):
+            del out[name]
+    if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
+        try:
+            out["val_size"] = validation_size(len(data.train), None)
+        except ConfigError:
+            pass
+    out["fid_samples"] = sample_count(cfg.fid_samples, data.shape)
+    out["eval_images"] = min(cfg.eval_images, len(data.test))  # vae.data.evaluation_subset takes no more
+    if cfg.iw_samples > 0:
+        out["iw_images"] = min(cfg.iw_images, out["eval_images"])  # a prefix of the evaluation subset
+    else:
+        del out["iw_images"]
+    if cfg.iw_samples == 0 and out["fid_samples"] == 0:
+        del out["eval_images"]  # nothing reads the evaluation subset
+    return out
 
 
 def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None) -> list[dict]:
