@@ -219,13 +219,13 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
               help="A β-conditional run: measure at these betas (inside its training range) instead of its own.")
 def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
     """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
+    from pipelines.evaluation import lines
     from vae.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples,
                           betas=betas)
-    width = max(map(len, result))
-    for key, value in result.items():
-        click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    for line in lines(result, run_dir):
+        click.echo(line)
 
 
 @cli.command()
