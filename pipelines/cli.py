@@ -303,7 +303,9 @@ def status(study, storage, trials):
         names = study_names(storage)
         for name in names:
             _print_status(name, storage)
-        click.echo("`vae status --study NAME` lists a study's trials" if names else "no studies yet; run `vae sweep`")
+        from pipelines.hints import status_hint
+
+        click.echo(f"`{status_hint('NAME')}` lists a study's trials" if names else "no studies yet; run `vae sweep`")
         return
     info = _print_status(check_study_name(study), storage)
     if trials and info["trials"]:

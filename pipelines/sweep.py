@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pipelines.database import check_database
 from pipelines.faults import fault
+from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
 from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
@@ -224,12 +225,12 @@ def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
         return 130, f"{study}: interrupted with {p['left']} of {p['total']} left ({counts}); run the same command to resume"
     if p["errors"]:
         return 1, (f"{study}: {p['errors']} configuration(s) failed by errors (trials "
-                   f"{', '.join(map(str, p['unfinished'][:10]))}; `vae status --study {study}` says why); "
+                   f"{', '.join(map(str, p['unfinished'][:10]))}; `{status_hint(study)}` says why); "
                    f"{counts}; the next start runs them again")
     if p["done"]:
         if p["complete"] + p["pruned"] == 0:
             return 1, f"{study}: no configuration gave a result ({counts})"
-        return 0, f"{study}: complete: {counts}; `vae report --study {study}` builds the table"
+        return 0, f"{study}: complete: {counts}; `{report_hint(study)}` builds the table"
     if p["running"]:
         return 0, f"{study}: {p['left']} of {p['total']} left, {p['running']} running in other workers ({counts})"
     return 1, f"{study}: {p['left']} of {p['total']} left unfinished ({counts}); run the same command to resume"
@@ -237,7 +238,7 @@ def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
 
 def already_complete(study: str, p: dict) -> str:
     return (f"study {study} is complete: {p['started']} configurations ({p['complete']} complete, "
-            f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {study}`")
+            f"{p['pruned']} pruned, {p['diverged']} diverged); see `{report_hint(study)}`")
 
 
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
