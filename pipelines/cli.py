@@ -142,13 +142,15 @@ def train_options(f):
                      help="torch.compile the model [default: automatic, for runs of >= 3000 steps on cpu/cuda]."),
         click.option("--threads", type=int, default=None, help="torch CPU threads."),
         click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
-                     help="K of the IWAE bound in the final diagnostics (0: skip them)."),
+                     help="K of the IWAE bound in the final diagnostics; 0 skips all of them: AU, KL (nats) and "
+                          "KL per dimension, MI, -ELBO, IWAE NLL, σ MLE and σ implied (not FID: --fid-samples)."),
         click.option("--eval-images", type=int, default=DEFAULTS.eval_images, show_default=True,
                      help="Evaluation subset of the test split (stratified) for the final diagnostics."),
         click.option("--iw-images", type=int, default=DEFAULTS.iw_images, show_default=True,
                      help="IWAE NLL on the first N images of the evaluation subset."),
         click.option("--fid-samples", type=int, default=None,
-                     help="Prior samples for FID/KID/precision/recall (0: off) [default: 500, 0 below 28 px]."),
+                     help="Prior samples for FID, KID and precision/recall, and reconstructions for FID (recon); "
+                          "0 turns off these four, the Inception passes (minutes on a CPU) [default: 500, 0 below 28 px]."),
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Epoch bar with running losses, a line per slow phase; plain lines when piped."),
     ]
@@ -173,9 +175,14 @@ def train(**options):
     if options.get("betas") and source is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("give --beta (one model) or --betas (one conditional model for several), not both")
     cfg = config_from_options(options)
+    from vae.errors import MeasurementFailed
     from vae.train import train as run_training
 
-    history = run_training(cfg)
+    try:
+        history = run_training(cfg)
+    except MeasurementFailed as e:  # not bad input (exit 2): the model trained and is saved, the line says where
+        click.echo(f"error: {redact(' '.join(str(e).split()))}", err=True)
+        click.get_current_context().exit(1)
     final = history[-1]
     if cfg.conditional:  # one line per beta, as an ordinary run at that beta would print
         from vae.conditional import split
@@ -212,13 +219,13 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
               help="A β-conditional run: measure at these betas (inside its training range) instead of its own.")
 def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
     """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
+    from pipelines.evaluation import lines
     from vae.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples,
                           betas=betas)
-    width = max(map(len, result))
-    for key, value in result.items():
-        click.echo(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    for line in lines(result, run_dir):
+        click.echo(line)
 
 
 @cli.command()
@@ -306,7 +313,9 @@ def status(study, storage, trials):
         names = study_names(storage)
         for name in names:
             _print_status(name, storage)
-        click.echo("`vae status --study NAME` lists a study's trials" if names else "no studies yet; run `vae sweep`")
+        from pipelines.hints import status_hint
+
+        click.echo(f"`{status_hint('NAME')}` lists a study's trials" if names else "no studies yet; run `vae sweep`")
         return
     info = _print_status(check_study_name(study), storage)
     if trials and info["trials"]:

@@ -62,7 +62,7 @@ GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precisio
 METRICS = ({f"train/{t}" for t in _TERMS}
            | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
            | {"train/beta"}
-           | {f"diag/{k}" for k in ("active_units", "elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
+           | {f"diag/{k}" for k in ("active_units", "neg_elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
                                     "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
                                     "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
            | GENERATION_METRICS)

@@ -216,6 +216,8 @@ def study_status(name: str, storage: str | None = None) -> dict:
     successor = {c[i].number: c[i + 1].number for c in chains(trials).values() for i in range(len(c) - 1)}
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     total = study.user_attrs.get("total", len(trials))
+    # loss is a parameter only where the search varies it: else the spec's (beta unless it says sigma-vae)
+    spec_loss = study.user_attrs.get("spec", {}).get("train", {}).get("loss") or "beta"
     rows = []
     for t in trials:
         params = params_of(t)  # waiting trials: enqueued values
@@ -223,7 +225,7 @@ def study_status(name: str, storage: str | None = None) -> dict:
         if t.number in successor:
             note = f"{note}; ran again as trial {successor[t.number]}" if note else f"ran again as trial {successor[t.number]}"
         rows.append({"trial": t.number, "state": t.state.name, "z_dim": params.get("z_dim"),
-                     "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss", ""),
+                     "beta": params.get("beta"), "seed": params.get("seed"), "loss": params.get("loss") or spec_loss,
                      "epochs": len(t.intermediate_values), "value": t.value,
                      "collapsed": t.state == TrialState.COMPLETE and collapsed(t.user_attrs.get("diag/active_units"),
                                                                              t.user_attrs.get("test/kl")),

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pipelines.database import check_database
 from pipelines.faults import fault
+from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
 from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
@@ -33,7 +34,8 @@ from pipelines.study import progress as study_progress
 from pipelines.tracking import Tracker
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
 from pipelines.trial_bar import TrialBar
-from vae.errors import VAEError
+from vae.errors import VAEError, first_line
+from vae.progress import say
 from vae.redact import redact
 
 
@@ -114,7 +116,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     retry of a trial that was interrupted or whose worker died resumes from its last epoch."""
     import optuna
 
-    from vae.errors import TrainingDiverged
+    from vae.errors import MeasurementFailed, TrainingDiverged
     from vae.train import applied, pick_device, train
 
     trial = lease.trial
@@ -124,13 +126,14 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
                   threads=threads or spec.train.threads)
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
-    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, len(data.train)),
+    run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, data),
                                  str(device))
     trial.set_user_attr(RUN_ID, run_id)
     tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
     if bar is not None:
         bar.epoch(trial.number, 0)
     x_test = data.test
+    reported: set[int] = set()
 
     def on_epoch(epoch: int, metrics: dict, model=None) -> None:
         if model is not None:
@@ -141,10 +144,19 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
         value = metrics.get(spec.metric)
-        if value is not None and math.isfinite(value):
+        if value is not None and math.isfinite(value) and epoch not in reported:  # a resumed run's
+            reported.add(epoch)  # last epoch comes again once measured: Optuna takes one value per step
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    def result(history: list[dict]) -> None:  # the result reaches Optuna first; the uploads follow
+        final = history[-1]
+        value = final.get(spec.metric)
+        if value is None or not math.isfinite(value):
+            lease.fail("error", f"objective {spec.metric!r} missing or not finite")
+        else:
+            lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
 
     try:
         done = _resumable(folder, cfg)
@@ -158,6 +170,17 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         lease.prune(str(e))  # "pruned after epoch N"
     except TrainingDiverged as e:
         lease.fail("diverged", str(e))
+    except MeasurementFailed as e:
+        # the model trained and its objective (val/) is measured: the trial keeps its result, without the
+        # end-of-training diagnostics; the run says why, and the folder (checkpoint, traceback.txt) is uploaded
+        try:
+            tracker.client.set_tag(run_id, "vae.measure_error", redact(str(e))[:5000])
+        except Exception:
+            pass
+        say(f"trial {trial.number}: the end-of-training measurements failed ({type(e.cause).__name__}: "
+            f"{first_line(e.cause)[:300]}); its result stands without them, its checkpoint and traceback.txt "
+            "are in its MLflow run")
+        result(e.history)
     except VAEError as e:  # bad settings: every trial would fail alike, so the sweep stops
         lease.fail("error", str(e))
         log_result(tracker, lease.frozen, spec.study)
@@ -172,12 +195,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             pass
         lease.fail("error", f"{type(e).__name__}: {str(e)[:500]}")
     else:
-        final = history[-1]
-        value = final.get(spec.metric)
-        if value is None or not math.isfinite(value):
-            lease.fail("error", f"objective {spec.metric!r} missing or not finite")
-        else:  # the result reaches Optuna first; the uploads follow
-            lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
+        result(history)
     fault("result")
     log_result(tracker, lease.frozen, spec.study)  # lost: its run says how the other worker saw it
     return "LOST" if lease.lost else lease.state
@@ -208,12 +226,12 @@ def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
         return 130, f"{study}: interrupted with {p['left']} of {p['total']} left ({counts}); run the same command to resume"
     if p["errors"]:
         return 1, (f"{study}: {p['errors']} configuration(s) failed by errors (trials "
-                   f"{', '.join(map(str, p['unfinished'][:10]))}; `vae status --study {study}` says why); "
+                   f"{', '.join(map(str, p['unfinished'][:10]))}; `{status_hint(study)}` says why); "
                    f"{counts}; the next start runs them again")
     if p["done"]:
         if p["complete"] + p["pruned"] == 0:
             return 1, f"{study}: no configuration gave a result ({counts})"
-        return 0, f"{study}: complete: {counts}; `vae report --study {study}` builds the table"
+        return 0, f"{study}: complete: {counts}; `{report_hint(study)}` builds the table"
     if p["running"]:
         return 0, f"{study}: {p['left']} of {p['total']} left, {p['running']} running in other workers ({counts})"
     return 1, f"{study}: {p['left']} of {p['total']} left unfinished ({counts}); run the same command to resume"
@@ -221,7 +239,7 @@ def verdict(study: str, p: dict, interrupted: bool = False) -> tuple[int, str]:
 
 def already_complete(study: str, p: dict) -> str:
     return (f"study {study} is complete: {p['started']} configurations ({p['complete']} complete, "
-            f"{p['pruned']} pruned, {p['diverged']} diverged); see `vae report --study {study}`")
+            f"{p['pruned']} pruned, {p['diverged']} diverged); see `{report_hint(study)}`")
 
 
 def check_objective(spec: Spec, storage: str | None) -> str | None:

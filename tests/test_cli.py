@@ -30,8 +30,17 @@ def test_train_and_evaluate(tmp_path):
     assert "test R-loss" in result.output
     result = run(["evaluate", str(out), "--iw-samples", "3"])
     assert result.exit_code == 0, result.output
-    assert "diag/active_units" in result.output
+    # the key numbers as the report names them, validation beside test, then where the files are
+    lines = result.output.splitlines()
+    assert lines[1].split() == ["validation", "test"], result.output
+    table = {line.split("  ")[1].strip(): line for line in lines[2:-1]}
+    assert {"R-loss", "KLD-loss", "KL (nats)", "AU", "NLL (bits/dim)", "-ELBO (bits/dim)", "MI (nats)"} <= set(table)
+    assert len(table["R-loss"].split()) == 3 and len(table["AU"].split()) == 2  # AU: test (its evaluation subset) only
+    assert "diag/" not in result.output and len(lines) < 20
+    assert lines[-1] == (f"wrote {out / 'evaluation.json'} (every number); grids: {out / 'recon.png'}, "
+                         f"{out / 'samples.png'}; KL per dimension: {out / 'kl_per_dim.json'}")
     first = json.loads((out / "evaluation.json").read_text())
+    assert first["diag/neg_elbo_nats"] >= first["diag/nll_nats"] > 0  # -ELBO >= NLL (IWAE), both positive
     assert first["epoch"] == 1 and first["data/val_images"] == 13 and first["diag/mi_ceiling_nats"] > 0
     # every diagnostic is seeded: a second evaluation gives identical numbers, test/loss included
     again = run(["evaluate", str(out), "--iw-samples", "3"])

@@ -130,3 +130,15 @@ def test_diagnostics_report_the_mi_ceiling_and_are_seeded():
     assert first["diag/mi_ceiling_nats"] == pytest.approx(math.log(40))
     assert first["diag/eval_images"] == 40 and first["diag/iw_images"] == 8
     assert first == diagnostics(model, x, beta=0.1, k=3, iw_images=8, seed=1)[0]
+
+
+@pytest.mark.parametrize("mi, se, expected", [
+    (math.log(180) - 0.30, 0.21, True),    # within two standard errors below the ceiling (4.89 under 5.19)
+    (math.log(180) - 0.50, 0.21, False),   # more than two below: the estimate ranks
+    (math.log(180) + 0.10, 0.01, True),    # above the ceiling (noise)
+    (math.log(180) + 0.10, float("nan"), True),  # above it, standard error unknown: still "or above"
+    (math.log(180) - 0.10, float("nan"), False),
+])
+def test_mi_saturated_is_the_rule_the_readme_states(mi, se, expected):
+    """README: "an estimate within two standard errors of the ceiling (or above) is flagged"."""
+    assert mi_saturated(mi, se, 180) is expected

@@ -72,3 +72,49 @@ def test_sweep_to_a_file_writes_one_line_per_epoch_and_trial(tmp_path, workers):
         if workers == 1:  # several workers run with --no-progress: the trial lines come from the parent
             assert text.count(f"z=2 β={beta} seed 0 epoch 2/2: ") == 1, text
     assert "2/2 trials done" in text and "sweep ETA" in text
+
+
+TRIAL_BAR_AND_TRAIN = """
+import sys, time
+from tqdm import tqdm
+from vae.config import TrainConfig
+from vae.train import train
+bar = tqdm(total=4, desc="quick", unit="trial", position=0, file=sys.stderr,
+           bar_format="{{desc}} {{n_fmt}}/{{total_fmt}} trials |{{bar}}| {{elapsed}}{{postfix}}")
+bar.set_postfix_str("sweep ETA 0:57")  # drawn, no newline after it: what a trial's start sees
+train(TrainConfig(dataset="digits", data_dir={data!r}, limit=128, z_dim=2, width=4, epochs=1, batch_size=64,
+                  iw_samples=0, device="cpu", out={out!r}))
+bar.close()
+"""
+
+
+def test_the_data_line_goes_above_the_trial_bar_on_a_terminal(tmp_path):
+    """On a terminal (a pseudo terminal here) the `data:` line of a trial's start is written above
+    the sweep's trial bar, not after its last frame (`…sweep ETA 0:57data: 1,455 train…`)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # tqdm draws nothing at 0 columns
+    script = TRIAL_BAR_AND_TRAIN.format(data=str(tmp_path / "data"), out=str(tmp_path / "run"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=child, stdout=child, stderr=child,
+                            env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 1 << 16)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode()
+    at = text.index("data: ")
+    assert text[at - 1] in "\r\n", repr(text[max(0, at - 80):at + 20])  # a fresh line, the bar cleared first
+    assert "ETA 0:57data" not in text

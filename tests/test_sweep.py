@@ -170,6 +170,10 @@ def test_status_command(env):
     assert (info["complete"], info["left"], info["total"]) == (4, 0, 4)
     result = CliRunner().invoke(cli, ["status", "--study", "t", "--storage", env.storage])
     assert result.exit_code == 0 and "4 complete" in result.output
+    # loss is no search dimension here (beta alone): every row still says which loss it trained
+    assert [r["loss"] for r in info["trials"]] == ["beta"] * 4
+    rows = [line.split("│") for line in result.output.splitlines() if line.startswith("│") and "COMPLETE" in line]
+    assert len(rows) == 4 and all(cells[6].strip() == "beta" for cells in rows), result.output
     result = CliRunner().invoke(cli, ["status", "--study", "nope", "--storage", env.storage])
     assert result.exit_code == 2 and "no study named 'nope'" in result.output
 
@@ -227,6 +231,9 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
     assert set(runs[runs["params.loss"] == "sigma-vae"]["tags.mlflow.runName"]) == {"z2-sigma-t4", "z4-sigma-t5"}
     # sigma-VAE has no beta: not in Optuna, not in MLflow, not in the table
     assert all(t.params["beta"] is None for t in sigma)
+    losses = {(r["z_dim"], r["beta"]): r["loss"] for r in study_status("t", env.storage)["trials"]}
+    assert losses == {(2, 0.1): "beta", (2, 0.01): "beta", (4, 0.1): "beta", (4, 0.01): "beta",
+                      (2, None): "sigma-vae", (4, None): "sigma-vae"}
     assert (runs[runs["params.loss"] == "sigma-vae"]["params.beta"].isin(["None", None])).all()
     from pipelines.report import build
 

@@ -25,6 +25,8 @@ def test_runs_url_opens_the_machine_learning_view(tmp_path):
                                       "?viewStateShareKey=vae-balance&workflowType=machine_learning")
     view = json.loads(tracker.client.get_experiment(experiment_id).tags["mlflow.sharedViewState.vae-balance"])
     assert view["searchFilter"].startswith("tags.`vae.role` = 'trial'") and "!= 'KILLED'" in view["searchFilter"] and "params.`z_dim`" in view["selectedColumns"]
+    # z_dim and beta first: the column order is part of the view (else MLflow puts metrics before params)
+    assert view["columnOrder"][:2] == ["params.`z_dim`", "params.`beta`"] == view["selectedColumns"][:2]
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     with pytest.raises(TrackingError, match="no experiment named 'nope'"):
         runs_url(tracker, "nope")
@@ -85,6 +87,11 @@ def test_trial_params_are_the_settings_that_define_it_as_applied(swept):
         assert params["limit"] == "128"  # None only for `limit` (all images): threads and compile are resolved
         assert params["device"] == "cpu" and params["amp"] == "False" and params["compile"] in ("True", "False")
         assert int(params["threads"]) >= 1 and params["seed"] == "3" and params["z_dim"] == "2"
+        # only what applies, with the values used: no conditional settings on an ordinary run, the
+        # evaluation subset capped at the 128 test images there are, FID off (resolved) for 8x8 digits
+        assert not {"betas", "beta_range", "film_hidden"} & set(params), params
+        assert params["eval_images"] == "128" and params["iw_images"] == "128" and params["fid_samples"] == "0"
+        assert "None" not in {v for k, v in params.items() if k != "limit"}, params
         folder = tmp / run.info.run_id
         folder.mkdir()
         config = json.loads(Path(client.download_artifacts(run.info.run_id, "config.json", str(folder))).read_text())
@@ -159,3 +166,18 @@ def test_ui_shows_the_trials_and_a_trial_page_its_params(swept):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     assert "GET /" not in proc.stdout.read()  # no access log
+
+
+def test_applied_settings_of_a_conditional_run_and_one_without_diagnostics():
+    import torch
+
+    from vae.config import TrainConfig
+    from vae.data import Data
+    from vae.train import applied
+
+    data = Data("x", torch.zeros(40, 3, 32, 32, dtype=torch.uint8), torch.zeros(30, 3, 32, 32, dtype=torch.uint8))
+    cond = applied(TrainConfig(betas=[0.1, 0.01], device="cpu"), data)
+    assert cond["betas"] == [0.1, 0.01] and cond["beta_range"] == [0.01, 0.1] and cond["film_hidden"] == 512
+    assert "beta" not in cond and cond["fid_samples"] == 500 and cond["eval_images"] == 30 and cond["iw_images"] == 30
+    bare = applied(TrainConfig(iw_samples=0, fid_samples=0, device="cpu"), data)
+    assert not {"iw_images", "eval_images", "betas"} & set(bare) and bare["iw_samples"] == 0 and bare["beta"] == 0.01

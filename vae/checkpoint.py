@@ -29,7 +29,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, history: list[dict],
-                    config: TrainConfig) -> Path:
+                    config: TrainConfig, measured: bool = True) -> Path:
+    """`measured`: False for the last epoch's checkpoint written before the end-of-training
+    measurements (vae/measure.py final), so that a resumed run measures instead of training again."""
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     blob = {
@@ -39,6 +41,7 @@ def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, h
         "history": history,
         "config": config.record(),
         "shape": list(model.shape),
+        "measured": measured,
     }
     tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
     torch.save(blob, tmp)

@@ -76,7 +76,8 @@ class TrainConfig:
     threads: int | None = None
     """torch CPU threads (default: torch's choice); set when several workers share the cores."""
     iw_samples: int = 100
-    """K of the importance-weighted NLL bound in the end-of-training diagnostics; 0 skips them."""
+    """K of the importance-weighted NLL bound in the end-of-training diagnostics; 0 skips all of
+    vae/metrics.py's (AU, KL per dimension, MI, -ELBO, NLL, sigma), not FID (`fid_samples`)."""
     eval_images: int = 2000
     """size of the evaluation subset of the test split (stratified by class, seeded) that the
     end-of-training diagnostics use: KL, AU, MI, sigma, and the FID reference."""

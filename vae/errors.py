@@ -25,6 +25,17 @@ class TrainingDiverged(VAEError):
         self.epoch = epoch
 
 
+class MeasurementFailed(VAEError):
+    """The end-of-training measurements raised after the model trained: its checkpoint and
+    metrics.json (the epochs) are on disk; `history` is what the epochs measured."""
+
+    def __init__(self, out, history: list[dict], cause: BaseException):
+        super().__init__(f"the end-of-training measurements failed ({type(cause).__name__}: {first_line(cause)[:300]}); "
+                         f"the trained model is saved in {out} (checkpoint.pt, metrics.json with epochs "
+                         f"1-{history[-1]['epoch']}, traceback.txt); `vae evaluate {out}` measures it again")
+        self.out, self.history, self.cause = out, history, cause
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (libraries explain over many), or its type's name."""
     return (str(e).strip().splitlines() or [type(e).__name__])[0]

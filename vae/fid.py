@@ -60,6 +60,8 @@ AUTO_MIN_SIDE = 28
 PR_K = 3
 BOOTSTRAP_REPS = 30
 """resamples for FID's standard error: ~0.1 s each at 500 samples x 2,000 references on 2 cores."""
+MIN_IMAGES = 2
+"""FID (a covariance) and KID (pairs of distinct images) need at least this many in each set."""
 
 
 class FIDUnavailable(VAEError):
@@ -103,8 +105,9 @@ def inception(device: str = "cpu") -> torch.jit.ScriptModule:
 
 
 @torch.no_grad()
-def features(images: torch.Tensor, device: str | torch.device = "cpu", batch: int = 50) -> torch.Tensor:
-    """2048-d pool features (float64, on the CPU) of uint8 N x C x H x W images."""
+def features(images: torch.Tensor, device: str | torch.device = "cpu", batch: int = 50, bar=None) -> torch.Tensor:
+    """2048-d pool features (float64, on the CPU) of uint8 N x C x H x W images; `bar` (a
+    vae.progress phase) advances by the images of each batch."""
     device = torch.device(device)
     net = inception(str(device))
     out = []
@@ -115,6 +118,8 @@ def features(images: torch.Tensor, device: str | torch.device = "cpu", batch: in
         if x.shape[-2:] != (SIDE, SIDE):
             x = F.interpolate(x, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
         out.append(net((x - 128) / 128).double().cpu())
+        if bar is not None:
+            bar.update(len(x))
     return torch.cat(out) if out else torch.empty(0, FEATURES, dtype=torch.float64)
 
 
@@ -167,18 +172,24 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = PR_K) -> t
     return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
 
 
-def reference_features(x_eval: torch.Tensor, device, cache_dir: Path | None) -> torch.Tensor:
-    """Features of the evaluation subset, cached under cache_dir by the images' content."""
+def _cache_path(x_eval: torch.Tensor, cache_dir: Path | None) -> Path | None:
     if cache_dir is None:
-        return features(x_eval, device)
+        return None
     digest = hashlib.sha1(x_eval.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-    path = Path(cache_dir) / f"inception-{WEIGHTS_SHA1[:8]}-{digest}.pt"
+    return Path(cache_dir) / f"inception-{WEIGHTS_SHA1[:8]}-{digest}.pt"
+
+
+def reference_features(x_eval: torch.Tensor, device, cache_dir: Path | None, bar=None) -> torch.Tensor:
+    """Features of the evaluation subset, cached under cache_dir by the images' content."""
+    path = _cache_path(x_eval, cache_dir)
+    if path is None:
+        return features(x_eval, device, bar=bar)
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # truncated: recompute
             path.unlink(missing_ok=True)
-    feats = features(x_eval, device)
+    feats = features(x_eval, device, bar=bar)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(feats, tmp)
@@ -199,30 +210,51 @@ def bootstrap_se(real: torch.Tensor, fake: torch.Tensor, reps: int = BOOTSTRAP_R
 
 @torch.no_grad()
 def generation_metrics(model, x_eval: torch.Tensor, n: int, seed: int = 0, cache_dir: Path | None = None,
-                       batch: int = 500, x_val: torch.Tensor | None = None) -> dict[str, float]:
+                       batch: int = 500, progress: bool = False, log=print,
+                       x_val: torch.Tensor | None = None) -> dict[str, float]:
     """FID, KID, precision and recall of n prior samples against x_eval (uint8, the evaluation
     subset), and the FID of the posterior-mean reconstructions of its first n images. With `x_val`
     (validation images, what models are chosen on): `val/fid`, the same samples' FID against them,
     and `val/fid_se`, its bootstrap standard error over the samples; the samples' features are
-    computed once, only the reference features are added (cached, once per dataset)."""
+    computed once, only the reference features are added (cached, once per dataset).
+
+    FID and KID need at least MIN_IMAGES images in each set, precision/recall more than PR_K (the
+    k-th neighbour of each point): with fewer, they are left out and `log` says so in one line.
+    `progress`: the Inception passes (minutes on a CPU) as a vae.progress phase, a bar on a terminal."""
+    from vae.progress import phase
+
     weights_path()  # fail with the install hint before any work
-    if len(x_eval) < 2:
-        raise FIDUnavailable("FID skipped: it needs at least 2 evaluation images")
+    if len(x_eval) < MIN_IMAGES:
+        raise FIDUnavailable(f"FID, KID and precision/recall skipped: they need at least {MIN_IMAGES} test images, "
+                             f"got {len(x_eval)}")
     model.eval()
     device = next(model.parameters()).device
-    real = reference_features(x_eval, device, cache_dir)
-    g = torch.Generator(device=device).manual_seed(seed)
-    samples = torch.cat([to_uint8(model.sample(min(batch, n - i), generator=g)).cpu() for i in range(0, n, batch)])
     x_recon = x_eval[:n]
-    recon = torch.cat([to_uint8(model.decode(model.encode(x_recon[i:i + batch].to(device).float() / 255)[0])).cpu()
-                       for i in range(0, len(x_recon), batch)])
-    fake, fake_recon = features(samples, device), features(recon, device)
-    precision, recall = precision_recall(real, fake)
-    out = {"diag/fid": frechet_distance(real, fake), "diag/fid_recon": frechet_distance(real, fake_recon),
-           "diag/kid": kernel_inception_distance(real, fake), "diag/precision": precision, "diag/recall": recall,
-           "diag/fid_samples": float(n), "diag/fid_reference": float(len(real))}
-    if x_val is not None and len(x_val) >= 2 and len(fake) >= 2:
-        real_val = reference_features(x_val, device, cache_dir)
-        out |= {"val/fid": frechet_distance(real_val, fake), "val/fid_se": bootstrap_se(real_val, fake, seed=seed),
-                "val/fid_reference": float(len(real_val))}
-    return out
+    path = _cache_path(x_eval, cache_dir)
+    reference = 0 if path is not None and path.exists() else len(x_eval)  # cached: no passes
+    val = x_val is not None and len(x_val) >= MIN_IMAGES and n >= MIN_IMAGES
+    val_path = _cache_path(x_val, cache_dir) if val else None
+    val_reference = 0 if not val or (val_path is not None and val_path.exists()) else len(x_val)
+    what = (f"{n:,} samples, {len(x_recon):,} reconstructions" + (f", {reference:,} test images" if reference else "")
+            + (f", {val_reference:,} validation images" if val_reference else ""))
+    with phase(f"FID: Inception-v3 features of {what}", total=n + len(x_recon) + reference + val_reference,
+               enabled=progress, unit="img") as bar:
+        real = reference_features(x_eval, device, cache_dir, bar)
+        real_val = reference_features(x_val, device, cache_dir, bar) if val else None
+        g = torch.Generator(device=device).manual_seed(seed)
+        samples = torch.cat([to_uint8(model.sample(min(batch, n - i), generator=g)).cpu() for i in range(0, n, batch)])
+        recon = torch.cat([to_uint8(model.decode(model.encode(x_recon[i:i + batch].to(device).float() / 255)[0])).cpu()
+                           for i in range(0, len(x_recon), batch)])
+        fake, fake_recon = features(samples, device, bar=bar), features(recon, device, bar=bar)
+    metrics = {"diag/fid": frechet_distance(real, fake), "diag/fid_recon": frechet_distance(real, fake_recon),
+               "diag/kid": kernel_inception_distance(real, fake),
+               "diag/fid_samples": float(n), "diag/fid_reference": float(len(real))}
+    if min(len(real), len(fake)) > PR_K:
+        metrics["diag/precision"], metrics["diag/recall"] = precision_recall(real, fake)
+    else:
+        log(f"note: precision/recall skipped: k-NN balls with k = {PR_K} need more than {PR_K} images in each set, "
+            f"got {len(real)} test images and {len(fake)} samples")
+    if real_val is not None:
+        metrics |= {"val/fid": frechet_distance(real_val, fake), "val/fid_se": bootstrap_se(real_val, fake, seed=seed),
+                    "val/fid_reference": float(len(real_val))}
+    return metrics

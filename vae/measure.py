@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from vae.data import Data, evaluation_subset
 from vae.loss import kl_per_dim, vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
-from vae.progress import phase
+from vae.progress import phase, say
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 
@@ -83,25 +82,44 @@ def _standard_errors(mean: dict, moments: list[float], n: int, d: int) -> dict[s
     return {"r_loss_se": math.sqrt(var_s / n) / d, "elbo_bpd_se": math.sqrt(var_e / n) / (d * math.log(2))}
 
 
-def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=print,
+MIN_IMAGES = 2
+"""AU (a variance over images), MI (its standard error) and the rest need at least this many."""
+
+
+def final_parts(cfg: TrainConfig, shape: tuple[int, int, int]) -> list[str]:
+    """What the end-of-training measurements of `cfg` compute, as the terminal names them."""
+    from vae import fid
+
+    parts = ["active units, KL per dimension, MI, -ELBO, IWAE NLL, σ"] if cfg.iw_samples > 0 else []
+    if fid.sample_count(cfg.fid_samples, shape) > 0:
+        parts.append("FID, KID, precision/recall")
+    return parts
+
+
+def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=say,
                       x_val: torch.Tensor | None = None) -> tuple[dict[str, float], list[float] | None]:
-    """End-of-training diagnostics on the evaluation subset of the test split, and generation
-    quality (FID, KID, precision/recall) when fid_samples > 0 and the [fid] extra is installed;
-    with `x_val`, also the FID of the same prior samples against validation images (`val/fid`,
-    what the verdict chooses on: the test split only reports)."""
+    """End-of-training diagnostics on the evaluation subset of the test split (iw_samples > 0:
+    every estimator of vae/metrics.py), and generation quality (FID, KID, precision/recall) when
+    fid_samples > 0 and the [fid] extra is installed; with `x_val`, also the FID of the same prior
+    samples against validation images (`val/fid`, what the verdict chooses on: the test split only
+    reports). A statistic with too few images is left out with a one-line note (`log`), never an
+    error: a tiny test split still gives a trained model."""
     from vae import fid
 
     x_eval = evaluation_subset(data, cfg.eval_images)
     metrics, kl_dims = {}, None
-    if cfg.iw_samples > 0:
+    if cfg.iw_samples > 0 and len(x_eval) < MIN_IMAGES:
+        log(f"note: AU, KL per dimension, MI, -ELBO, IWAE NLL and σ skipped: they need at least {MIN_IMAGES} "
+            f"test images, got {len(x_eval)}")
+    elif cfg.iw_samples > 0:
         metrics, kl_dims = diagnostics(model, x_eval, cfg.beta,
                                        k=cfg.iw_samples, iw_images=cfg.iw_images, seed=cfg.seed)
     n = fid.sample_count(cfg.fid_samples, data.shape)
     if n > 0:
         try:
             metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
-                                                  cache_dir=Path(cfg.data_dir) / "cache",
-                                                  x_val=None if x_val is None else x_val[:cfg.eval_images]))
+                                                  cache_dir=Path(cfg.data_dir) / "cache", progress=cfg.progress,
+                                                  log=log, x_val=None if x_val is None else x_val[:cfg.eval_images]))
         except fid.FIDUnavailable as e:
             log(f"note: {e}")
     return metrics, kl_dims
@@ -127,10 +145,10 @@ def measure(model: VAE, splits: dict[str, torch.Tensor], cfg: TrainConfig) -> di
 def final(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tensor | None = None) -> dict[str, float]:
     """The end-of-training diagnostics (`diag/...`), kl_per_dim.json in `out`; for a conditional
     run at each beta (`b0.01/diag/...`, `out/b0.01/kl_per_dim.json`) and rd_curve.json."""
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    parts = ", ".join(final_parts(cfg, data.shape)) or "none on (--iw-samples 0, --fid-samples 0)"
     if not cfg.conditional:
-        with phase("diagnostics: active units, MI, IWAE NLL, FID where on", enabled=cfg.progress):
-            diag, kl_dims = final_diagnostics(model, data, cfg, log=log, x_val=x_val)
+        with phase(f"diagnostics: {parts}", enabled=cfg.progress):
+            diag, kl_dims = final_diagnostics(model, data, cfg, x_val=x_val)
         if kl_dims is not None:
             atomic_write_text(out / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
         return diag
@@ -138,9 +156,8 @@ def final(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tens
 
     metrics = {}
     for i, beta in enumerate(cfg.betas, 1):
-        with phase(f"diagnostics at β={beta:g} ({i} of {len(cfg.betas)}): active units, MI, IWAE NLL, FID where on",
-                   enabled=cfg.progress):
-            diag, kl_dims = final_diagnostics(model.at(beta), data, cfg.at(beta), log=log, x_val=x_val)
+        with phase(f"diagnostics at β={beta:g} ({i} of {len(cfg.betas)}): {parts}", enabled=cfg.progress):
+            diag, kl_dims = final_diagnostics(model.at(beta), data, cfg.at(beta), x_val=x_val)
         metrics |= {prefix(beta) + k: v for k, v in diag.items()}
         if kl_dims is not None:
             (out / prefix(beta)).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,11 @@ model does. `diag/mi_ceiling_nats` = log N is reported beside it, and `diag/mi_s
 the estimate is within two standard errors of that ceiling (or above it): such values cannot
 rank models, only say "at least log N". Negative estimates are noise around 0.
 
+Signs: `nll_nats` is the negative log-likelihood bound -log p(x) >= ... (from IWAE) and
+`neg_elbo_nats` the negative ELBO, both positive-ish and lower-better, with NLL <= -ELBO; the
+`*_bpd` values (`nll_bpd`, `elbo_bpd`) are the same bounds as code lengths in bits per dimension,
+the literature's usual reading of "ELBO in bits/dim" (positive, lower is better).
+
 Likelihood convention (for `elbo_*` and `nll_*`): pixels are scaled to [0, 1] (k/255, no
 dequantisation noise) and the decoder is read as a Gaussian N(recon, sigma^2 I) with one shared
 sigma fitted on the evaluated images (sigma^2 = MSE, its maximum-likelihood value, as in
@@ -76,8 +81,9 @@ def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: 
 
 def mi_saturated(mi: float, standard_error: float, n: int) -> bool:
     """True when an MI estimate over n images is within two standard errors of its ceiling log n,
-    or above it: it then says only "at least about log n" and cannot rank models."""
-    return mi >= math.log(n) - 2 * standard_error
+    or above it: it then says only "at least about log n" and cannot rank models. (Above the
+    ceiling counts even when the standard error is unknown, NaN, as the README says.)"""
+    return mi >= math.log(n) or mi >= math.log(n) - 2 * standard_error
 
 
 def gaussian_log_lik(x: torch.Tensor, recon: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -154,7 +160,7 @@ def diagnostics(model, x_uint8: torch.Tensor, beta: float | None, k: int = 100, 
         "diag/r_loss": sse / (n * d),
         "diag/kl_nats": kl,
         "diag/active_units": float(active_units(mu)),
-        "diag/elbo_nats": neg_elbo,
+        "diag/neg_elbo_nats": neg_elbo,  # -ELBO, positive, lower is better (was diag/elbo_nats)
         "diag/elbo_bpd": bits_per_dim(neg_elbo, d),
         "diag/nll_nats": nll,
         "diag/nll_bpd": bits_per_dim(nll, d),

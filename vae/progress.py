@@ -59,8 +59,9 @@ def say(line: str) -> None:
         from tqdm import tqdm
 
         tqdm.write(line, file=sys.stderr)
-    else:
-        print(line, file=sys.stderr, flush=True)
+    else:  # one write: the tickers of nested phases may print at the same moment
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 class _Silent:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,13 +31,14 @@ from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import sample_betas
 from vae.config import AUTO_COMPILE_STEPS, TrainConfig
-from vae.data import Data, load_dataset, validation_split
-from vae.errors import ConfigError, TrainingDiverged
+from vae.data import Data, load_dataset, validation_size, validation_split
+from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
 from vae.paths import check_folder
-from vae.progress import EpochBar, label, phase
+from vae.progress import EpochBar, label, phase, say
+from vae.redact import redact
 
 Callback = Callable[[int, dict, VAE], None]
 
@@ -76,13 +76,40 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
     return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
 
 
-def applied(cfg: TrainConfig, n_train: int) -> dict:
-    """The recorded settings as `train` applies them on this machine: the device picked, whether
-    it compiles, the CPU threads, and amp only where it has an effect (CUDA). What a tracker logs."""
+def applied(cfg: TrainConfig, data: Data) -> dict:
+    """The recorded settings as `train` applies them on this machine to `data`: what a tracker
+    logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
+    (CUDA); only the settings that apply to this run (betas, beta_range and film_hidden only for a
+    beta-conditional one, which has no beta of its own; iw_images only with iw_samples > 0), and
+    the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
+    the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
+    validation_size), beta_range the training range."""
+    from vae.fid import sample_count
+
     device = pick_device(cfg.device)
-    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-    return {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
-            "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+    steps = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs
+    out = {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
+           "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
+    if cfg.conditional:
+        out["beta_range"] = list(cfg.training_range)
+        del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
+    else:
+        for name in ("betas", "beta_range", "film_hidden"):
+            del out[name]
+    if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
+        try:
+            out["val_size"] = validation_size(len(data.train), None)
+        except ConfigError:
+            pass
+    out["fid_samples"] = sample_count(cfg.fid_samples, data.shape)
+    out["eval_images"] = min(cfg.eval_images, len(data.test))  # vae.data.evaluation_subset takes no more
+    if cfg.iw_samples > 0:
+        out["iw_images"] = min(cfg.iw_images, out["eval_images"])  # a prefix of the evaluation subset
+    else:
+        del out["iw_images"]
+    if cfg.iw_samples == 0 and out["fid_samples"] == 0:
+        del out["eval_images"]  # nothing reads the evaluation subset
+    return out
 
 
 def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None) -> list[dict]:
@@ -101,13 +128,15 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
     history: list[dict] = []
     start = 1
+    measured = True  # a resumed run whose last epoch was saved before its end-of-training measurements: False
     # data lives on the device; batches are slices of a shuffled index
     x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
     n = len(x_train)
     sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
     if cfg.progress:
-        print(f"data: {n:,} train / {len(x_val):,} validation / {len(x_test):,} test images "
-              f"(diagnostics: {min(cfg.eval_images, len(x_test)):,} of test)", file=sys.stderr)
+        # say(): above the bars (a sweep's trial bar is drawn already; a plain print would overwrite it)
+        say(f"data: {n:,} train / {len(x_val):,} validation / {len(x_test):,} test images "
+            f"(diagnostics: {min(cfg.eval_images, len(x_test)):,} of test)")
     steps = math.ceil(n / cfg.batch_size)
     # compile or not is decided once per run (compiled and eager draw different noise) and
     # stored in the checkpoint's config: a resumed run keeps the decision of its start
@@ -118,11 +147,13 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         history, start = blob["history"], blob["epoch"] + 1
+        measured = blob.get("measured", True)  # older checkpoints were written after the measurements
         compile_run = blob["config"].get("compile", compile_run) if cfg.compile is None else cfg.compile
     step_model = _compiled(model, cfg, x_train[:cfg.batch_size], compile_run, device) if start <= cfg.epochs else model
     # as used, in checkpoints and metrics.json
     cfg = dataclasses.replace(cfg, compile=step_model is not model if start <= cfg.epochs else compile_run)
     beta_range = cfg.training_range if cfg.conditional else None  # not per batch
+    failure = None  # of the end-of-training measurements
     for epoch in range(start, cfg.epochs + 1):
         # per-epoch seeds: a resumed run draws the same shuffles and noise as an unbroken one
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -165,18 +196,46 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
                    **({} if cfg.conditional else {"train/beta": beta}),
                    "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
-        if epoch == cfg.epochs:
-            metrics.update(final(model, data, cfg, out, x_val))
         bar.end(train_terms, {t: evaluated[f"val/{t}"] for t in TERMS}, seconds)
         history.append(metrics)
-        save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg)
+        # the trained model is on disk before the end-of-training measurements, which take minutes
+        # (FID) and must never lose it; `measured` tells a resumed run whether they still have to run
+        save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg,
+                        measured=epoch < cfg.epochs)
+        measured = epoch < cfg.epochs
+        if not measured:
+            failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
         if callback is not None:
             callback(epoch, metrics, model)
+    if start > cfg.epochs and not measured and history:  # resumed after its measurements failed or were stopped
+        failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
+        if callback is not None and failure is None:
+            callback(history[-1]["epoch"], history[-1], model)
 
     grids(model, data.test, out, cfg)
     summary = {"config": cfg.record(), "final": history[-1] if history else {}, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    if failure is not None:
+        raise MeasurementFailed(out, history, failure)
     return history
+
+
+def _measure_final(model: VAE, optimizer, data: Data, cfg: TrainConfig, out: Path, history: list[dict],
+                   x_val: torch.Tensor | None = None):
+    """The end-of-training measurements (vae/measure.py final) into the last epoch's metrics, then
+    its checkpoint again, marked measured. An error there (a bug, out of memory) is returned, not
+    raised: the trained model stays on disk, and `train` reports it once metrics.json is written
+    (its traceback in traceback.txt of the run folder)."""
+    import traceback
+
+    try:
+        history[-1].update(final(model, data, cfg, out, x_val))
+    except Exception as e:
+        atomic_write_text(out / "traceback.txt", redact(traceback.format_exc()))
+        return e
+    (out / "traceback.txt").unlink(missing_ok=True)  # of an earlier attempt
+    save_checkpoint(out, model=model, optimizer=optimizer, epoch=history[-1]["epoch"], history=history, config=cfg)
+    return None
 
 
 def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):
@@ -201,7 +260,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
         if cfg.compile:
             raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                               "run without it") from None
-        print(f"note: torch.compile unavailable ({type(e).__name__}); training without it", file=sys.stderr)
+        say(f"note: torch.compile unavailable ({type(e).__name__}); training without it")
         return model
     finally:
         model.zero_grad(set_to_none=True)
