@@ -4,17 +4,13 @@
     vae export --study quick --trial 3 chosen           # any complete trial
     vae export --study cond --trial 1 --beta 0.02 chosen   # a β-conditional trial at one beta
 
-`export` reads the Optuna study (its verdict, the trial's state and MLflow run id) and the trial's
-MLflow run, downloads the run's checkpoint.pt and config.json (a trial's run folder is gone once
-its files are uploaded) and writes OUT/ with them, export.json and README.md (vae/export.py says
-what each holds; `vae.load_model(OUT)` loads it). Nothing is written unless all of it succeeds:
-the folder is built under a temporary name beside OUT and renamed at the end. Both stores are
-opened read-only: a wrong --storage or --tracking-uri creates nothing.
-
-`log_chosen_model` logs the chosen model as an MLflow model and registers it under the study's
-name. What it logs is a wrapper, `images (N, C, H, W) float32 in [0, 1] -> reconstructions (same
-shape) from the posterior mean`: deterministic, as the torch.export (`pt2`) format that MLflow 3
-defaults to wants, and loadable with `mlflow.pytorch.load_model` without vae-balance installed.
+`export` reads the Optuna study (verdict, trial state, MLflow run id) and downloads the trial's
+checkpoint.pt and config.json from its MLflow run (its run folder is gone once they are uploaded)
+into OUT/, with export.json and README.md (vae/export.py: what each holds, `vae.load_model`).
+Nothing is written unless all succeeds: OUT is built under a temporary name and renamed at the
+end. Both stores are opened read-only. `log_chosen_model` logs the model as an MLflow model, a
+wrapper `images (N, C, H, W) in [0, 1] -> reconstructions from the posterior mean` (deterministic,
+as MLflow 3's default torch.export format needs), and registers it under the study's name.
 """
 
 from __future__ import annotations
@@ -88,7 +84,7 @@ def choose(study, trial: int | None) -> tuple:
 
 
 def _verdict_trial(verdict) -> int | None:
-    try:
+    try:  # the other developer's verdict: {"trial": 3, ...}; anything else names no trial
         return int(verdict["trial"])
     except (KeyError, TypeError, ValueError):
         return None
@@ -188,14 +184,10 @@ def _beta(cfg, beta: float | None, verdict: dict | None, number: int) -> float |
     return check_beta(cfg, float(beta), f"trial {number}")
 
 
-def _number(value) -> str:
-    return "not measured in the sweep" if value is None else f"{value:.4g}"
-
-
 def readme(info: dict, model, out: str) -> str:
     """What the model is, its test numbers and how to use it, for the exported folder."""
-    cfg = model.config
-    c, h, w = model.shape
+    cfg, (c, h, w) = model.config, model.shape
+    number = lambda v: "not measured in the sweep" if v is None else f"{v:.4g}"  # noqa: E731
     if info["conditional"]:
         low, high = model.model.beta_range
         balance = (f"β = {info['beta']:g}, one point of a β-conditional model (YOTO) trained on β ∈ "
@@ -217,8 +209,8 @@ run `{info['run_name']}` ({info['run_id']}); {why}.
 | balance | {balance} |
 | dataset | {info['dataset']} ({c}×{h}×{w}), limit {cfg.limit}, seed {cfg.seed} |
 | epochs | {info['epochs']} (batch {cfg.batch_size}, width {cfg.width}) |
-| test R-loss | {_number(info['test/r_loss'])} (per image: squared error per pixel) |
-| test KLD-loss | {_number(info['test/kld_loss'])} (per image: KL nats per latent dimension) |
+| test R-loss | {number(info['test/r_loss'])} (per image: squared error per pixel) |
+| test KLD-loss | {number(info['test/kld_loss'])} (per image: KL nats per latent dimension) |
 
 Use it (with vae-balance installed; x: a float tensor (N, {c}, {h}, {w}) in [0, 1]):
 
@@ -235,8 +227,8 @@ Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loa
 
 
 def _reconstruction(model):
-    """The module MLflow logs: images in [0, 1] -> reconstructions from the posterior mean. No
-    sampling, so the same images give the same output (what torch.export traces must be deterministic)."""
+    """What MLflow logs: images in [0, 1] -> reconstructions from the posterior mean (no sampling:
+    what torch.export traces must be deterministic)."""
     import torch
 
     class Reconstruction(torch.nn.Module):
@@ -274,6 +266,7 @@ def _log_chosen_model(tracker, study: str, verdict: dict, run_id: str) -> str:
 
     import mlflow
     import torch
+    from mlflow.entities import LoggedModelStatus
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
@@ -302,15 +295,18 @@ def _log_chosen_model(tracker, study: str, verdict: dict, run_id: str) -> str:
     with torch.no_grad():
         signature = infer_signature(example.numpy(), wrapper(example).numpy())
     run = client.get_run(row)
-    # a LoggedModel's name may not hold '.' (z4-b0.01-t2 -> z4-b0_01-t2)
+    # ours, not log_model's: it would put the model in the Default experiment. No '.' in its name allowed
     logged = client.create_logged_model(run.info.experiment_id, name=run.info.run_name.replace(".", "_"),
-                                        source_run_id=row,
-                                        params=run.data.params, tags=tags, model_type="vae")
+                                        source_run_id=row, params=run.data.params, tags=tags, model_type="vae")
     # log_model writes, and a version's models:/ source is resolved, where the global URI points
     with _use_tracking_uri(tracker.uri):
-        mlflow.pytorch.log_model(wrapper, model_id=logged.model_id, run_id=row, signature=signature,
-                                 input_example=example.numpy(), serialization_format="pt2",
-                                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        try:  # run_id: the model is that run's output; pip_requirements given: no inference subprocess
+            mlflow.pytorch.log_model(wrapper, model_id=logged.model_id, run_id=row, signature=signature,
+                                     input_example=example.numpy(), serialization_format="pt2",
+                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        except Exception:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)  # not left PENDING
+            raise
         try:
             client.create_registered_model(study, description=f"The chosen model of the vae-balance study {study}.")
         except MlflowException as e:
