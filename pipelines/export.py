@@ -188,6 +188,11 @@ def readme(info: dict, model, out: str) -> str:
     """What the model is, its test numbers and how to use it, for the exported folder."""
     cfg, (c, h, w) = model.config, model.shape
     number = lambda v: "not measured in the sweep" if v is None else f"{v:.4g}"  # noqa: E731
+    lines = [("import vae", ""), (f"model = vae.load_model({out!r})", "eval mode; model.config: its settings"),
+             ("recon = model.decode(model.encode(x)[0])", "reconstructions from the posterior mean"),
+             ("samples = model.sample(16)", "16 images from the prior")]
+    width = max(len(code) for code, _ in lines) + 2
+    code = "\n".join(f"{c:<{width}}# {note}" if note else c for c, note in lines)
     if info["conditional"]:
         low, high = model.model.beta_range
         balance = (f"β = {info['beta']:g}, one point of a β-conditional model (YOTO) trained on β ∈ "
@@ -207,7 +212,7 @@ run `{info['run_name']}` ({info['run_id']}); {why}.
 |---|---|
 | z-dim | {info['z_dim']} |
 | balance | {balance} |
-| dataset | {info['dataset']} ({c}×{h}×{w}), limit {cfg.limit}, seed {cfg.seed} |
+| dataset | {info['dataset']} ({c}×{h}×{w}), {'all images' if cfg.limit is None else f'limit {cfg.limit}'}, seed {cfg.seed} |
 | epochs | {info['epochs']} (batch {cfg.batch_size}, width {cfg.width}) |
 | test R-loss | {number(info['test/r_loss'])} (per image: squared error per pixel) |
 | test KLD-loss | {number(info['test/kld_loss'])} (per image: KL nats per latent dimension) |
@@ -215,10 +220,7 @@ run `{info['run_name']}` ({info['run_id']}); {why}.
 Use it (with vae-balance installed; x: a float tensor (N, {c}, {h}, {w}) in [0, 1]):
 
 ```python
-import vae
-model = vae.load_model({out!r})             # eval mode; model.config: its settings
-recon = model.decode(model.encode(x)[0])   # reconstructions from the posterior mean
-samples = model.sample(16)                  # 16 images from the prior
+{code}
 ```
 
 Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loads with
