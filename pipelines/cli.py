@@ -4,6 +4,7 @@
     vae evaluate runs/digits-z16-b0.05
     vae sweep sweeps/quick.yaml
     vae report --study quick
+    vae export --study quick chosen
     vae status --study quick
     vae ui
 
@@ -30,6 +31,7 @@ EXAMPLES = {
     "sweep": "vae sweep sweeps/quick.yaml --set epochs=10",
     "status": "vae status --study quick    (without --study: every study)",
     "report": "vae report --study quick --out reports/quick",
+    "export": "vae export --study quick chosen    (or --trial 3; a conditional trial: --beta 0.01)",
     "ui": "vae ui --study quick",
 }
 
@@ -428,6 +430,28 @@ def report(study, out, fmt, other, tracking_uri, storage):
     publish(v, tracker, storage, experiment_id)  # the same verdict on the parent run and the Optuna study
     click.echo(f"wrote {files['html']} (and report.md, table.csv, verdict.json, figures); logged to the study's "
                "parent run, with the verdict")
+
+
+@cli.command()
+@click.argument("out", metavar="OUT", type=click.Path())
+@click.option("--study", required=True, help="Study name (the spec's `study`).")
+@click.option("--trial", type=int, default=None,
+              help="This trial (its number) [default: the study's verdict, set by `vae report`].")
+@click.option("--beta", type=float, default=None,
+              help="A β-conditional trial: the beta to export it at (inside its range) [default: the verdict's].")
+@click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
+@click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
+def export(out, study, trial, beta, storage, tracking_uri):
+    """Write the chosen model to the folder OUT: checkpoint, config and a README; `vae.load_model(OUT)` loads it."""
+    from pipelines.export import export as write_export
+
+    info = write_export(study, out, trial=trial, beta=beta, storage=storage, tracking_uri=tracking_uri)
+    balance = (f"β-conditional at β {info['beta']:g}" if info["conditional"] else
+               "σ-VAE" if info["beta"] is None else f"β {info['beta']:g}")
+    numbers = ("; test R-loss {:.4g}, KLD-loss {:.4g}".format(info["test/r_loss"], info["test/kld_loss"])
+               if info["test/r_loss"] is not None else "")
+    click.echo(f"wrote {out}: study {study}, trial {info['trial']} (z-dim {info['z_dim']}, {balance}, run "
+               f"{info['run_name']}){numbers}; load it with vae.load_model({str(out)!r})")
 
 
 def main():

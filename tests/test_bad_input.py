@@ -106,6 +106,9 @@ CASES = [
     Case("train --out unwritable", [*TRAIN, "--out", f"{UNWRITABLE}/run"], f"--out {UNWRITABLE}/run: cannot write"),
     Case("report --out is a file", ["report", "--study", "bad", "--out", "afile"], "--out afile is a file", write("afile")),
     Case("report --out unwritable", ["report", "--study", "bad", "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write"),
+    Case("export OUT is a file", ["export", "--study", "bad", "afile"], "OUT afile is a file", write("afile")),
+    Case("export OUT is a folder with files", ["export", "--study", "bad", "full"], "OUT full is a folder that is not empty",
+         write("full/mine.txt", "keep")),
     # --- checkpoints ----------------------------------------------------------------------
     Case("resume with another --z-dim", [*TRAIN, "--out", "run", "--resume", "--z-dim", "3"],
          "cannot resume run: its checkpoint has z_dim 2, --z-dim asks for 3", checkpoint()),
@@ -131,6 +134,7 @@ CASES = [
     Case("study name .", [*SWEEP, "--set", "study=."], "spec.yaml: study name '.' must be"),
     Case("report --study ..", ["report", "--study", ".."], "study name '..' must be"),
     Case("status --study ..", ["status", "--study", ".."], "study name '..' must be"),
+    Case("export --study ..", ["export", "--study", "..", "out"], "study name '..' must be"),
     Case("device not on this machine", [*SWEEP, "--set", "device=cuda:99"], "device 'cuda:99' is not usable here"),
     Case("ui --port -5", ["ui", "--port", "-5"], "Invalid value for '--port'", usage=True),
     # --- stores: unusable, unreachable, corrupt, absent -----------------------------------
@@ -148,6 +152,7 @@ CASES = [
          write("mlruns/optuna.db", os.urandom(4096))),
     Case("report, no store here", ["report", "--study", "nope"], "no tracking store at sqlite:///mlruns/mlflow.db"),
     Case("status, no store here", ["status", "--study", "nope"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
+    Case("export, no store here", ["export", "--study", "nope", "out"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
     # --- passwords ------------------------------------------------------------------------
     Case("password in an http tracking URI", [*SWEEP, "--tracking-uri", "http://alice:" + SECRET + "@127.0.0.1:{closed}"],
          "cannot use tracking store http://alice:***@127.0.0.1"),
@@ -156,6 +161,8 @@ CASES = [
     Case("password as a query parameter", [*SWEEP, "--storage", "postgresql://127.0.0.1:{closed}/o?user=vae&password=" + SECRET],
          "cannot use Optuna storage postgresql://127.0.0.1:{closed}/o?user=vae&password=***"),
     Case("password in status's storage", ["status", "--study", "nope", "--storage", PG], "cannot use Optuna storage postgresql://vae:***@"),
+    Case("password in export's storage", ["export", "--study", "nope", "out", "--storage", PG],
+         "cannot use Optuna storage postgresql://vae:***@"),
 ]
 
 

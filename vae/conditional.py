@@ -81,14 +81,15 @@ class ConditionalVAE(VAE):
         return h
 
     def encode(self, x: torch.Tensor, beta=None) -> tuple[torch.Tensor, torch.Tensor]:
+        # x.shape[0], not len(x): under torch.export (the MLflow model) the batch size stays symbolic
         x = self._pad(x)
-        h = self._modulated(self.encoder, x, self.film_encoder(self.condition(beta, len(x))))
+        h = self._modulated(self.encoder, x, self.film_encoder(self.condition(beta, x.shape[0])))
         mu, logvar = self.to_posterior(h).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, beta=None) -> torch.Tensor:
         h = self.from_latent(z).view(-1, *self.feature)
-        out = self._modulated(self.decoder, h, self.film_decoder(self.condition(beta, len(z))))
+        out = self._modulated(self.decoder, h, self.film_decoder(self.condition(beta, z.shape[0])))
         return self._crop(out)
 
     def forward(self, x: torch.Tensor, beta=None):
