@@ -406,6 +406,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
         return
     from rich.console import Console
 
+    publish(v, tracker, storage, experiment_id)  # the model registered; the verdict on the parent run and in Optuna
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
     for line in lines(v):  # the answer first
         console.print(redact(line), markup=False, highlight=False)
@@ -427,7 +428,6 @@ def report(study, out, fmt, other, tracking_uri, storage):
         for line in summary(comparison):
             console.print(line, markup=False)
     files = write_report(rep, tracker, experiment_id, out, other_rep, comparison, v)
-    publish(v, tracker, storage, experiment_id)  # the same verdict on the parent run and the Optuna study
     click.echo(f"wrote {files['html']} (and report.md, table.csv, verdict.json, figures); logged to the study's "
                "parent run, with the verdict")
 

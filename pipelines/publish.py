@@ -5,8 +5,9 @@ study. One computation, written to every store, so that MLflow, Optuna and the r
     publish(v, tracker, storage)                        # parent run: best.* tags, description,
                                                         # verdict.json; Optuna: user attr `verdict`
 
-MLflow: the parent run's tags `best.z_dim`, `best.beta` ("none" for a σ-VAE), `best.loss`,
-`best.trial`, `best.run`, `best.run_id`, `best.rule`; its description (the verdict's sentences)
+MLflow: the chosen model registered under the study's name (`models:/<study>/<version>`); the
+parent run's tags `best.z_dim`, `best.beta` ("none" for a σ-VAE), `best.loss`, `best.trial`,
+`best.run`, `best.run_id`, `best.model`, `best.rule`; its description (the verdict's sentences)
 and `verdict.json`; the chosen run is tagged `vae.verdict` = chosen. Optuna: the study's user
 attribute `verdict`, the same JSON.
 """
@@ -57,18 +58,23 @@ def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
 
 
 def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id: str | None = None) -> None:
-    """The verdict on the parent run and as the Optuna study's user attribute `verdict`."""
+    """The chosen model in MLflow's Model Registry (pipelines/export.py; its URI added to `v` as
+    `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`."""
     from mlflow.entities import RunTag
+
+    from pipelines.export import log_chosen_model
 
     client = tracker.client
     if experiment_id is None:
         experiment_id = client.get_experiment_by_name(v["study"]).experiment_id
+    if v.get("run_id"):
+        v["model"] = log_chosen_model(tracker, v["study"], v, v["run_id"])  # None after a one-line warning
     parents = client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
     if parents:
         parent = parents[0].info.run_id
         tags = {"best.z_dim": v["z_dim"], "best.beta": "none" if v["beta"] is None else f"{v['beta']:g}",
                 "best.loss": v["loss"], "best.trial": v["trial"], "best.run": v.get("run"),
-                "best.run_id": v.get("run_id"), "best.rule": v["rule"][:5000],
+                "best.run_id": v.get("run_id"), "best.model": v.get("model"), "best.rule": v["rule"][:5000],
                 "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
                     f"- {line.strip()}" for line in lines(v)) + "\n"}
         client.log_batch(parent, tags=[RunTag(k, str(val)) for k, val in tags.items() if val is not None])

@@ -286,7 +286,8 @@ def lines(v: dict) -> list[str]:
     """The verdict as sentences: the answer first, then why, then how sure."""
     if v.get("trial") is None:
         return [f"verdict: {v['rule']}"]
-    out = [f"verdict: {v['label']} (trial {v['trial']}, run {v['run']})",
+    out = [f"verdict: {v['label']} (trial {v['trial']}, run {v['run']})"
+           + (f"; model {v['model']}" if v.get("model") else ""),
            f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  {v['z_dim_answer']}",
            f"  generation: {v['generation']}"]
     if v.get("runner_up"):
