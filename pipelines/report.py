@@ -182,7 +182,7 @@ def sources(report: Report) -> list[str]:
               "FID (samples), FID (recon), precision, recall: not measured in this study (`fid_samples` 0, the "
               "default below 28 px, or the `[fid]` extra missing)."),
              f"Validation split ({size('data/val_images')} images carved from the training split, which keeps "
-             f"{size('data/train_images')} to train on): the sweep's objective and pruning; not in this table."]
+             f"{size('data/train_images')} to train on): the sweep's objective, pruning and the verdict; not in this table."]
     return lines
 
 

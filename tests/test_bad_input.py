@@ -231,7 +231,7 @@ def test_threads_reach_every_worker(tmp_path, monkeypatch):
 
     def fake_workers(spec, argv, workers, *args, **kwargs):
         seen["threads"] = spec.train.threads
-        return 0, "done"
+        return 0, "done", None
     monkeypatch.setattr(pipelines.sweep, "run_workers", fake_workers)
     (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--workers", "2", "--threads", "3"])

@@ -27,6 +27,7 @@ def test_runs_url_opens_the_machine_learning_view(tmp_path):
     assert view["searchFilter"].startswith("tags.`vae.role` = 'trial'") and "!= 'KILLED'" in view["searchFilter"] and "params.`z_dim`" in view["selectedColumns"]
     # z_dim and beta first: the column order is part of the view (else MLflow puts metrics before params)
     assert view["columnOrder"][:2] == ["params.`z_dim`", "params.`beta`"] == view["selectedColumns"][:2]
+    assert view["orderByKey"] == "tags.`vae.verdict`" and "tags.`vae.verdict`" in view["columnOrder"]  # chosen first
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     with pytest.raises(TrackingError, match="no experiment named 'nope'"):
         runs_url(tracker, "nope")

@@ -197,3 +197,22 @@ def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     assert v["kind"] == "likelihood" and v["optuna_best"]["metric"] == "val/loss"  # the new rule decides
     out = result.stdout.strip().splitlines()
     assert out[-len(lines(v)):] == lines(v)  # the last lines of `vae sweep`: the verdict
+
+def test_heatmaps_show_measured_columns_and_outline_the_verdict():
+    from pipelines.heatmaps import heatmaps
+
+    rows = [(z, b, 0, m(elbo=6.0 + z / 100 + b, fid=100 + z)) for z in (2, 8) for b in (0.1, 0.01)]
+    rep = build("s", runs(rows + [(8, None, 0, m(elbo=5.0, fid=90))]))
+    v = decide(rep)
+    fig = heatmaps(rep.table, rep.std, row_index(rep.table, v))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 4 and titles[-1] == "FID of prior samples"  # FID measured: its panel
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.01", "σ-VAE"]
+    (outline,) = [p for p in ax.patches if p.get_edgecolor()[:3] != (0, 0, 0) and not p.get_fill()]
+    assert outline.get_xy() == (2 - 0.5, 1 - 0.5)  # the σ-VAE cell of z-dim 8: the verdict's
+    assert (v["z_dim"], v["loss"]) == (8, "sigma-vae")
+    no_fid = build("s", runs([(z, b, 0, m(elbo=6.0 + b)) for z in (2, 8) for b in (0.1, 0.01)]))
+    assert len(heatmaps(no_fid.table, no_fid.std).axes) == 3  # not measured: left out, not blank
+    cloud = build("s", runs([(4, 0.001 * 1.5 ** i, 0, m()) for i in range(13)]))  # a sampler's betas
+    assert heatmaps(cloud.table, cloud.std) is None
