@@ -43,8 +43,11 @@ def optuna_best(study: str, storage: str | None) -> dict | None:
         import optuna
 
         _, store = _existing_storage(storage)
-        s = optuna.load_study(study_name=study, storage=store)
-        best = s.best_trial
+        try:
+            s = optuna.load_study(study_name=study, storage=store)
+            best = s.best_trial
+        finally:
+            store.engine.dispose()  # a sweep's workers share the server's connections
     except Exception:  # no complete trial, or a store we cannot read: the verdict stands without it
         return None
     return {"trial": best.number, "metric": (s.metric_names or ["objective"])[0], "value": float(best.value)}
@@ -78,6 +81,8 @@ def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id
                 "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
                     f"- {line.strip()}" for line in lines(v)) + "\n"}
         client.log_batch(parent, tags=[RunTag(k, str(val)) for k, val in tags.items() if val is not None])
+        for stale in {k for k, val in tags.items() if val is None} & set(parents[0].data.tags):
+            client.delete_tag(parent, stale)  # an earlier verdict's, when this one names no model
         client.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")
     for run in client.search_runs([experiment_id], f"tags.`{CHOSEN_TAG}` = 'chosen'", max_results=100):
         if run.info.run_id != v.get("run_id"):
@@ -95,4 +100,7 @@ def _to_optuna(v: dict, storage: str | None) -> None:
     import optuna
 
     _, store = _existing_storage(storage)
-    optuna.load_study(study_name=v["study"], storage=store).set_user_attr("verdict", json.loads(json.dumps(v)))
+    try:
+        optuna.load_study(study_name=v["study"], storage=store).set_user_attr("verdict", json.loads(json.dumps(v)))
+    finally:
+        store.engine.dispose()

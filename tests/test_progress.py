@@ -68,7 +68,7 @@ def test_sweep_to_a_file_writes_one_line_per_epoch_and_trial(tmp_path, workers):
     assert b"\r" not in out
     text = out.decode()
     for beta in ("0.1", "0.01"):
-        assert text.count(f"({'z=2 β=' + beta} seed 0) COMPLETE val/loss ") == 1, text
+        assert text.count(f"({'z=2 β=' + beta} seed 0) COMPLETE val/elbo_bpd ") == 1, text
         if workers == 1:  # several workers run with --no-progress: the trial lines come from the parent
             assert text.count(f"z=2 β={beta} seed 0 epoch 2/2: ") == 1, text
     assert "2/2 trials done" in text and "sweep ETA" in text

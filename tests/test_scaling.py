@@ -60,10 +60,11 @@ def test_workers_survive_a_sigkill(servers):
     # kill worker a in the middle of one of its trials
     deadline = time.monotonic() + 180
     victim = None
+    store = optuna.storages.RDBStorage(storage)  # one pool: a storage per poll leaks connections
     while victim is None:
         assert time.monotonic() < deadline, "worker a never ran a trial"
         try:
-            trials = optuna.load_study(study_name="scale", storage=storage).get_trials()
+            trials = optuna.load_study(study_name="scale", storage=store).get_trials()
         except KeyError:
             trials = []
         # in its first half: a trial seen near its last epoch may store its result before the kill lands

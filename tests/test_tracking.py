@@ -111,8 +111,10 @@ def test_parent_carries_the_spec_and_the_verdict(swept):
     study = optuna.load_study(study_name="s", storage=storage)
     v = study.user_attrs["verdict"]  # the sweep's verdict: the same on the parent run
     tags = parent.data.tags
-    assert (tags["best.trial"], tags["best.z_dim"], tags["best.loss"]) == (str(v["trial"]), str(v["z_dim"]), v["loss"])
-    assert tags["best.beta"] == ("none" if v["beta"] is None else f"{v['beta']:g}")
+    # 2 epochs on 115 images: both models collapse (AU 0), so the verdict names none and says so;
+    # tests/test_report.py checks the best.* tags of a verdict that names a model
+    assert v["trial"] is None and v["excluded"] == ["z-dim 2, beta 0.1", "z-dim 2, beta 0.01"]
+    assert "best.trial" not in tags and "no model can be recommended" in tags["mlflow.note.content"]
     (swept[0] / "parent").mkdir(exist_ok=True)
     verdict_json = json.loads(Path(client.download_artifacts(parent.info.run_id, "verdict.json",
                                                              str(swept[0] / "parent"))).read_text())
