@@ -377,6 +377,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
     from pipelines.publish import publish, study_verdict
     from pipelines.report import build, load_runs
     from pipelines.spec import check_study_name
+    from pipelines.stores import check_storage
     from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.tracking import Tracker
     from pipelines.verdict import lines, row_index
@@ -389,6 +390,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
     if fmt == "table":  # the only format that writes files: check where, before the table is printed
         out = check_folder(out, "--out")
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
+    check_storage(storage)  # an MLflow database given as --storage: refused before anything is written
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
     rep, v = study_verdict(study, tracker, storage, rep)

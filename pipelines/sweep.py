@@ -31,7 +31,7 @@ from pipelines.recovery import log_result, recover
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
 from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
 from pipelines.study import progress as study_progress
-from pipelines.tracking import Tracker
+from pipelines.tracking import Tracker, resolve_uri
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
 from pipelines.trial_bar import TrialBar
 from vae.errors import VAEError, first_line
@@ -286,7 +286,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    _check_inputs(spec, storage, data_cache)
+    _check_inputs(spec, storage, data_cache, tracking_uri)
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)
@@ -356,11 +356,13 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
-def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
     """Bad data, an unusable device or Optuna storage fail here, before any study, experiment, run
     or file exists (the tracking store, checked by Tracker, is created only after this)."""
+    from pipelines.stores import check_distinct
     from vae.train import pick_device
 
+    check_distinct(storage_url(storage), resolve_uri(tracking_uri), StorageError)
     first = spec.train
     _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
     pick_device(first.device)
@@ -375,7 +377,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     import subprocess
 
     quiet_optuna()
-    _check_inputs(spec, storage, {})  # and the workers find the data decoded in the cache
+    _check_inputs(spec, storage, {}, tracking_uri)  # and the workers find the data decoded in the cache
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)

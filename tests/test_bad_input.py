@@ -81,6 +81,23 @@ def offline(folder: Path, monkeypatch) -> None:
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", no_network)
 
 
+STORES: dict[str, Path] = {}  # "optuna.db" / "mlflow.db": real stores, made once (the `stores` fixture)
+
+
+def swapped(folder: Path, monkeypatch) -> None:
+    """mlruns/ holding a real Optuna storage and a real MLflow tracking store, as a sweep leaves them."""
+    import shutil
+
+    (folder / "mlruns").mkdir()
+    for name, path in STORES.items():
+        shutil.copyfile(path, folder / "mlruns" / name)
+
+
+MLFLOW_DB, OPTUNA_DB = "sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/optuna.db"
+AS_STORAGE = f"{MLFLOW_DB} is an MLflow tracking store, not an Optuna storage: pass it as --tracking-uri"
+AS_TRACKING = f"{OPTUNA_DB} is an Optuna storage, not an MLflow tracking store: pass it as --storage"
+
+
 @dataclass
 class Case:
     name: str
@@ -153,6 +170,20 @@ CASES = [
     Case("report, no store here", ["report", "--study", "nope"], "no tracking store at sqlite:///mlruns/mlflow.db"),
     Case("status, no store here", ["status", "--study", "nope"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
     Case("export, no store here", ["export", "--study", "nope", "out"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
+    # --- swapped stores: refused before either library opens them (the files stay byte-identical) --
+    Case("status --storage an MLflow store", ["status", "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("status --study, --storage an MLflow store", ["status", "--study", "bad", "--storage", MLFLOW_DB],
+         AS_STORAGE, swapped),
+    Case("sweep --storage an MLflow store", [*SWEEP, "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("sweep --tracking-uri an Optuna storage", [*SWEEP, "--tracking-uri", OPTUNA_DB], AS_TRACKING, swapped),
+    Case("sweep, one database for both", [*SWEEP, "--storage", "sqlite:///one.db", "--tracking-uri", "sqlite:///one.db"],
+         "--storage and --tracking-uri name the same database sqlite:///one.db"),
+    Case("report --tracking-uri an Optuna storage", ["report", "--study", "bad", "--tracking-uri", OPTUNA_DB],
+         AS_TRACKING, swapped),
+    Case("report --storage an MLflow store", ["report", "--study", "bad", "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("export --storage an MLflow store", ["export", "--study", "bad", "out", "--storage", MLFLOW_DB],
+         AS_STORAGE, swapped),
+    Case("ui --tracking-uri an Optuna storage", ["ui", "--tracking-uri", OPTUNA_DB], AS_TRACKING, swapped),
     # --- passwords ------------------------------------------------------------------------
     Case("password in an http tracking URI", [*SWEEP, "--tracking-uri", "http://alice:" + SECRET + "@127.0.0.1:{closed}"],
          "cannot use tracking store http://alice:***@127.0.0.1"),
@@ -176,6 +207,19 @@ def data_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A real Optuna storage (study `bad`) and a real MLflow tracking store, made once."""
+    import optuna
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("stores")
+    optuna.create_study(study_name="bad", storage=f"sqlite:///{path / 'optuna.db'}")
+    MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}").search_experiments(max_results=1)
+    STORES.update({"optuna.db": path / "optuna.db", "mlflow.db": path / "mlflow.db"})
+    return STORES
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,12 +230,16 @@ def fill(text: str, data_dir: Path, port: int) -> str:
     return text.replace("{data}", str(data_dir)).replace("{closed}", str(port))
 
 
-def files(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+def files(folder: Path) -> dict[str, str]:
+    """Every path under `folder` with its content's hash: a store written into (tables added) shows."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, data_dir, tmp_path, monkeypatch):
+def test_bad_input(case: Case, data_dir, stores, tmp_path, monkeypatch):
     if UNWRITABLE in " ".join(case.argv) and not sys.platform.startswith("linux"):
         pytest.skip("needs /proc")
     monkeypatch.chdir(tmp_path)
@@ -212,7 +260,7 @@ def test_bad_input(case: Case, data_dir, tmp_path, monkeypatch):
     lines = output.strip().splitlines()
     assert len(lines) == 1, output
     assert lines[0].startswith(f"error: {fill(case.message, data_dir, port)}"), output
-    assert files(tmp_path) == before  # nothing created, nothing half-written
+    assert files(tmp_path) == before  # nothing created, nothing half-written, no store written into
     assert not Path(UNWRITABLE).exists()
 
 
