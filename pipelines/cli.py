@@ -53,7 +53,10 @@ class Group(click.Group):
     def main(self, *args, **kwargs):
         """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
         instead of the usage text above an "Error:" line."""
+        from pipelines.signals import watch_sigterm
+
         kwargs.pop("standalone_mode", None)
+        watch_sigterm()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
@@ -76,15 +79,24 @@ class Group(click.Group):
             click.echo("error: " + " ".join(redact(message).split()), err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+            _interrupted(ctx)
         except Exception:
             from pipelines.trial import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
-                click.echo("interrupted", err=True)
-                ctx.exit(130)
+                _interrupted(ctx)
             raise
+
+
+def _interrupted(ctx) -> None:
+    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/signals.py): "terminated (SIGTERM)", 143."""
+    from pipelines.signals import EXIT_CODE, TERMINATED
+
+    if TERMINATED.is_set():
+        click.echo("terminated (SIGTERM)", err=True)
+        ctx.exit(EXIT_CODE)
+    click.echo("interrupted", err=True)
+    ctx.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -373,7 +385,7 @@ def _beta_cell(beta, loss) -> str:
               help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 def report(study, out, fmt, other, tracking_uri, storage):
     """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.page import to_markdown, write_report
+    from pipelines.page import check_report_folder, to_markdown, write_report
     from pipelines.publish import publish, study_verdict
     from pipelines.report import build, load_runs
     from pipelines.spec import check_study_name
@@ -388,7 +400,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
         other = check_study_name(other)
     out = (f"reports/{study}" + (f"-vs-{other}" if other else "")) if out is None else out
     if fmt == "table":  # the only format that writes files: check where, before the table is printed
-        out = check_folder(out, "--out")
+        out = check_report_folder(check_folder(out, "--out"))
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
     check_storage(storage)  # an MLflow database given as --storage: refused before anything is written
     experiment_id, runs = load_runs(study, tracker)

@@ -28,6 +28,8 @@ from pipelines.database import check_database
 from pipelines.faults import fault
 from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
+from pipelines.signals import EXIT_CODE as SIGTERM_EXIT
+from pipelines.signals import TERMINATED
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
 from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
 from pipelines.study import progress as study_progress
@@ -400,6 +402,9 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
             bar.refresh()
     except KeyboardInterrupt:
         interrupted = True
+        if TERMINATED.is_set():  # a SIGTERM reached this process only: pass it on
+            for p in procs:
+                p.poll() is None and p.terminate()
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
     finally:
@@ -407,7 +412,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     recover(study, store, spec, tracker, url)  # trials of children that died
     codes = [p.returncode for p in procs]
     p = study_progress(study, total)
-    interrupted = interrupted or 130 in codes
+    interrupted = interrupted or 130 in codes or SIGTERM_EXIT in codes
     code, line = verdict(spec.study, p, interrupted)
     if interrupted:
         tracker.finish_parent(parent, _counts(p), "KILLED")
