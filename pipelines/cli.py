@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
@@ -192,6 +193,8 @@ def train(**options):
     from vae.errors import MeasurementFailed
     from vae.train import train as run_training
 
+    if cfg.resume and not (Path(cfg.run_dir) / "checkpoint.pt").exists():  # README: said, not refused
+        click.echo(f"note: no checkpoint in {cfg.run_dir}: starting from epoch 1", err=True)
     try:
         history = run_training(cfg)
     except MeasurementFailed as e:  # not bad input (exit 2): the model trained and is saved, the line says where
@@ -261,15 +264,15 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     from pipelines.sweep import already_complete, check_objective, run_sweep, run_workers, verdict
     from pipelines.verdict import lines
 
-    spec = load_spec(spec_path, overrides)
-    if threads is not None:  # one rule (TrainConfig's), and every worker gets it
-        spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
     if n_trials is not None and n_trials < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n-trials")
     if workers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers")
-    if n_trials is not None:
-        spec = spec.model_copy(update={"n_trials": n_trials})
+    spec = load_spec(spec_path, overrides, n_trials)  # --n-trials counts before the spec is checked
+    if threads is not None:  # one rule (TrainConfig's), and every worker gets it
+        spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
+    if n_trials is not None and spec.sampler == "grid" and not child:
+        click.echo(f"note: a grid runs each of its {spec.total} points once; --n-trials {n_trials} is ignored", err=True)
     warning = check_objective(spec, storage)  # before anything is created
     if warning and not child:
         click.echo(warning, err=True)

@@ -24,16 +24,15 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.database import check_database
 from pipelines.faults import fault
 from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
 from pipelines.signals import EXIT_CODE as SIGTERM_EXIT
 from pipelines.signals import TERMINATED
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
-from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
+from pipelines.study import make_storage, open_study, quiet_optuna, storage_url
 from pipelines.study import progress as study_progress
-from pipelines.tracking import Tracker, resolve_uri
+from pipelines.tracking import Tracker
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
 from pipelines.trial_bar import TrialBar
 from vae.errors import VAEError, first_line
@@ -359,16 +358,11 @@ def _counts(p: dict) -> dict:
 
 
 def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
-    """Bad data, an unusable device or Optuna storage fail here, before any study, experiment, run
-    or file exists (the tracking store, checked by Tracker, is created only after this)."""
-    from pipelines.stores import check_distinct
-    from vae.train import pick_device
+    """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
+    (the decoded-data cache included) exists: pipelines/accept.py."""
+    from pipelines.accept import check_inputs
 
-    check_distinct(storage_url(storage), resolve_uri(tracking_uri), StorageError)
-    first = spec.train
-    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
-    pick_device(first.device)
-    check_database(storage_url(storage), "Optuna storage", StorageError)
+    check_inputs(spec, storage, tracking_uri, data_cache, _data)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,

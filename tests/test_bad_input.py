@@ -50,7 +50,7 @@ def write(path: str, data: bytes | str = b"") -> Callable:
     return setup
 
 
-def checkpoint(z_dim=2, width=4) -> Callable:
+def checkpoint(z_dim=2, width=4, dataset="digits") -> Callable:
     """A run folder `run/` with the checkpoint of an untrained digits model (no training needed)."""
     def setup(folder: Path, monkeypatch) -> None:
         import torch
@@ -62,13 +62,31 @@ def checkpoint(z_dim=2, width=4) -> Callable:
         model = VAE(1, 8, 8, z_dim=z_dim, base=width)
         (folder / "run").mkdir()
         save_checkpoint(folder / "run", model=model, optimizer=torch.optim.Adam(model.parameters()), epoch=1,
-                        history=[], config=TrainConfig(dataset="digits", z_dim=z_dim, width=width, epochs=1))
+                        history=[], config=TrainConfig(dataset=dataset, data_dir="cache", z_dim=z_dim, width=width,
+                                                        epochs=1))
     return setup
 
 
 def corrupt_first_image(folder: Path, monkeypatch) -> None:
     make_image_folder(folder / "images", n_per_class=2)
     (folder / "images" / "train" / "a" / "0.png").write_bytes(b"\x89PNG broken")  # the first, sorted
+
+
+def mixed_folder(folder: Path, monkeypatch) -> None:
+    """train/ holds 16x16 RGB images, test/ 8x8 grey ones."""
+    make_image_folder(folder / "images", n_per_class=2, size=(16, 16), splits=("train",))
+    make_image_folder(folder / "images", n_per_class=2, size=(8, 8), mode="L", splits=("test",))
+
+
+def changed_folder(folder: Path, monkeypatch) -> None:
+    """A run trained on 8x8 grey images of folder:images, which now holds 16x16 RGB ones."""
+    checkpoint(dataset="folder:images")(folder, monkeypatch)
+    make_image_folder(folder / "images", n_per_class=2, size=(16, 16))
+
+
+def runs_dir_is_a_file(folder: Path, monkeypatch) -> None:
+    (folder / "afile").write_text("")
+    monkeypatch.setenv("VAE_RUNS_DIR", "afile")
 
 
 def offline(folder: Path, monkeypatch) -> None:
@@ -117,6 +135,25 @@ CASES = [
     Case("--data-dir is a file, train", [*TRAIN, "--data-dir", "afile"], "--data-dir afile is a file", write("afile")),
     Case("data_dir is a file, sweep", [*SWEEP, "--set", "data_dir=afile"], "--data-dir afile is a file", write("afile")),
     Case("offline download", [*TRAIN, "--dataset", "mnist", "--data-dir", "downloads"], "could not download mnist", offline),
+    Case("train/ RGB 16x16, test/ grey 8x8, train", [*TRAIN, "--dataset", "folder:images"],
+         "image folder 'images': train/ holds 16×16 RGB images, test/ 8×8 grey", mixed_folder),
+    Case("train/ RGB 16x16, test/ grey 8x8, sweep", [*SWEEP, "--set", "dataset=folder:images"],
+         "image folder 'images': train/ holds 16×16 RGB images, test/ 8×8 grey", mixed_folder),
+    Case("evaluate after the folder changed format", ["evaluate", "run"],
+         "run was trained on images of shape (1, 8, 8) (channels, height, width); --dataset folder:images now holds "
+         "(3, 16, 16)", changed_folder),
+    # --- rejected before the data is decoded: no decoded-data cache left in a fresh data_dir ----------
+    Case("unreachable storage, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--storage", PG],
+         "cannot use Optuna storage postgresql://vae:***@"),
+    Case("unreachable tracking store, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--tracking-uri", PG],
+         "cannot use tracking store postgresql://vae:***@"),
+    Case("malformed tracking URI, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--tracking-uri", "foo://x"],
+         "cannot use tracking store foo://x"),
+    Case("unusable device, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--set", "device=cuda:99"],
+         "device 'cuda:99' is not usable here"),
+    Case("VAE_RUNS_DIR is a file", [*SWEEP], "VAE_RUNS_DIR afile is a file", runs_dir_is_a_file),
+    Case("300-character study name", [*SWEEP, "--set", "study=" + "s" * 300],
+         "spec.yaml: study name " + "s" * 20 + "... is 300 characters long; at most 120"),
     # --- run and report folders -----------------------------------------------------------
     Case("train --out is a file", [*TRAIN, "--out", "afile"], "--out afile is a file", write("afile")),
     Case("train --out below a file", [*TRAIN, "--out", "afile/run"], "--out afile/run lies below afile", write("afile")),
@@ -287,6 +324,36 @@ def test_threads_reach_every_worker(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--workers", "2", "--threads", "3"])
     assert result.exit_code == 0, result.output
     assert seen == {"threads": 3}
+
+
+def test_n_trials_counts_before_the_spec_is_checked_and_a_grid_says_it_ignores_it(tmp_path, monkeypatch):
+    """`--set sampler=tpe --n-trials 3` was refused ("needs n_trials"); a grid ignored --n-trials silently."""
+    import pipelines.sweep
+
+    seen = []
+
+    def fake_sweep(spec, *args, **kwargs):
+        seen.append((spec.sampler, spec.n_trials))
+        return pipelines.sweep.Summary(study=spec.study, already_complete=True, progress={"started": 0})
+    monkeypatch.setattr(pipelines.sweep, "run_sweep", fake_sweep)
+    monkeypatch.setattr(pipelines.sweep, "already_complete", lambda *a: "done")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
+    tpe = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--set", "sampler=tpe", "--set",
+                                   "search.beta={low: 0.001, high: 0.1}", "--n-trials", "3"])
+    assert tpe.exit_code == 0 and "note:" not in tpe.output, tpe.output
+    grid = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--n-trials", "100000000000000000000"])
+    assert grid.exit_code == 0, grid.output
+    assert grid.output.count("note: a grid runs each of its 1 points once; --n-trials 100000000000000000000 is "
+                             "ignored") == 1
+    assert seen == [("tpe", 3), ("grid", 100000000000000000000)]
+
+
+def test_resume_without_a_checkpoint_says_so(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [fill(a, data_dir, 0) for a in TRAIN] + ["--resume", "--out", "run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "note: no checkpoint in run: starting from epoch 1"
 
 
 @pytest.mark.parametrize("text, shown", [
