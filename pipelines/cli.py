@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import click
 
@@ -53,7 +54,10 @@ class Group(click.Group):
     def main(self, *args, **kwargs):
         """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
         instead of the usage text above an "Error:" line."""
+        from pipelines.signals import watch_sigterm
+
         kwargs.pop("standalone_mode", None)
+        watch_sigterm()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
@@ -76,15 +80,24 @@ class Group(click.Group):
             click.echo("error: " + " ".join(redact(message).split()), err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+            _interrupted(ctx)
         except Exception:
             from pipelines.trial import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
-                click.echo("interrupted", err=True)
-                ctx.exit(130)
+                _interrupted(ctx)
             raise
+
+
+def _interrupted(ctx) -> None:
+    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/signals.py): "terminated (SIGTERM)", 143."""
+    from pipelines.signals import EXIT_CODE, TERMINATED
+
+    if TERMINATED.is_set():
+        click.echo("terminated (SIGTERM)", err=True)
+        ctx.exit(EXIT_CODE)
+    click.echo("interrupted", err=True)
+    ctx.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -180,6 +193,8 @@ def train(**options):
     from vae.errors import MeasurementFailed
     from vae.train import train as run_training
 
+    if cfg.resume and not (Path(cfg.run_dir) / "checkpoint.pt").exists():  # README: said, not refused
+        click.echo(f"note: no checkpoint in {cfg.run_dir}: starting from epoch 1", err=True)
     try:
         history = run_training(cfg)
     except MeasurementFailed as e:  # not bad input (exit 2): the model trained and is saved, the line says where
@@ -249,15 +264,15 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     from pipelines.sweep import already_complete, check_objective, run_sweep, run_workers, verdict
     from pipelines.verdict import lines
 
-    spec = load_spec(spec_path, overrides)
-    if threads is not None:  # one rule (TrainConfig's), and every worker gets it
-        spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
     if n_trials is not None and n_trials < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n-trials")
     if workers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers")
-    if n_trials is not None:
-        spec = spec.model_copy(update={"n_trials": n_trials})
+    spec = load_spec(spec_path, overrides, n_trials)  # --n-trials counts before the spec is checked
+    if threads is not None:  # one rule (TrainConfig's), and every worker gets it
+        spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
+    if n_trials is not None and spec.sampler == "grid" and not child:
+        click.echo(f"note: a grid runs each of its {spec.total} points once; --n-trials {n_trials} is ignored", err=True)
     warning = check_objective(spec, storage)  # before anything is created
     if warning and not child:
         click.echo(warning, err=True)
@@ -373,10 +388,11 @@ def _beta_cell(beta, loss) -> str:
               help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 def report(study, out, fmt, other, tracking_uri, storage):
     """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.page import to_markdown, write_report
+    from pipelines.page import check_report_folder, to_markdown, write_report
     from pipelines.publish import publish, study_verdict
     from pipelines.report import build, load_runs
     from pipelines.spec import check_study_name
+    from pipelines.stores import check_storage
     from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.tracking import Tracker
     from pipelines.verdict import lines, row_index
@@ -387,8 +403,9 @@ def report(study, out, fmt, other, tracking_uri, storage):
         other = check_study_name(other)
     out = (f"reports/{study}" + (f"-vs-{other}" if other else "")) if out is None else out
     if fmt == "table":  # the only format that writes files: check where, before the table is printed
-        out = check_folder(out, "--out")
+        out = check_report_folder(check_folder(out, "--out"))
     tracker = Tracker(tracking_uri, create=False)  # reads a store, never creates one
+    check_storage(storage)  # an MLflow database given as --storage: refused before anything is written
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
     rep, v = study_verdict(study, tracker, storage, rep)

@@ -19,6 +19,7 @@ from vae.errors import first_line
 from vae.paths import check_folder
 from vae.redact import redact
 
+KINDS = {"Optuna storage": "optuna", "tracking store": "mlflow"}  # what -> the tables it must hold
 DATABASES = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 CONNECT_TIMEOUT_S = 5
 
@@ -78,7 +79,9 @@ def create_sqlite(url: str, init: Callable[[str], object]) -> None:
 
 def check_database(url: str, what: str, error: type[Exception], create: bool = True) -> None:
     """Raise `error` (one line, password hidden) unless `url` is a database we can use; with
-    create=False a SQLite file must exist already (read-only commands create nothing)."""
+    create=False a SQLite file must exist already (read-only commands create nothing). A store of
+    the other kind (an MLflow database given as the Optuna storage, or the reverse) is refused,
+    read only (pipelines/stores.py)."""
     from sqlalchemy.engine import make_url
 
     shown = redact(url)
@@ -92,6 +95,10 @@ def check_database(url: str, what: str, error: type[Exception], create: bool = T
         _check_sqlite(sqlite_path(url), what, shown, error, create)
     else:
         _check_server(parsed, connect_args(url), what, shown, error)
+    if what in KINDS:
+        from pipelines.stores import check_kind
+
+        check_kind(url, KINDS[what], error)
 
 
 def _check_sqlite(path: Path | None, what: str, shown: str, error, create: bool) -> None:

@@ -6,8 +6,8 @@ pipelines/heatmaps.py).
     files = write_report(report, tracker, experiment_id, out, verdict=v)
 
 The verdict comes first, on the page (its row highlighted in the key table and outlined in the
-heatmaps), in report.md and in verdict.json. Every file is written to a temporary name and renamed
-into place, so an interrupted report leaves the previous one whole.
+heatmaps), in report.md and in verdict.json. The folder is built beside the old one and swapped in
+as a whole, so an interrupted report (a kill, SIGTERM, Ctrl-C) leaves the previous one whole.
 
 The page shows the key table first, narrow enough for a laptop screen, and the other columns in a
 collapsed "More columns" section. Once loaded it sets `data-images="loaded/total"` on <body>, so a
@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import base64
 import html
+import shutil
 import tempfile
 from pathlib import Path
 
 from pipelines import plots, tables
 from pipelines.compare import summary as compare_summary
+from pipelines.faults import fault
 from pipelines.heatmaps import heatmaps
 from pipelines.report import Report, curve_points, fetch_artifacts, fetch_curves, meta, sources
 from pipelines.tracking import Tracker, TrackingError
 from pipelines.verdict import lines as verdict_lines
 from pipelines.verdict import row_index
-from vae.checkpoint import atomic_write_text
+from vae.atomic import atomic_write_text, replace_folder, staging_folder
 from vae.redact import redact
 
 PAGE = """<!doctype html>
@@ -189,10 +191,33 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
                  comparison=None, verdict: dict | None = None) -> dict[str, Path]:
     """Figures, report.md, table.csv, verdict.json and report.html in `out`; then a copy as artifacts
     of the study's parent run. With `other` (a compared study) and its `comparison`
-    (pipelines/compare.py): a comparison section, and the conditional curve with both studies' points."""
+    (pipelines/compare.py): a comparison section, and the conditional curve with both studies' points.
+    The folder is built beside `out` and swapped in as a whole (vae/atomic.py): a kill at any moment
+    leaves the previous report or the new one, never a new verdict.json beside an old page."""
+    out = Path(out)
+    new = staging_folder(out)
+    try:
+        files = _write_files(report, tracker, new, other, comparison, verdict)
+        fault("report-written")  # every file written, the old report not yet replaced (tests)
+        replace_folder(new, out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    files = {key: out / path.relative_to(new) for key, path in files.items()}
+    parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
+    if parents:
+        try:
+            tracker.client.log_artifacts(parents[0].info.run_id, str(out), "report")
+        except TrackingError:
+            raise
+        except Exception as e:  # the files on disk are the report; the upload is a copy
+            print(f"warning: report not logged to MLflow: {e}")
+    return files
+
+
+def _write_files(report: Report, tracker: Tracker, out: Path, other, comparison, verdict) -> dict[str, Path]:
     import json
 
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # the runs' own grids: only the labelled figures stay
         artifacts = fetch_artifacts(report, tracker, Path(tmp))
         if other is not None and not artifacts.rd_curves:  # the compared study's conditional curves
@@ -207,15 +232,27 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
              "html": ("report.html", to_html(report, files, meta(report), comparison, verdict))}
     if verdict:
         texts["verdict"] = ("verdict.json", json.dumps(verdict, indent=2) + "\n")
-    for key, (name, text) in texts.items():  # each whole or not at all: a kill keeps the previous file
+    for key, (name, text) in texts.items():
         atomic_write_text(out / name, redact(text))
         files[key] = out / name
-    parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    if parents:
-        try:
-            tracker.client.log_artifacts(parents[0].info.run_id, str(out), "report")
-        except TrackingError:
-            raise
-        except Exception as e:  # the files on disk are the report; the upload is a copy
-            print(f"warning: report not logged to MLflow: {e}")
     return files
+
+
+REPORT_FILES = ("report.html", "report.md", "table.csv", "verdict.json")
+
+
+def check_report_folder(out: Path) -> Path:
+    """A report replaces its folder as a whole: refuse one that holds files a report does not write
+    (e.g. --out . in a project), before anything is computed."""
+    from vae.errors import ConfigError
+
+    out = Path(out)
+    if not out.is_dir():
+        return out
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not (
+        p.name in REPORT_FILES or (p.is_file() and p.suffix == ".png") or (p.is_dir() and p.name == "grids")))
+    if foreign:
+        raise ConfigError(f"--out {out} holds files a report does not write ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); a report replaces its folder as a whole: "
+                          "pass an empty or new folder, or a previous report's")
+    return out

@@ -20,8 +20,12 @@ DPI = 110
 
 
 def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    from vae.atomic import atomic_write
+
+    try:  # whole or not at all
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format=Path(path).suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 

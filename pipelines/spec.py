@@ -144,7 +144,12 @@ def check_study_name(name: str) -> str:
     mlruns/artifacts and reports/, and `..` would write outside them."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise SpecError(f"study name {name!r} must be letters, digits, '_', '.' or '-' (and not '.' or '..')")
+    if len(name) > MAX_STUDY_NAME:  # it names files (the study lock: optuna.db.NAME.lock): 255 bytes at most
+        raise SpecError(f"study name {name[:20]}... is {len(name)} characters long; at most {MAX_STUDY_NAME}")
     return name
+
+
+MAX_STUDY_NAME = 120  # two of them name a comparison folder (NAME-vs-OTHER): under 255 bytes
 
 
 class Spec(Strict):
@@ -288,7 +293,9 @@ def _did_you_mean(loc: tuple, train_names: set[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
 
 
-def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Spec:
+def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_trials: int | None = None) -> Spec:
+    """The spec at `path` with `--set` overrides and `--n-trials` applied, then checked as a whole
+    (`--set sampler=tpe --n-trials 3` is valid though the file has no n_trials)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"sweep spec {str(path)!r} does not exist")
@@ -304,6 +311,8 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
         raise SpecError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
     for override in overrides:
         _set(values, override)
+    if n_trials is not None:
+        values["n_trials"] = n_trials
 
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in values:

@@ -27,6 +27,7 @@ from pipelines.database import (
 from pipelines.faults import fault
 from pipelines.locks import study_lock
 from pipelines.spec import Spec, SpecError
+from pipelines.stores import check_kind
 from pipelines.tracking import Tracker
 from pipelines.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
 from vae.collapse import collapsed
@@ -60,6 +61,7 @@ def make_storage(url: str | None, spec: Spec):
 
     quiet_optuna()
     url = storage_url(url)
+    check_kind(url, "optuna", StorageError)  # again: the tracking store may have been made since
     create_parent(url)
     if url.startswith("sqlite"):
         engine = {"connect_args": {"timeout": 60}}  # several local workers share the file

@@ -24,12 +24,13 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.database import check_database
 from pipelines.faults import fault
 from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
+from pipelines.signals import EXIT_CODE as SIGTERM_EXIT
+from pipelines.signals import TERMINATED
 from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
-from pipelines.study import StorageError, make_storage, open_study, quiet_optuna, storage_url
+from pipelines.study import make_storage, open_study, quiet_optuna, storage_url
 from pipelines.study import progress as study_progress
 from pipelines.tracking import Tracker
 from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
@@ -286,7 +287,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    _check_inputs(spec, storage, data_cache)
+    _check_inputs(spec, storage, data_cache, tracking_uri)
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)
@@ -356,15 +357,12 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
-def _check_inputs(spec: Spec, storage: str | None, data_cache: dict) -> None:
-    """Bad data, an unusable device or Optuna storage fail here, before any study, experiment, run
-    or file exists (the tracking store, checked by Tracker, is created only after this)."""
-    from vae.train import pick_device
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
+    """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
+    (the decoded-data cache included) exists: pipelines/accept.py."""
+    from pipelines.accept import check_inputs
 
-    first = spec.train
-    _data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
-    pick_device(first.device)
-    check_database(storage_url(storage), "Optuna storage", StorageError)
+    check_inputs(spec, storage, tracking_uri, data_cache, _data)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
@@ -375,7 +373,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     import subprocess
 
     quiet_optuna()
-    _check_inputs(spec, storage, {})  # and the workers find the data decoded in the cache
+    _check_inputs(spec, storage, {}, tracking_uri)  # and the workers find the data decoded in the cache
     tracker = Tracker(tracking_uri)
     tracker.check()
     url = storage_url(storage)
@@ -398,6 +396,9 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
             bar.refresh()
     except KeyboardInterrupt:
         interrupted = True
+        if TERMINATED.is_set():  # a SIGTERM reached this process only: pass it on
+            for p in procs:
+                p.poll() is None and p.terminate()
         for p in procs:  # the terminal sent SIGINT to all; wait for each to mark its trial failed
             p.wait()
     finally:
@@ -405,7 +406,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     recover(study, store, spec, tracker, url)  # trials of children that died
     codes = [p.returncode for p in procs]
     p = study_progress(study, total)
-    interrupted = interrupted or 130 in codes
+    interrupted = interrupted or 130 in codes or SIGTERM_EXIT in codes
     code, line = verdict(spec.study, p, interrupted)
     if interrupted:
         tracker.finish_parent(parent, _counts(p), "KILLED")

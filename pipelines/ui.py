@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pipelines.signals import TERMINATED, on_sigterm
 from pipelines.tracking import Tracker, TrackingError
 from vae.redact import redact
 
@@ -77,7 +78,7 @@ def serve(uri: str, host: str, port: int, on_ready) -> int:
     proc = subprocess.Popen(server_command(uri, host, port), stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(host, port):
@@ -90,6 +91,8 @@ def serve(uri: str, host: str, port: int, on_ready) -> int:
         on_ready()
         code = proc.wait()
     except KeyboardInterrupt:
+        if TERMINATED.is_set():
+            raise  # the server is stopped below; the CLI says "terminated (SIGTERM)"
         code = 0
     finally:
         if proc.poll() is None:
@@ -101,10 +104,6 @@ def serve(uri: str, host: str, port: int, on_ready) -> int:
                 proc.wait()
     Path(log.name).unlink(missing_ok=True)
     return code
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _answers(host: str, port: int) -> bool:

@@ -50,7 +50,7 @@ def write(path: str, data: bytes | str = b"") -> Callable:
     return setup
 
 
-def checkpoint(z_dim=2, width=4) -> Callable:
+def checkpoint(z_dim=2, width=4, dataset="digits") -> Callable:
     """A run folder `run/` with the checkpoint of an untrained digits model (no training needed)."""
     def setup(folder: Path, monkeypatch) -> None:
         import torch
@@ -62,13 +62,31 @@ def checkpoint(z_dim=2, width=4) -> Callable:
         model = VAE(1, 8, 8, z_dim=z_dim, base=width)
         (folder / "run").mkdir()
         save_checkpoint(folder / "run", model=model, optimizer=torch.optim.Adam(model.parameters()), epoch=1,
-                        history=[], config=TrainConfig(dataset="digits", z_dim=z_dim, width=width, epochs=1))
+                        history=[], config=TrainConfig(dataset=dataset, data_dir="cache", z_dim=z_dim, width=width,
+                                                        epochs=1))
     return setup
 
 
 def corrupt_first_image(folder: Path, monkeypatch) -> None:
     make_image_folder(folder / "images", n_per_class=2)
     (folder / "images" / "train" / "a" / "0.png").write_bytes(b"\x89PNG broken")  # the first, sorted
+
+
+def mixed_folder(folder: Path, monkeypatch) -> None:
+    """train/ holds 16x16 RGB images, test/ 8x8 grey ones."""
+    make_image_folder(folder / "images", n_per_class=2, size=(16, 16), splits=("train",))
+    make_image_folder(folder / "images", n_per_class=2, size=(8, 8), mode="L", splits=("test",))
+
+
+def changed_folder(folder: Path, monkeypatch) -> None:
+    """A run trained on 8x8 grey images of folder:images, which now holds 16x16 RGB ones."""
+    checkpoint(dataset="folder:images")(folder, monkeypatch)
+    make_image_folder(folder / "images", n_per_class=2, size=(16, 16))
+
+
+def runs_dir_is_a_file(folder: Path, monkeypatch) -> None:
+    (folder / "afile").write_text("")
+    monkeypatch.setenv("VAE_RUNS_DIR", "afile")
 
 
 def offline(folder: Path, monkeypatch) -> None:
@@ -79,6 +97,23 @@ def offline(folder: Path, monkeypatch) -> None:
     def no_network(*args, **kwargs):
         raise URLError("no network (test)")
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", no_network)
+
+
+STORES: dict[str, Path] = {}  # "optuna.db" / "mlflow.db": real stores, made once (the `stores` fixture)
+
+
+def swapped(folder: Path, monkeypatch) -> None:
+    """mlruns/ holding a real Optuna storage and a real MLflow tracking store, as a sweep leaves them."""
+    import shutil
+
+    (folder / "mlruns").mkdir()
+    for name, path in STORES.items():
+        shutil.copyfile(path, folder / "mlruns" / name)
+
+
+MLFLOW_DB, OPTUNA_DB = "sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/optuna.db"
+AS_STORAGE = f"{MLFLOW_DB} is an MLflow tracking store, not an Optuna storage: pass it as --tracking-uri"
+AS_TRACKING = f"{OPTUNA_DB} is an Optuna storage, not an MLflow tracking store: pass it as --storage"
 
 
 @dataclass
@@ -100,12 +135,33 @@ CASES = [
     Case("--data-dir is a file, train", [*TRAIN, "--data-dir", "afile"], "--data-dir afile is a file", write("afile")),
     Case("data_dir is a file, sweep", [*SWEEP, "--set", "data_dir=afile"], "--data-dir afile is a file", write("afile")),
     Case("offline download", [*TRAIN, "--dataset", "mnist", "--data-dir", "downloads"], "could not download mnist", offline),
+    Case("train/ RGB 16x16, test/ grey 8x8, train", [*TRAIN, "--dataset", "folder:images"],
+         "image folder 'images': train/ holds 16×16 RGB images, test/ 8×8 grey", mixed_folder),
+    Case("train/ RGB 16x16, test/ grey 8x8, sweep", [*SWEEP, "--set", "dataset=folder:images"],
+         "image folder 'images': train/ holds 16×16 RGB images, test/ 8×8 grey", mixed_folder),
+    Case("evaluate after the folder changed format", ["evaluate", "run"],
+         "run was trained on images of shape (1, 8, 8) (channels, height, width); --dataset folder:images now holds "
+         "(3, 16, 16)", changed_folder),
+    # --- rejected before the data is decoded: no decoded-data cache left in a fresh data_dir ----------
+    Case("unreachable storage, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--storage", PG],
+         "cannot use Optuna storage postgresql://vae:***@"),
+    Case("unreachable tracking store, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--tracking-uri", PG],
+         "cannot use tracking store postgresql://vae:***@"),
+    Case("malformed tracking URI, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--tracking-uri", "foo://x"],
+         "cannot use tracking store foo://x"),
+    Case("unusable device, fresh data_dir", [*SWEEP, "--set", "data_dir=fresh", "--set", "device=cuda:99"],
+         "device 'cuda:99' is not usable here"),
+    Case("VAE_RUNS_DIR is a file", [*SWEEP], "VAE_RUNS_DIR afile is a file", runs_dir_is_a_file),
+    Case("300-character study name", [*SWEEP, "--set", "study=" + "s" * 300],
+         "spec.yaml: study name " + "s" * 20 + "... is 300 characters long; at most 120"),
     # --- run and report folders -----------------------------------------------------------
     Case("train --out is a file", [*TRAIN, "--out", "afile"], "--out afile is a file", write("afile")),
     Case("train --out below a file", [*TRAIN, "--out", "afile/run"], "--out afile/run lies below afile", write("afile")),
     Case("train --out unwritable", [*TRAIN, "--out", f"{UNWRITABLE}/run"], f"--out {UNWRITABLE}/run: cannot write"),
     Case("report --out is a file", ["report", "--study", "bad", "--out", "afile"], "--out afile is a file", write("afile")),
     Case("report --out unwritable", ["report", "--study", "bad", "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write"),
+    Case("report --out holds other files", ["report", "--study", "bad", "--out", "full"],
+         "--out full holds files a report does not write (mine.txt)", write("full/mine.txt", "keep")),
     Case("export OUT is a file", ["export", "--study", "bad", "afile"], "OUT afile is a file", write("afile")),
     Case("export OUT is a folder with files", ["export", "--study", "bad", "full"], "OUT full is a folder that is not empty",
          write("full/mine.txt", "keep")),
@@ -153,6 +209,20 @@ CASES = [
     Case("report, no store here", ["report", "--study", "nope"], "no tracking store at sqlite:///mlruns/mlflow.db"),
     Case("status, no store here", ["status", "--study", "nope"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
     Case("export, no store here", ["export", "--study", "nope", "out"], "no Optuna storage at sqlite:///mlruns/optuna.db"),
+    # --- swapped stores: refused before either library opens them (the files stay byte-identical) --
+    Case("status --storage an MLflow store", ["status", "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("status --study, --storage an MLflow store", ["status", "--study", "bad", "--storage", MLFLOW_DB],
+         AS_STORAGE, swapped),
+    Case("sweep --storage an MLflow store", [*SWEEP, "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("sweep --tracking-uri an Optuna storage", [*SWEEP, "--tracking-uri", OPTUNA_DB], AS_TRACKING, swapped),
+    Case("sweep, one database for both", [*SWEEP, "--storage", "sqlite:///one.db", "--tracking-uri", "sqlite:///one.db"],
+         "--storage and --tracking-uri name the same database sqlite:///one.db"),
+    Case("report --tracking-uri an Optuna storage", ["report", "--study", "bad", "--tracking-uri", OPTUNA_DB],
+         AS_TRACKING, swapped),
+    Case("report --storage an MLflow store", ["report", "--study", "bad", "--storage", MLFLOW_DB], AS_STORAGE, swapped),
+    Case("export --storage an MLflow store", ["export", "--study", "bad", "out", "--storage", MLFLOW_DB],
+         AS_STORAGE, swapped),
+    Case("ui --tracking-uri an Optuna storage", ["ui", "--tracking-uri", OPTUNA_DB], AS_TRACKING, swapped),
     # --- passwords ------------------------------------------------------------------------
     Case("password in an http tracking URI", [*SWEEP, "--tracking-uri", "http://alice:" + SECRET + "@127.0.0.1:{closed}"],
          "cannot use tracking store http://alice:***@127.0.0.1"),
@@ -176,6 +246,19 @@ def data_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A real Optuna storage (study `bad`) and a real MLflow tracking store, made once."""
+    import optuna
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("stores")
+    optuna.create_study(study_name="bad", storage=f"sqlite:///{path / 'optuna.db'}")
+    MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}").search_experiments(max_results=1)
+    STORES.update({"optuna.db": path / "optuna.db", "mlflow.db": path / "mlflow.db"})
+    return STORES
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,12 +269,16 @@ def fill(text: str, data_dir: Path, port: int) -> str:
     return text.replace("{data}", str(data_dir)).replace("{closed}", str(port))
 
 
-def files(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+def files(folder: Path) -> dict[str, str]:
+    """Every path under `folder` with its content's hash: a store written into (tables added) shows."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, data_dir, tmp_path, monkeypatch):
+def test_bad_input(case: Case, data_dir, stores, tmp_path, monkeypatch):
     if UNWRITABLE in " ".join(case.argv) and not sys.platform.startswith("linux"):
         pytest.skip("needs /proc")
     monkeypatch.chdir(tmp_path)
@@ -212,7 +299,7 @@ def test_bad_input(case: Case, data_dir, tmp_path, monkeypatch):
     lines = output.strip().splitlines()
     assert len(lines) == 1, output
     assert lines[0].startswith(f"error: {fill(case.message, data_dir, port)}"), output
-    assert files(tmp_path) == before  # nothing created, nothing half-written
+    assert files(tmp_path) == before  # nothing created, nothing half-written, no store written into
     assert not Path(UNWRITABLE).exists()
 
 
@@ -237,6 +324,36 @@ def test_threads_reach_every_worker(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--workers", "2", "--threads", "3"])
     assert result.exit_code == 0, result.output
     assert seen == {"threads": 3}
+
+
+def test_n_trials_counts_before_the_spec_is_checked_and_a_grid_says_it_ignores_it(tmp_path, monkeypatch):
+    """`--set sampler=tpe --n-trials 3` was refused ("needs n_trials"); a grid ignored --n-trials silently."""
+    import pipelines.sweep
+
+    seen = []
+
+    def fake_sweep(spec, *args, **kwargs):
+        seen.append((spec.sampler, spec.n_trials))
+        return pipelines.sweep.Summary(study=spec.study, already_complete=True, progress={"started": 0})
+    monkeypatch.setattr(pipelines.sweep, "run_sweep", fake_sweep)
+    monkeypatch.setattr(pipelines.sweep, "already_complete", lambda *a: "done")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
+    tpe = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--set", "sampler=tpe", "--set",
+                                   "search.beta={low: 0.001, high: 0.1}", "--n-trials", "3"])
+    assert tpe.exit_code == 0 and "note:" not in tpe.output, tpe.output
+    grid = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--n-trials", "100000000000000000000"])
+    assert grid.exit_code == 0, grid.output
+    assert grid.output.count("note: a grid runs each of its 1 points once; --n-trials 100000000000000000000 is "
+                             "ignored") == 1
+    assert seen == [("tpe", 3), ("grid", 100000000000000000000)]
+
+
+def test_resume_without_a_checkpoint_says_so(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [fill(a, data_dir, 0) for a in TRAIN] + ["--resume", "--out", "run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "note: no checkpoint in run: starting from epoch 1"
 
 
 @pytest.mark.parametrize("text, shown", [

@@ -8,11 +8,11 @@ interrupted run never leaves half a checkpoint.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from vae.atomic import atomic_write, atomic_write_text  # noqa: F401  (atomic_write_text: imported from here too)
 from vae.build import build_model
 from vae.config import TrainConfig
 from vae.errors import CheckpointError, first_line
@@ -20,12 +20,6 @@ from vae.model import VAE
 from vae.redact import redact
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, history: list[dict],
@@ -43,9 +37,7 @@ def save_checkpoint(run_dir: str | Path, *, model: VAE, optimizer, epoch: int, h
         "shape": list(model.shape),
         "measured": measured,
     }
-    tmp = path.with_name(f".{CHECKPOINT}.tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
     atomic_write_text(run_dir / "config.json", redact(json.dumps(config.record(), indent=2)) + "\n")
     return path
 

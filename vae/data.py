@@ -223,9 +223,33 @@ def _folder(root: Path):
     if (root / "train").is_dir() and (root / "test").is_dir():
         train, test = _image_files(root / "train"), _image_files(root / "test")
         classes = _classes([*train, *test], [root / "train"] * len(train) + [root / "test"] * len(test))
-        return _decode(train), _decode(test), classes[:len(train)], classes[len(train):]
+        x_train, x_test = _decode(train), _decode(test)
+        if x_train.shape[1:] != x_test.shape[1:]:  # the model is built for one shape: both splits need it
+            raise DataError(f"image folder {str(root)!r}: train/ holds {_format(x_train)} images, test/ "
+                            f"{_format(x_test)}; both splits need one format (size and colour)")
+        return x_train, x_test, classes[:len(train)], classes[len(train):]
     files = _image_files(root)
     return _split(_decode(files), _classes(files, [root] * len(files)))
+
+
+def folder_shape(name: str) -> tuple[int, int, int] | None:
+    """(channels, height, width) of a folder dataset, read from its first image alone (nothing
+    decoded, nothing cached); None for the other datasets or an unreadable folder."""
+    from PIL import Image
+
+    if not name.startswith("folder:"):
+        return None
+    root = Path(name[len("folder:"):]).expanduser()
+    files = _image_files(root / "train") if (root / "train").is_dir() else _image_files(root) if root.is_dir() else []
+    try:
+        with Image.open(files[0]) as im:
+            return (1 if im.mode in ("1", "L", "I", "I;16", "F") else 3, im.size[1], im.size[0])
+    except Exception:  # no image, or unreadable: load_dataset says which
+        return None
+
+
+def _format(x: torch.Tensor) -> str:
+    return f"{x.shape[3]}×{x.shape[2]} {'grey' if x.shape[1] == 1 else 'RGB'}"
 
 
 def _classes(files: list[Path], roots: list[Path]) -> torch.Tensor:

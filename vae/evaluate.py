@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vae.checkpoint import atomic_write_text, load_model
-from vae.data import load_dataset, validation_split
+from vae.data import folder_shape, load_dataset, validation_split
 from vae.errors import ConfigError
 from vae.measure import final, grids, measure
 from vae.paths import check_folder
@@ -42,7 +42,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
                               f"[{low:g}, {high:g}]; a conditional model answers only inside it")
         # the model's own normalisation; not validated again: one beta is fine to measure at
         cfg = replace(cfg, betas=list(betas), beta_range=[low, high])
+    _check_shape(run_dir, cfg, tuple(blob["shape"]), folder_shape(cfg.dataset))  # before decoding: no cache
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
+    _check_shape(run_dir, cfg, tuple(blob["shape"]), tuple(data.test.shape[1:]))
     _, x_val = validation_split(data.train, cfg.val_size)
     result = {"epoch": blob["epoch"], "data/val_images": len(x_val), "data/test_images": len(data.test)}
     result.update(measure(model, {"val": x_val, "test": data.test}, cfg))
@@ -50,3 +52,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     grids(model, data.test, run_dir, cfg)
     atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _check_shape(run_dir: Path, cfg, trained: tuple, now: tuple | None) -> None:
+    """The data must have the shape the model was built for (an image folder may change format)."""
+    if now is not None and tuple(now) != trained:
+        raise ConfigError(f"{run_dir} was trained on images of shape {trained} (channels, height, "
+                          f"width); --dataset {cfg.dataset} now holds {tuple(now)}: evaluate it on "
+                          "images of that shape, or train a new run")

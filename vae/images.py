@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
+from vae.atomic import atomic_write
+
 MIN_SIDE = 32
 RECON_IMAGES, RECON_COLUMNS = 16, 8  # recon_grid's default layout: 2 x (originals row, reconstructions row)
 
@@ -56,6 +58,7 @@ def save_grids(model, x_test: torch.Tensor, out_dir: str | Path, suffix: str = "
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"recon": out_dir / f"recon{suffix}.png", "samples": out_dir / f"samples{suffix}.png"}
-    save_image(recon_grid(model, x_test), paths["recon"])
-    save_image(sample_grid(model), paths["samples"])
+    recon, samples = recon_grid(model, x_test), sample_grid(model)  # each file whole or not at all
+    atomic_write(paths["recon"], lambda tmp: save_image(recon, tmp, format="png"))
+    atomic_write(paths["samples"], lambda tmp: save_image(samples, tmp, format="png"))
     return paths

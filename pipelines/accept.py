@@ -1,0 +1,37 @@
+"""Is a sweep accepted? Every check, cheapest first, before anything is written.
+
+    check_inputs(spec, storage, tracking_uri, data_cache)   # raises one line (VAEError), or returns
+
+Order: the stores' kinds (read only), the run folder root, the device, the Optuna storage and the
+tracking store (each reached, none created), and only then the data, whose first decode writes
+the decoded-data cache. A rejected command used to leave that cache behind (data was decoded
+first); now nothing is written (no cache, no store, no study) until every check has passed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict, load_data) -> None:
+    """`load_data(cache, dataset, data_dir, limit, seed)`: the sweep's decoder (cached), called last."""
+    from pipelines.database import check_database, is_database, scheme
+    from pipelines.stores import check_distinct
+    from pipelines.study import StorageError, storage_url
+    from pipelines.tracking import Tracker, TrackingError, resolve_uri
+    from pipelines.trial import RUNS_DIR_ENV
+    from vae.paths import check_folder
+    from vae.train import pick_device
+
+    url, uri = storage_url(storage), resolve_uri(tracking_uri)
+    check_distinct(url, uri, StorageError)
+    check_folder(Path(os.environ.get(RUNS_DIR_ENV, "runs")), RUNS_DIR_ENV if os.environ.get(RUNS_DIR_ENV) else "runs folder")
+    first = spec.train
+    pick_device(first.device)
+    check_database(url, "Optuna storage", StorageError)
+    if is_database(uri):
+        check_database(uri, "tracking store", TrackingError)  # creates nothing: Tracker makes it later
+    elif scheme(uri) not in ("", "file", "databricks"):  # a server (one request, no file here) or unknown
+        Tracker(uri).check()
+    load_data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
