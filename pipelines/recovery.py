@@ -25,7 +25,6 @@ run under the study lock, pipelines/locks.py). One pass:
 from __future__ import annotations
 
 import copy
-import shutil
 from datetime import datetime, timedelta
 
 from pipelines.faults import fault
@@ -42,6 +41,7 @@ from pipelines.trial import (
     fail_kind,
     finished,
     params_of,
+    remove_run_folder,
     root,
     run_folder,
 )
@@ -60,7 +60,7 @@ def recover(study, storage, spec, tracker, url: str, retry_errors: bool = False)
         _enqueue(study, spec, trials, retry_errors)
         for c in chains(trials).values():
             if finished(c[-1]) and c[-1].user_attrs.get(RUN_ID) not in running:
-                shutil.rmtree(run_folder(spec.study, c[0].number), ignore_errors=True)
+                remove_run_folder(spec.study, c[0].number)
 
 
 def _fail_dead(study, storage, grace_period: float) -> None:
@@ -117,7 +117,7 @@ def log_result(tracker, t, study: str) -> None:
         tracker.finish_trial(run_id, state, folder if t.state.name == "COMPLETE" else None,
                              reason=t.user_attrs.get(FAIL_REASON))
     if finished(t):
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_run_folder(study, root(t))
 
 
 def _key(params: dict, names) -> tuple:

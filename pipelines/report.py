@@ -196,7 +196,17 @@ def meta(report: Report) -> str:
             + (f" (limit {limit})" if limit not in ("None", None) else "")
             + f", {int(report.table['Epochs'].max())} epochs, batch {report.batch_size}, "
             f"{len(runs)} complete trials{_conditional_note(runs)}, device {runs['tags.vae.device'].iloc[0]}, "
-            f"host {runs['tags.vae.host'].iloc[0]}")
+            f"host {runs['tags.vae.host'].iloc[0]}{_threads_note(runs)}")
+
+
+def _threads_note(runs: pd.DataFrame) -> str:
+    """'; CPU threads mixed (1, 2): ...' where the trials ran with different thread counts, which
+    change a β-conditional model's numbers (README, "Reproducibility"); never refused: hosts differ."""
+    if "params.threads" not in runs or runs["params.threads"].nunique() < 2:
+        return ""
+    counts = sorted(runs["params.threads"].dropna().unique(), key=lambda v: (len(str(v)), str(v)))
+    return (f"; CPU threads mixed ({', '.join(map(str, counts))}): ordinary trials agree to ~1e-7 across thread "
+            f"counts, a β-conditional model's numbers can differ by up to ~1 %")
 
 
 def _conditional_note(runs: pd.DataFrame) -> str:

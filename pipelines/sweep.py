@@ -164,6 +164,10 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         if done:  # a retry: its run shows the epochs it resumes from, and says so
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
                 tracker.client.set_tag(resumed, "vae.resumed_from_epoch", str(len(done)))
+                # the replayed epochs have metrics but no model here: their grids are the earlier attempt's
+                tracker.client.set_tag(resumed, "vae.images_missing",
+                                       f"epochs 1-{len(done)}: trained by an earlier attempt of this configuration, "
+                                       "whose run (KILLED or FAILED) holds their grids")
         for metrics in done:
             on_epoch(metrics["epoch"], metrics)
         history = train(cfg, callback=on_epoch, data=data)

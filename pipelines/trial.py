@@ -29,6 +29,7 @@ What Optuna does and what we do ourselves:
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -91,6 +92,17 @@ def run_folder(study: str, trial_root: int) -> Path:
     """Where a configuration's checkpoint lives while it trains; kept until it is finished and
     logged, so a retry on this host resumes from its last epoch. Base: env VAE_RUNS_DIR or runs/."""
     return Path(os.environ.get(RUNS_DIR_ENV, "runs")) / study / f"trial-{trial_root}"
+
+
+def remove_run_folder(study: str, trial_root: int) -> None:
+    """Remove a finished configuration's run folder, and the study's folder once it is empty: a
+    finished sweep leaves no empty runs/<study>/ behind."""
+    folder = run_folder(study, trial_root)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # only when empty: other configurations may still be training
+    except OSError:
+        pass
 
 
 # --- owners: is the worker of a trial alive? ----------------------------------------------------

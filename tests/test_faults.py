@@ -50,12 +50,16 @@ def test_a_kill_in_every_window_loses_nothing(env, runs_dir):
     # the trial killed after its first epoch was resumed from that epoch, not from scratch
     resumed = runs["tags.vae.resumed_from_epoch"].dropna()
     assert len(resumed) >= 1 and set(resumed) <= {"1", "2"}
+    # its image series starts at the resume point: the run says where the earlier grids are
+    gaps = runs.loc[resumed.index, "tags.vae.images_missing"]
+    assert all(g.startswith(f"epochs 1-{k}: trained by an earlier attempt") for g, k in zip(gaps, resumed))
     # killed while uploading: the result stood, and its artifacts were uploaded by the next start
     client = MlflowClient(env.tracking)
     for run_id in runs[runs["tags.vae.state"] == "COMPLETE"].run_id:
         assert {"checkpoint.pt", "metrics.json", "loss_curves.png"} <= {a.path for a in client.list_artifacts(run_id)}
     assert set(runs[runs["tags.vae.role"] == "parent"]["status"]) == {"FINISHED"}
     assert not list(runs_dir.glob("t/trial-*"))  # every folder gone once its result is logged
+    assert not (runs_dir / "t").exists()  # and the study's folder with them: nothing empty left
     # a finished study: one line, exit 0
     again = run(env, path)
     assert again.returncode == 0 and "study t is complete" in again.stdout

@@ -286,3 +286,13 @@ def test_cells_columns_and_collapse_of_a_table():
     assert "best reconstruction and the best generation are different models" in title
     assert plots.rate_distortion(rep.table, dead=dead).axes[0].get_xscale() == "log"  # rate: total KL, log axis
     assert "10,000" in sources(rep)[0] and "2,000" in sources(rep)[1] and "500 prior samples" in sources(rep)[2]
+
+
+def test_the_first_line_says_when_trials_ran_with_different_thread_counts():
+    from pipelines.report import meta
+
+    rows = [(2, 0.1, "beta", {"test/r_loss": 0.05, "test/kld_loss": 0.1}), (2, 0.01, "beta", {"test/r_loss": 0.04})]
+    runs = fake_runs(rows).assign(**{"params.dataset": "digits", "tags.vae.device": "cpu", "tags.vae.host": "h"})
+    assert "threads" not in meta(build("x", runs.assign(**{"params.threads": "2"})))
+    mixed = meta(build("x", runs.assign(**{"params.threads": ["1", "2"]})))
+    assert "CPU threads mixed (1, 2)" in mixed and "β-conditional" in mixed
