@@ -425,8 +425,8 @@ def report(study, out, fmt, other, tracking_uri, storage):
 
     publish(v, tracker, storage, experiment_id)  # the model registered; the verdict on the parent run and in Optuna
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
-    for line in lines(v):  # the answer first
-        console.print(redact(line), markup=False, highlight=False)
+    for line in lines(v):  # the answer first; whole lines (a terminal wraps them, a file keeps them)
+        console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
     frame = display_frame(rep)
     table = terminal(frame, groups(frame)[KEY],
                      f"{study}: final values per image; losses on the test split, the rest on its evaluation "

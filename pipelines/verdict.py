@@ -97,7 +97,7 @@ def _compare(rep: Report, a, b, cols: list[str]) -> tuple[list[str], bool, bool]
         worse |= beyond and diff > 0
         better |= beyond and diff < 0
         rel = f" ({diff / t.at[a, col]:+.1%})" if col != ELBO else ""
-        phrases.append(f"{NAMES[col]} {diff:+.4g}{rel}, noise ±{Z_SE * noise:.2g}: "
+        phrases.append(f"{NAMES[col]} {diff:+.4g}{rel}, noise threshold ±{Z_SE * noise:.2g} (2 standard errors): "
                        + ("beyond noise" if beyond else "within noise"))
     return phrases, worse, better
 
@@ -184,8 +184,12 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     bests = [f"{NAMES[c]} {_fmt(alive[c].min())}" for c in cols if alive.at[chosen, c] > alive[c].min()]
     v["reason"] = (f"{label(t.loc[chosen])} has {deciding}"
                    + (f" (the best of any candidate: {', '.join(bests)})" if bests else
-                      " (the best of every candidate)" if len(alive) > 1 else "")
+                      " (the best of all candidates)" if len(alive) > 1 else "")
                    + (f"; {z_note}" if z_note else ""))
+    if kind == "likelihood" and R in alive and alive.at[chosen, R] > alive[R].min():
+        j = alive[R].idxmin()  # the trade-off the likelihood made: it charges the rate as well
+        v["reason"] += (f"; its validation R-loss {_fmt(alive.at[chosen, R])} is above the lowest, "
+                        f"{_fmt(alive.at[j, R])} ({label(t.loc[j])}), whose extra rate the likelihood charges")
     v["z_dim_answer"] = _z_dim_answer(rep, chosen, best_per_z, cols, n)
     v["generation"] = (f"generation measured: validation FID {_fmt(n['val/fid'])} of the chosen model's prior samples"
                        + (f" (test: {_fmt(n['diag/fid'])})" if "diag/fid" in n else "") if kind == "balance" else
@@ -224,7 +228,8 @@ def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dic
     if au is not None:
         if au < 0.9 * z:
             parts.append(f"the chosen model uses {au:.0f} of its {z} dimensions (active units): a z-dim near "
-                         f"{max(1, math.ceil(au))} would likely do as well at this beta (not tried)")
+                         f"{max(1, math.ceil(au))} may do as well (not tried; retune beta with it: one beta is another "
+                         f"balance at another z-dim, σ implied = √(β·D/2z))")
         elif z == max(best_per_z):
             parts.append(f"it uses {au:.0f} of {z} dimensions and is the largest z-dim tried: a larger z-dim may help")
         else:
