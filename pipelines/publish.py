@@ -15,6 +15,7 @@ attribute `verdict`, the same JSON.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 from pipelines.report import Report, build, load_runs
 from pipelines.tracking import Tracker
@@ -32,25 +33,35 @@ def histories(rep: Report, tracker: Tracker, key: str = "val/elbo_bpd") -> dict[
     return out
 
 
-def optuna_best(study: str, storage: str | None) -> dict | None:
-    """{"trial", "metric", "value"} of the Optuna study's own best trial; None when the storage or
-    the study does not exist (read only: nothing is created)."""
+@contextmanager
+def _existing_study(study: str, storage: str | None):
+    """The Optuna study, or None when the storage or the study does not exist (nothing is created);
+    its connections are closed afterwards (a sweep's workers share a server's)."""
+    import optuna
+
     from pipelines.study import _existing_storage, study_exists
 
+    if not study_exists(storage, study):
+        yield None
+        return
+    _, store = _existing_storage(storage)
     try:
-        if not study_exists(storage, study):
-            return None
-        import optuna
+        yield optuna.load_study(study_name=study, storage=store)
+    finally:
+        store.engine.dispose()
 
-        _, store = _existing_storage(storage)
-        try:
-            s = optuna.load_study(study_name=study, storage=store)
+
+def optuna_best(study: str, storage: str | None) -> dict | None:
+    """{"trial", "metric", "value"} of the Optuna study's own best trial; None without one."""
+    try:
+        with _existing_study(study, storage) as s:
+            if s is None:
+                return None
             best = s.best_trial
-        finally:
-            store.engine.dispose()  # a sweep's workers share the server's connections
+            metric = (s.metric_names or ["objective"])[0]
     except Exception:  # no complete trial, or a store we cannot read: the verdict stands without it
         return None
-    return {"trial": best.number, "metric": (s.metric_names or ["objective"])[0], "value": float(best.value)}
+    return {"trial": best.number, "metric": metric, "value": float(best.value)}
 
 
 def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
@@ -93,14 +104,6 @@ def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id
 
 
 def _to_optuna(v: dict, storage: str | None) -> None:
-    from pipelines.study import _existing_storage, study_exists
-
-    if not study_exists(storage, v["study"]):
-        return  # a report of MLflow runs whose Optuna storage lives elsewhere: MLflow has it
-    import optuna
-
-    _, store = _existing_storage(storage)
-    try:
-        optuna.load_study(study_name=v["study"], storage=store).set_user_attr("verdict", json.loads(json.dumps(v)))
-    finally:
-        store.engine.dispose()
+    with _existing_study(v["study"], storage) as s:
+        if s is not None:  # else a report of MLflow runs whose Optuna storage lives elsewhere: MLflow has it
+            s.set_user_attr("verdict", json.loads(json.dumps(v)))

@@ -43,6 +43,11 @@ class LossTerms:
     """sum of squared error per image, batch mean"""
     kl: torch.Tensor
     """KL in nats per image, batch mean"""
+    sse_i: torch.Tensor | None = None
+    """sum of squared error of each image (B,): what the batch means come from, for the standard
+    errors of vae/measure.py (already computed; nothing extra per step)"""
+    kl_dims: torch.Tensor | None = None
+    """KL of each image and latent dimension in nats (B x z_dim), likewise"""
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -56,11 +61,12 @@ def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     d, z_dim = x[0].numel(), mu.shape[1]
     sse_i = (x - recon).pow(2).flatten(1).sum(1)  # (B,)
     sse = sse_i.mean()
-    kl_dims = kl_per_dim(mu, logvar).mean(0)  # batch-averaged, per dimension
+    kl_full = kl_per_dim(mu, logvar)  # B x z_dim
+    kl_dims = kl_full.mean(0)  # batch-averaged, per dimension
     kl = kl_dims.sum()
     kl_objective = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
     if torch.is_tensor(beta) and beta.dim() == 1:  # per-image weights (loss-conditional training)
-        loss = (sse_i / d + beta * kl_per_dim(mu, logvar).sum(1) / z_dim).mean()
+        loss = (sse_i / d + beta * kl_full.sum(1) / z_dim).mean()
     elif kind == "sigma-vae":
         # Gaussian NLL with sigma^2 = MSE (the optimum, detached as in the paper's analytic
         # variant): D/2 * log(2*pi*sigma^2) + SSE / (2*sigma^2)
@@ -69,5 +75,5 @@ def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
         loss = (nll + beta * kl_objective) / d
     else:
         loss = sse / d + beta * kl_objective / z_dim
-    return LossTerms(loss=loss, r_loss=sse / d, kld_loss=kl / z_dim, sse=sse, kl=kl)
+    return LossTerms(loss=loss, r_loss=sse / d, kld_loss=kl / z_dim, sse=sse, kl=kl, sse_i=sse_i, kl_dims=kl_full)
 

@@ -22,7 +22,7 @@ import torch
 from vae.checkpoint import atomic_write_text
 from vae.config import TrainConfig
 from vae.data import Data, evaluation_subset
-from vae.loss import kl_per_dim, vae_loss
+from vae.loss import vae_loss
 from vae.metrics import bits_per_dim, calibrated_neg_elbo, diagnostics
 from vae.model import VAE
 from vae.progress import phase, say
@@ -57,8 +57,7 @@ def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 10
             recon = model.decode(mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar))
         terms = vae_loss(recon, xb, mu, logvar, beta, cfg.loss, cfg.free_bits)
         sums += torch.stack([getattr(terms, t) for t in TERMS]).double() * len(xb)
-        sse_i = (xb - recon.float()).pow(2).flatten(1).sum(1).double()
-        kl_i = kl_per_dim(mu.float(), logvar.float()).sum(1).double()
+        sse_i, kl_i = terms.sse_i.double(), terms.kl_dims.sum(1).double()
         moments += torch.stack([sse_i.pow(2).sum(), kl_i.pow(2).sum(), (sse_i * kl_i).sum()])
     n = len(x)
     result = dict(zip(TERMS, (sums / n).tolist()))
