@@ -207,7 +207,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
                   "each estimator's own standard error over the validation images (and, for FID, the samples)")
     v["warnings"] = _warnings(rep, v, chosen, alive, histories, seeds, excluded)
     if optuna_best:
-        v["optuna_best"] = _optuna_note(optuna_best, v)
+        v["optuna_best"] = _optuna_note(optuna_best, v, rep, bool(z_note))
     return v
 
 
@@ -262,18 +262,27 @@ def _warnings(rep, v, chosen, alive, histories, seeds, excluded) -> list[str]:
     return out
 
 
-def _optuna_note(best: dict, v: dict) -> dict:
+def _optuna_note(best: dict, v: dict, rep: Report, parsimony: bool) -> dict:
     from pipelines.spec import BETA_BIASED
+    from vae.collapse import collapsed
 
+    runs = rep.runs[rep.runs["tags.vae.trial"].astype(int) == best["trial"]]
+    dead = any(collapsed(r.get("metrics.diag/active_units"), r.get("metrics.test/kl")) for _, r in runs.iterrows())
     same = best["trial"] == v["trial"]
     if same:
         why = "Optuna's best trial is the verdict's"
+    elif dead:
+        why = "that model collapsed (AU = 0 or KL < 0.01 nats), and the verdict leaves collapsed models out"
     elif best["metric"] in BETA_BIASED:
         why = (f"its objective {best['metric']} moves with beta by construction (R + β·KLD) and is on another "
                "scale for a σ-VAE, so it cannot compare betas; the verdict uses the rule above")
+    elif v["kind"] == "balance":
+        why = f"Optuna ranks by {best['metric']} alone; the verdict weighs generation too (FID)"
+    elif parsimony:
+        why = f"Optuna ranks by {best['metric']} alone; the verdict prefers the smallest z-dim within noise"
     else:
-        why = (f"Optuna ranks by {best['metric']} alone; the verdict "
-               + ("weighs generation too (FID)" if v["kind"] == "balance" else "prefers the smallest z-dim within noise"))
+        why = (f"Optuna ranks single trials by {best['metric']}; the verdict ranks each configuration's mean over "
+               "its seeds, on the validation −ELBO")
     return {**best, "same": same, "why": why}
 
 

@@ -92,6 +92,10 @@ def test_warnings_when_the_verdict_is_weak():
     assert "worse than a uniform model of the pixels (8 bits/dim)" in text and "one seed" in text
     assert not v["optuna_best"]["same"] and "moves with beta by construction" in v["optuna_best"]["why"]
     assert any("Optuna's best trial (val/loss 0.1) is trial 0" in line for line in lines(v))
+    # Optuna's best a collapsed model: the note says that, not another reason
+    dead = build("s", runs([(10, 0.1, 0, m(elbo=6.0, au=0, kl=0.001)), (10, 0.01, 0, m(elbo=6.3))]))
+    note = decide(dead, optuna_best={"trial": 0, "metric": "val/elbo_bpd", "value": 6.0})["optuna_best"]
+    assert not note["same"] and "collapsed" in note["why"]
     converged = decide(rep, histories={"t1": [8.3001] * 10})
     assert not any("undertrained" in w for w in converged["warnings"])
 
