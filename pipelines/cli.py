@@ -164,8 +164,13 @@ def train_options(f):
         click.option("--iw-images", type=int, default=DEFAULTS.iw_images, show_default=True,
                      help="IWAE NLL on the first N images of the evaluation subset."),
         click.option("--fid-samples", type=int, default=None,
-                     help="Prior samples for FID, KID and precision/recall, and reconstructions for FID (recon); "
-                          "0 turns off these four, the Inception passes (minutes on a CPU) [default: 500, 0 below 28 px]."),
+                     help="Prior samples for FID, KID and precision/recall; 0 turns off these four and their "
+                          "Inception passes (a minute on a CPU) [default: 500, 0 below 28 px]."),
+        click.option("--fid-recon/--no-fid-recon", default=DEFAULTS.fid_recon, show_default=True,
+                     help="Also FID of as many reconstructions (as many Inception passes again)."),
+        click.option("--test-every", type=int, default=DEFAULTS.test_every, show_default=True,
+                     help="Per-epoch test curve (test_subset/: the evaluation subset) every N epochs and at the last; "
+                          "the whole test split (test/) once, at the end."),
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Epoch bar with running losses, a line per slow phase; plain lines when piped."),
     ]

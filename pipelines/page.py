@@ -71,7 +71,7 @@ seeds. table.csv holds every column.</p>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
 {conditional}
 {generation}
-<h2>Training curves (test set)</h2>
+<h2>Training curves (validation split, every epoch)</h2>
 <img class="plot" alt="curves" src="{curves}">
 {kl_per_dim}
 <h2>Reconstructions and samples</h2>

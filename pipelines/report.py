@@ -75,7 +75,7 @@ class Report:
 @dataclass
 class Artifacts:
     """What the figures need beyond the table, per run label (its MLflow run name), in table order."""
-    histories: dict[str, list[dict]] = field(default_factory=dict)  # per epoch: {"epoch", "test/r_loss", ...}
+    histories: dict[str, list[dict]] = field(default_factory=dict)  # per epoch: {"epoch", "val/r_loss", ...}
     kl_per_dim: dict[str, list[float]] = field(default_factory=dict)  # sorted, nats
     grids: dict[str, dict[str, Path]] = field(default_factory=dict)   # {"recon": png, "samples": png}
     captions: dict[str, str] = field(default_factory=dict)            # "z-dim = 2; β = 0.01; seed 0"
@@ -168,6 +168,8 @@ def sources(report: Report) -> list[str]:
     def size(key):
         return f"{n[key]:,}" if key in n else "size not recorded"
 
+    recon = (f"; FID (recon): the reconstructions of its first {size('diag/fid_samples')} images (`fid_recon`)"
+             if "FID (recon)" in report.table.columns else "")
     lines = [f"KLD-loss, R-loss, KL, SSE, Loss (and ×B): the whole test split ({size('data/test_images')} images), "
              f"final epoch.",
              f"AU, −ELBO, MI, Rate − MI, σ MLE: the evaluation subset of the test split ({size('diag/eval_images')} "
@@ -175,9 +177,9 @@ def sources(report: Report) -> list[str]:
              f"MI cannot exceed log N (N = the subset's size): values within noise of it read '≥ log N, saturated' "
              f"and rank nothing.",
              (f"FID (samples), KID, precision, recall (Kynkäänniemi et al., k = 3): {size('diag/fid_samples')} prior "
-              f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
-              f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
-              f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative."
+              f"samples against the evaluation subset, Inception-v3 features{recon}. FID at this N is biased upwards: "
+              "compare within this study, not with published values; on images smaller than Inception's 299 px "
+              "(upscaled) it is only relative."
               if "diag/fid_samples" in n else
               "FID (samples), FID (recon), precision, recall: not measured in this study (`fid_samples` 0, the "
               "default below 28 px, or the `[fid]` extra missing)."),
@@ -224,7 +226,7 @@ def ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts:
-    """Each run's test curves (MLflow metric history), sorted KL per dimension and image grids
+    """Each run's validation curves (MLflow metric history), sorted KL per dimension and image grids
     (its recon.png and samples.png artifacts, copied into `folder`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     folder.mkdir(parents=True, exist_ok=True)
@@ -232,7 +234,7 @@ def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts
     for _, run in ordered_runs(report.runs).iterrows():
         label = run["tags.mlflow.runName"]
         history = {}
-        for key in ("test/r_loss", "test/kld_loss"):
+        for key in ("val/r_loss", "val/kld_loss"):
             for m in tracker.client.get_metric_history(run["run_id"], key):
                 history.setdefault(m.step, {"epoch": m.step})[key] = m.value
         art.histories[label] = [history[k] for k in sorted(history)]

@@ -50,9 +50,9 @@ SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several 
 NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` sets them from search.beta
 # TrainConfig fields added after studies existed: at these defaults they leave a study's fingerprint
 # as it was, so that studies started before them still resume
-LATER_DEFAULTS = {"betas": None, "beta_range": None, "film_hidden": 512}
+LATER_DEFAULTS = {"betas": None, "beta_range": None, "film_hidden": 512, "fid_recon": False}
 # settings that change where or how fast a trial runs, not what it computes
-NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
+NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile", "test_every"}
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
 # the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
@@ -60,14 +60,15 @@ _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precision", "recall", "fid_samples",
                                             "fid_reference")} | {"val/fid", "val/fid_se", "val/fid_reference"}
 METRICS = ({f"train/{t}" for t in _TERMS}
-           | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
+           | {f"{split}/{t}" for split in ("val", "test", "test_subset")
+              for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
            | {"train/beta"}
            | {f"diag/{k}" for k in ("active_units", "neg_elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
                                     "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
                                     "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
            | GENERATION_METRICS)
 # objectives and pruning choose models, so they read the training or validation split only: the test
-# split (test/ per epoch, diag/ at the end on its evaluation subset) reports them. Standard errors
+# split (test/ at the end, test_subset/ and diag/ on its evaluation subset) reports them. Standard errors
 # and the end-only val/fid are measurements of a model, not per-epoch objectives.
 OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/")) and not m.endswith(("_se", "_reference"))
               and m != "val/fid"}
@@ -178,9 +179,10 @@ class Spec(Strict):
     @field_validator("metric")
     @classmethod
     def _metric(cls, v):
-        if v.startswith("test/") and f"val/{v[5:]}" in OBJECTIVES:
+        split, _, term = v.partition("/")
+        if split in ("test", "test_subset") and f"val/{term}" in OBJECTIVES:
             raise ValueError(f"{v!r} is measured on the test split, which reports models but must not choose "
-                             f"them; use 'val/{v[5:]}', the same measure on the validation split")
+                             f"them; use 'val/{term}', the same measure on the validation split")
         if v in METRICS and v not in OBJECTIVES:
             raise ValueError(f"{v!r} is an end-of-training diagnostic on the test split, not an objective; "
                              f"use a val/ metric (one of: {', '.join(sorted(m for m in OBJECTIVES if m.startswith('val/')))})")

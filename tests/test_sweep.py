@@ -36,7 +36,8 @@ def test_grid_sweep_tracks_every_trial(env):
     assert (children["params.epochs"] == "2").all() and (children["params.dataset"] == "digits").all()
     client = MlflowClient(env.tracking)
     run_id = children.run_id.iloc[0]
-    assert len(client.get_metric_history(run_id, "test/loss")) == 2
+    assert len(client.get_metric_history(run_id, "val/loss")) == 2  # every epoch
+    assert [m.step for m in client.get_metric_history(run_id, "test/loss")] == [2]  # the whole test split: at the end
     files = {a.path for a in client.list_artifacts(run_id)}
     assert {"checkpoint.pt", "config.json", "metrics.json", "recon.png", "samples.png", "loss_curves.png"} <= files
     assert any("recon" in a.path for a in client.list_artifacts(run_id, "images"))

@@ -84,8 +84,16 @@ class TrainConfig:
     iw_images: int = 256
     """the IWAE NLL uses the first this many images of the evaluation subset (K decoder passes each)."""
     fid_samples: int | None = None
-    """prior samples (and reconstructions) for FID, KID and precision/recall at the end of training;
-    0 turns them off. Default: 500 for images of at least 28 px a side, 0 for smaller ones."""
+    """prior samples for FID, KID and precision/recall at the end of training; 0 turns them off.
+    Default: 500 for images of at least 28 px a side, 0 for smaller ones."""
+    fid_recon: bool = False
+    """also the FID of the posterior-mean reconstructions of fid_samples images (`diag/fid_recon`):
+    as many Inception passes again (minutes on a CPU), so off by default; R-loss already measures
+    reconstruction, and the verdict weighs validation R-loss against the samples' FID."""
+    test_every: int = 5
+    """the per-epoch test curve `test_subset/` (losses on the evaluation subset of the test split,
+    eval_images) every this many epochs and at the last; 0: at the last only. The whole test split
+    (`test/`, the balance table's numbers) is measured once, after the last epoch."""
     progress: bool = True
     """show a progress bar per epoch."""
 
@@ -167,6 +175,7 @@ class TrainConfig:
             (self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
              f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.test_every >= 0, f"test_every must be >= 0, got {self.test_every}"),
         ]
         for ok, message in checks:
             if not ok:
