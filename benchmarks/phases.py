@@ -12,7 +12,9 @@ Phases: per-epoch validation and test (`vae.measure.measure`, split by split), t
 estimators (vae/metrics.py's, and `final`'s other work: the whole test split, the rate-distortion
 curve), the Inception passes (`vae.fid.features`: seconds and images), FID's sampling and
 statistics, image grids, MLflow calls (tracking and artifact upload), checkpoints. Training epochs
-are the runs' own `time/epoch_s`. Start-up is process start to the first epoch's bar.
+are the runs' own `time/epoch_s`. Only time inside the sweep's `run_trial` counts (what every
+trial of a sweep costs); what a process pays once (imports, creating the stores, the verdict at the
+end) is the rest of its wall. Start-up is the trial's start to its first epoch's bar.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ before_first: dict[str, float] = {}  # the phases' seconds when the first epoch 
 epoch_seconds: list[float] = []
 
 
+trial: list[float] = []  # [start, end] of run_trial: the phases count inside it only
+
+
 def timed(phase, fn, count=None):
     def wrapper(*args, **kwargs):
-        if stack and stack[-1][0] == phase:  # a phase calling itself (fluent MLflow -> client)
+        if len(trial) != 1 or (stack and stack[-1][0] == phase):  # outside the trial; a phase calling itself
             return fn(*args, **kwargs)
         stack.append([phase, time.perf_counter(), 0.0])
         try:
@@ -72,26 +77,15 @@ def instrument() -> None:
     import vae.train
 
     measure = vae.measure.measure
-    in_final = []
-
     def measure_by_split(model, splits, cfg, *a, **k):  # each split its own phase; same numbers
         out = {}
         for name, x in splits.items():
-            phase = "end: whole test split" if in_final else f"per-epoch {'validation' if name == 'val' else 'test'}"
+            phase = {"val": "validation", "test": "test split, whole"}.get(name, "test split, evaluation subset")
             out |= timed(phase, measure)(model, {name: x}, cfg, *a, **k)
         return out
 
-    final = vae.measure.final
-
-    def final_marked(*a, **k):
-        in_final.append(1)
-        try:
-            return timed("end: other (rd curve, ...)", final)(*a, **k)
-        finally:
-            in_final.pop()
-
     replace_everywhere(vae.measure, "measure", measure_by_split)
-    replace_everywhere(vae.measure, "final", final_marked)
+    replace_everywhere(vae.measure, "final", timed("end: other (rd curve, ...)", vae.measure.final))
     replace_everywhere(vae.metrics, "diagnostics", timed("end: AU, MI, IWAE NLL, σ", vae.metrics.diagnostics))
     replace_everywhere(vae.fid, "features", timed("Inception passes", vae.fid.features, count=lambda x, *a, **k: len(x)))
     replace_everywhere(vae.fid, "generation_metrics", timed("end: FID sampling, statistics", vae.fid.generation_metrics))
@@ -109,7 +103,7 @@ def instrument() -> None:
     bar_init = vae.progress.EpochBar.__init__
 
     def bar_first(self, *a, **k):
-        if not first_epoch:
+        if not first_epoch and trial:
             first_epoch.append(time.perf_counter())
             before_first.update(seconds)
         return bar_init(self, *a, **k)
@@ -123,6 +117,17 @@ def instrument() -> None:
         return history
 
     replace_everywhere(vae.train, "train", train_kept)
+    for module in [m for name, m in list(sys.modules.items()) if name.startswith("pipelines")]:
+        run_trial = getattr(module, "run_trial", None)
+        if callable(run_trial) and getattr(run_trial, "__module__", "") == module.__name__:
+            def trial_timed(*a, _run=run_trial, **k):
+                trial.append(time.perf_counter())
+                try:
+                    return _run(*a, **k)
+                finally:
+                    trial.append(time.perf_counter())
+
+            replace_everywhere(module, "run_trial", trial_timed)
 
 
 def main() -> None:
@@ -132,8 +137,14 @@ def main() -> None:
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     sys.path.insert(0, args.code)
+    import importlib
+    import pkgutil
+
+    import pipelines
     import pipelines.cli
 
+    for info in pkgutil.walk_packages(pipelines.__path__, "pipelines."):  # the lazy imports too: all wrapped
+        importlib.import_module(info.name)
     instrument()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     code = 0
@@ -144,7 +155,8 @@ def main() -> None:
     wall = time.perf_counter() - START
     with open(args.json, "w") as f:
         json.dump({"wall": wall, "seconds": seconds, "counts": counts, "exit": code,
-                   "startup": (first_epoch[0] - START) if first_epoch else None, "before_first": before_first,
+                   "trial": trial[1] - trial[0] if len(trial) == 2 else None,
+                   "startup": (first_epoch[0] - trial[0]) if first_epoch else None, "before_first": before_first,
                    "epochs": sum(epoch_seconds), "n_epochs": len(epoch_seconds)}, f)
 
 

@@ -6,13 +6,17 @@
 Each trial is a one-point `vae sweep` (its own Optuna study, MLflow store and working folder, in
 a temporary folder; z-dim 100 by default, beta 0.01, or the conditional model of betas 0.1, 0.05,
 0.01, 0.005), run in a fresh process under benchmarks/phases.py, which times each phase:
-start-up, training epochs, per-epoch validation, per-epoch test, each end-of-training estimator,
+start-up, training epochs, validation (every epoch), the test split (whole; today once at the end,
+at the baseline every epoch) and its evaluation subset (every test_every epochs), each end-of-training estimator,
 the Inception passes (with images/s), image grids, checkpoints, tracking and artifact upload.
 
 `--baseline [REV]`: the same trials with the code of git revision REV (default BASELINE, the last
 revision before measurement got cheaper) as well, taken from this repository with `git archive`,
 run alternately with today's (A B A B) so that machine noise hits both; the last line is
-`per-trial speed-up: X.XXx (independent), Y.YYx (conditional)` (wall time, median over repeats).
+`per-trial speed-up: X.XXx (independent), Y.YYx (conditional)`: the ratio of the trials' wall times
+(median over repeats), a trial being what every trial of a sweep costs (`run_trial`, from its
+start to its result and uploads; a process's imports, store creation and the study's verdict at
+the end are paid once per sweep and shown beside it).
 Before the timed trials an untimed warm-up fills the caches a sweep has after its first trial:
 the decoded data and the Inception features of the FID references (data_dir/cache).
 """
@@ -33,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "6fa243c"
 """main before issue 19: per-epoch test on the whole test split, FID of reconstructions on."""
-ORDER = ["start-up", "training epochs", "per-epoch validation", "per-epoch test", "end: whole test split",
+ORDER = ["start-up", "training epochs", "validation", "test split, whole", "test split, evaluation subset",
          "end: AU, MI, IWAE NLL, σ", "Inception passes", "end: FID sampling, statistics", "end: other (rd curve, ...)",
          "image grids", "checkpoints", "tracking and artifact upload", "other"]
 
@@ -74,7 +78,7 @@ def table(result: dict) -> dict[str, float]:
     s = dict(result["seconds"])
     startup = (result["startup"] or 0.0) - sum(result["before_first"].values())
     row = {"start-up": startup, "training epochs": result["epochs"], **s}
-    row["other"] = result["wall"] - sum(row.values())
+    row["other"] = result["trial"] - sum(row.values())
     return row
 
 
@@ -94,9 +98,11 @@ def show(name: str, runs: dict[str, list[dict]]) -> dict[str, float]:
     """Median seconds per phase of each code version, side by side, with shares of the wall."""
     rows = {label: {k: statistics.median(table(r).get(k, 0.0) for r in results) for k in ORDER}
             for label, results in runs.items()}
-    walls = {label: statistics.median(r["wall"] for r in results) for label, results in runs.items()}
+    walls = {label: statistics.median(r["trial"] for r in results) for label, results in runs.items()}
+    process = {label: statistics.median(r["wall"] for r in results) for label, results in runs.items()}
     labels = list(rows)
-    print(f"\n{name} trial" + " — ".join([""] + [f"{lb}: wall {walls[lb]:.1f} s" for lb in labels]))
+    print(f"\n{name} trial" + " — ".join([""] + [f"{lb}: {walls[lb]:.1f} s (its process: {process[lb]:.1f} s)"
+                                                  for lb in labels]))
     print(f"  {'phase':34s}" + "".join(f"{lb:>22s}" for lb in labels))
     for k in ORDER:
         if all(rows[lb][k] < 0.05 for lb in labels):
@@ -106,7 +112,7 @@ def show(name: str, runs: dict[str, list[dict]]) -> dict[str, float]:
         n = statistics.median(r["counts"].get("Inception passes", 0) for r in results)
         t = rows[lb]["Inception passes"]
         epochs = statistics.median(r["n_epochs"] for r in results) or 1
-        per_epoch = (rows[lb]["per-epoch validation"] + rows[lb]["per-epoch test"]) / epochs
+        per_epoch = sum(rows[lb][k] for k in ORDER[2:5]) / epochs  # validation and test, over all epochs
         print(f"  {lb}: {n:.0f} Inception passes" + (f" at {n / t:.1f} images/s" if t > 0 and n else "")
               + f"; per-epoch measurement {per_epoch:.2f} s = {100 * per_epoch / (rows[lb]['training epochs'] / epochs):.0f} %"
               " of an epoch's training")
