@@ -54,7 +54,7 @@ class Group(click.Group):
     def main(self, *args, **kwargs):
         """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
         instead of the usage text above an "Error:" line."""
-        from pipelines.signals import watch_sigterm
+        from pipelines.engine.signals import watch_sigterm
 
         kwargs.pop("standalone_mode", None)
         watch_sigterm()
@@ -82,7 +82,7 @@ class Group(click.Group):
         except KeyboardInterrupt:
             _interrupted(ctx)
         except Exception:
-            from pipelines.trial import CTRL_C
+            from pipelines.engine.trial import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
                 _interrupted(ctx)
@@ -90,8 +90,8 @@ class Group(click.Group):
 
 
 def _interrupted(ctx) -> None:
-    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/signals.py): "terminated (SIGTERM)", 143."""
-    from pipelines.signals import EXIT_CODE, TERMINATED
+    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/engine/signals.py): "terminated (SIGTERM)", 143."""
+    from pipelines.engine.signals import EXIT_CODE, TERMINATED
 
     if TERMINATED.is_set():
         click.echo("terminated (SIGTERM)", err=True)
@@ -236,7 +236,7 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
               help="A β-conditional run: measure at these betas (inside its training range) instead of its own.")
 def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
     """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
-    from pipelines.evaluation import lines
+    from pipelines.report.evaluation import lines
     from vae.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples,
@@ -260,9 +260,15 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
               help="A worker of --workers N: its parent prints how the study ended.")
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
+    from pipelines.engine.sweep import (
+        already_complete,
+        check_objective,
+        run_sweep,
+        run_workers,
+        verdict,
+    )
+    from pipelines.report.verdict import lines
     from pipelines.spec import load_spec
-    from pipelines.sweep import already_complete, check_objective, run_sweep, run_workers, verdict
-    from pipelines.verdict import lines
 
     if n_trials is not None and n_trials < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n-trials")
@@ -301,7 +307,7 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
 
 
 def _print_status(study: str, storage: str | None) -> dict:
-    from pipelines.study import study_status
+    from pipelines.engine.study import study_status
     from vae.collapse import COLLAPSE_KL_NATS
 
     info = study_status(study, storage)
@@ -323,14 +329,14 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
+    from pipelines.engine.study import study_names
     from pipelines.spec import check_study_name
-    from pipelines.study import study_names
 
     if study is None:
         names = study_names(storage)
         for name in names:
             _print_status(name, storage)
-        from pipelines.hints import status_hint
+        from pipelines.engine.hints import status_hint
 
         click.echo(f"`{status_hint('NAME')}` lists a study's trials" if names else "no studies yet; run `vae sweep`")
         return
@@ -351,8 +357,8 @@ def status(study, storage, trials):
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port of the UI.")
 def ui(study, tracking_uri, host, port):
     """Serve the MLflow UI on the sweep's tracking store; print the study's runs page once it answers."""
-    from pipelines.tracking import Tracker, resolve_uri
-    from pipelines.ui import runs_url, serve
+    from pipelines.tracking.runs import Tracker, resolve_uri
+    from pipelines.tracking.ui import runs_url, serve
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
@@ -388,14 +394,15 @@ def _beta_cell(beta, loss) -> str:
               help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 def report(study, out, fmt, other, tracking_uri, storage):
     """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.page import check_report_folder, to_markdown, write_report
-    from pipelines.publish import publish, study_verdict
-    from pipelines.report import build, load_runs
+    from pipelines.engine.study import check_storage
+    from pipelines.report.data import build
+    from pipelines.report.fetch import load_runs
+    from pipelines.report.page import check_report_folder, to_markdown, write_report
+    from pipelines.report.publish import publish, study_verdict
+    from pipelines.report.tables import KEY, display_frame, groups, terminal, to_csv
+    from pipelines.report.verdict import lines, row_index
     from pipelines.spec import check_study_name
-    from pipelines.stores import check_storage
-    from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
-    from pipelines.tracking import Tracker
-    from pipelines.verdict import lines, row_index
+    from pipelines.tracking.runs import Tracker
     from vae.paths import check_folder
 
     study = check_study_name(study)  # reports/.. would be this folder
@@ -411,7 +418,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
     rep, v = study_verdict(study, tracker, storage, rep)
     other_rep = comparison = None
     if other is not None:
-        from pipelines.compare import compare
+        from pipelines.report.compare import compare
 
         other_rep = build(other, load_runs(other, tracker)[1])
         comparison = compare(rep, other_rep, tracker)
@@ -435,8 +442,8 @@ def report(study, out, fmt, other, tracking_uri, storage):
     for r in rep.failures.itertuples():
         console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {redact(r.reason)}", markup=False)
     if comparison is not None:
-        from pipelines.compare import summary
-        from pipelines.tables import comparison as comparison_frames
+        from pipelines.report.compare import summary
+        from pipelines.report.tables import comparison as comparison_frames
 
         frames = comparison_frames(comparison)
         for title, frame in frames.items():
@@ -460,7 +467,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 def export(out, study, trial, beta, storage, tracking_uri):
     """Write the chosen model to the folder OUT: checkpoint, config and a README; `vae.load_model(OUT)` loads it."""
-    from pipelines.export import export as write_export
+    from pipelines.tracking.export import export as write_export
 
     info = write_export(study, out, trial=trial, beta=beta, storage=storage, tracking_uri=tracking_uri)
     balance = (f"β-conditional at β {info['beta']:g}" if info["conditional"] else

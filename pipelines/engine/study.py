@@ -1,11 +1,11 @@
 """Optuna studies for sweeps: storage, creation, the sampler and pruner, progress and status.
 
-    from pipelines.study import make_storage, open_study, study_status
+    from pipelines.engine.study import make_storage, open_study, study_status
     study_status("balance")          # what `vae status --study balance` prints
 
-A trial's life (claim, heartbeat, result) is pipelines/trial.py's; making a study's state right
-after kills (dead trials, retries, the grid's points) is pipelines/recovery.py's. Grid points are
-enqueued, each once, under the study lock (pipelines/locks.py) and claimed through the storage's
+A trial's life (claim, heartbeat, result) is pipelines/engine/trial.py's; making a study's state right
+after kills (dead trials, retries, the grid's points) is pipelines/engine/recovery.py's. Grid points are
+enqueued, each once, under the study lock (pipelines/engine/locks.py) and claimed through the storage's
 atomic WAITING -> RUNNING transition; Optuna's GridSampler is not used: it can hand the same point
 to two workers.
 """
@@ -17,19 +17,18 @@ import socket
 import warnings
 import zlib
 
-from pipelines.database import (
+from pipelines.engine.faults import fault
+from pipelines.engine.locks import create_sqlite, study_lock
+from pipelines.engine.stores import (
     check_database,
+    check_kind,
     connect_args,
     create_parent,
-    create_sqlite,
     sqlite_path,
 )
-from pipelines.faults import fault
-from pipelines.locks import study_lock
+from pipelines.engine.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
 from pipelines.spec import Spec, SpecError
-from pipelines.stores import check_kind
-from pipelines.tracking import Tracker
-from pipelines.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
+from pipelines.tracking.runs import Tracker
 from vae.collapse import collapsed
 from vae.errors import VAEError, first_line
 from vae.redact import redact
@@ -48,7 +47,7 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # we record heartbeats ourselves (pipelines/trial.py), with ask/tell instead of Study.optimize
+    # we record heartbeats ourselves (pipelines/engine/trial.py), with ask/tell instead of Study.optimize
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
@@ -103,12 +102,12 @@ def _pruner(spec: Spec):
 
 def open_study(spec: Spec, storage, tracker: Tracker, url: str):
     """Create the study or load it, check that it was run with the same settings, make its state
-    right (pipelines/recovery.py: enqueue the grid, recover dead trials); return
+    right (pipelines/engine/recovery.py: enqueue the grid, recover dead trials); return
     (study, experiment_id, parent_run_id). Safe with any number of workers starting at once: all of
     it runs under the study lock, and a creator killed halfway leaves what the next start completes."""
     import optuna
 
-    from pipelines.recovery import recover
+    from pipelines.engine.recovery import recover
 
     with study_lock(url, spec.study):
         study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
@@ -233,3 +232,8 @@ def study_status(name: str, storage: str | None = None) -> dict:
                                                                              t.user_attrs.get("test/kl")),
                      "note": note})
     return {"study": name, **counts, **progress(study, total), "trials": rows}
+
+
+def check_storage(storage: str | None) -> None:
+    """The Optuna storage a read-only command may write its verdict to is not an MLflow store."""
+    check_kind(storage_url(storage), "optuna", StorageError)

@@ -21,15 +21,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines import beta_runs
-from pipelines.database import (
+from pipelines.engine.locks import create_sqlite
+from pipelines.engine.stores import (
     DATABASES,
     check_database,
     create_parent,
-    create_sqlite,
     is_database,
     scheme,
 )
+from pipelines.tracking import beta_runs
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -174,7 +174,7 @@ class Tracker:
         if exp is None:
             return []
         runs = self.client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-        # a conditional trial's run is its training run; its beta runs end with it (pipelines/beta_runs.py)
+        # a conditional trial's run is its training run; its beta runs end with it (pipelines/tracking/beta_runs.py)
         return [(r.info.run_id, int(r.data.tags["vae.trial"])) for r in runs if "vae.trial" in r.data.tags
                 and r.data.tags.get("vae.role") in ("trial", beta_runs.ROLE) and beta_runs.TRAINED_BY not in r.data.tags]
 
@@ -272,7 +272,7 @@ class Tracker:
         if history:
             import matplotlib.pyplot as plt
 
-            from pipelines.plots import loss_curves
+            from pipelines.report.plots import loss_curves
 
             fig = loss_curves(history, title=self.client.get_run(run_id).info.run_name)
             self.client.log_figure(run_id, fig, "loss_curves.png")

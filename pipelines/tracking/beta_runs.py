@@ -6,7 +6,7 @@ the level of ordinary trials (children of the sweep's parent run), one run per b
 named `z100-b0.01-cond-t3`, param `mode` = conditional, tag `vae.trained_by` = the training run's
 id) gets that beta's metrics, images, summary and grids, so that the runs table, `search_runs` and
 the report read it exactly like an independently trained trial. The training run's lifecycle
-(pipelines/tracking.py `finish_trial`) ends its beta runs with it: one owner.
+(pipelines/tracking/runs.py `finish_trial`) ends its beta runs with it: one owner.
 """
 
 from __future__ import annotations
