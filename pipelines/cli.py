@@ -14,17 +14,17 @@ Errors a user can fix print one line and exit with code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from vae.config import LOSSES, TrainConfig
+from vae.config import TrainConfig, declared, default, names
 from vae.errors import VAEError
 from vae.redact import redact
 
-DEFAULTS = TrainConfig()
 # one per command, shown under it in `vae --help`
 EXAMPLES = {
     "train": "vae train --dataset digits --z-dim 16 --beta 0.001 --epochs 30 --batch-size 32",
@@ -119,65 +119,44 @@ class FloatList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
 
 
+def default_text(name: str) -> str:
+    """A setting's default as `vae train --help` shows it: its declared `shown` words, else its value."""
+    meta = declared(name).metadata
+    if meta["shown"] is not None:
+        return meta["shown"]
+    value = default(name)
+    if isinstance(value, bool):
+        return f"--{name.replace('_', '-')}" if value else f"--no-{name.replace('_', '-')}"
+    return str(value)
+
+
+def train_option(name: str):
+    """The `vae train` option of one setting, from its declaration (vae/config.py): type, default, help."""
+    f = declared(name)
+    flag, hint = f"--{name.replace('_', '-')}", str(f.type)
+    value = None if f.default is dataclasses.MISSING else f.default  # a factory (data_dir): resolved in TrainConfig
+    kwargs = {"default": value, "help": f"{f.metadata['help']} [default: {default_text(name)}]"}
+    if hint.startswith("bool"):
+        return click.option(f"{flag}/--no-{flag[2:]}", **kwargs)
+    if f.metadata["choices"]:
+        kwargs["type"] = click.Choice(f.metadata["choices"])
+    elif hint.startswith("list[float]"):
+        kwargs["type"] = FloatList()
+    elif hint.startswith(("int", "float")):
+        kwargs["type"] = {"int": int, "float": float}[hint.split(" ")[0]]
+    return click.option(flag, **kwargs)
+
+
 def train_options(f):
-    """One option per TrainConfig field (tests check the mapping stays one-to-one)."""
-    options = [
-        click.option("--dataset", default=DEFAULTS.dataset, show_default=True,
-                     help="cifar10, mnist, fashion-mnist, digits or folder:PATH."),
-        click.option("--data-dir", default=None, help="Download/cache folder [env VAE_DATA_DIR; default: data]."),
-        click.option("--limit", type=int, default=None, help="At most N images per split (seeded subset)."),
-        click.option("--val-size", type=int, default=None,
-                     help="Validation images carved from the training split [default: 10%, at most 5000]."),
-        click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
-        click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
-        click.option("--betas", type=FloatList(), default=None,
-                     help="Train one β-conditional model (YOTO) for all these betas, e.g. 0.1,0.01,0.001 "
-                          "(replaces --beta)."),
-        click.option("--beta-range", type=FloatList(), default=None,
-                     help="LOW,HIGH: the betas a conditional model trains on [default: the span of --betas]."),
-        click.option("--film-hidden", type=int, default=DEFAULTS.film_hidden, show_default=True,
-                     help="Hidden units of a conditional model's FiLM MLP of log beta."),
-        click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
-        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True,
-                     help="Passes over the training split."),
-        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
-                     help="Images per optimiser step (the original table's 64)."),
-        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-                     help="Seeds weights, subset, shuffles and noise (same seed on CPU: same numbers)."),
-        click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
-        click.option("--out", default=None, help="Run folder [default: runs/<dataset>-z<z>-b<beta>]."),
-        click.option("--resume/--no-resume", default=False, show_default=True, help="Continue from the run folder's checkpoint."),
-        click.option("--loss", type=click.Choice(LOSSES), default=DEFAULTS.loss, show_default=True,
-                     help="beta: R + beta*KLD; sigma-vae: calibrated Gaussian decoder, no beta."),
-        click.option("--kl-warmup-epochs", type=int, default=0, show_default=True, help="Linear KL warm-up."),
-        click.option("--free-bits", type=float, default=0.0, show_default=True, help="KL floor per dimension (nats)."),
-        click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA."),
-        click.option("--compile/--no-compile", default=None,
-                     help="torch.compile the model [default: automatic, for runs of >= 3000 steps on cpu/cuda]."),
-        click.option("--threads", type=int, default=None, help="torch CPU threads."),
-        click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
-                     help="K of the IWAE bound in the final diagnostics; 0 skips all of them: AU, KL (nats) and "
-                          "KL per dimension, MI, -ELBO, IWAE NLL, σ MLE and σ implied (not FID: --fid-samples)."),
-        click.option("--eval-images", type=int, default=DEFAULTS.eval_images, show_default=True,
-                     help="Evaluation subset of the test split (stratified) for the final diagnostics."),
-        click.option("--iw-images", type=int, default=DEFAULTS.iw_images, show_default=True,
-                     help="IWAE NLL on the first N images of the evaluation subset."),
-        click.option("--fid-samples", type=int, default=None,
-                     help="Prior samples for FID, KID and precision/recall, and reconstructions for FID (recon); "
-                          "0 turns off these four, the Inception passes (minutes on a CPU) [default: 500, 0 below 28 px]."),
-        click.option("--progress/--no-progress", default=True, show_default=True,
-                     help="Epoch bar with running losses, a line per slow phase; plain lines when piped."),
-    ]
-    for option in reversed(options):
-        f = option(f)
+    """One option per TrainConfig setting, generated from its declaration."""
+    for name in reversed(names()):
+        f = train_option(name)(f)
     return f
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    nullable = ("limit", "out", "threads", "compile", "val_size", "fid_samples", "betas", "beta_range")
-    values = {k: v for k, v in options.items() if v is not None or k in nullable}
-    if values.get("data_dir") is None:
+    values = dict(options)
+    if values.get("data_dir") is None:  # its default comes from the environment (TrainConfig)
         values.pop("data_dir", None)
     return TrainConfig(**values).validate()
 

@@ -78,7 +78,7 @@ def load_model(path: str | Path, device: str = "cpu", beta: float | None = None)
         beta = check_beta(cfg, beta, str(path))
         model, cfg = model.at(beta), cfg.at(beta)
     elif beta is not None and beta != cfg.beta:
-        trained = "as a σ-VAE" if cfg.beta is None else f"at beta {cfg.beta:g}"
+        trained = "as a σ-VAE" if cfg.training == "sigma-vae" else f"at beta {cfg.beta:g}"
         raise ConfigError(f"beta= is for a β-conditional model; {path} was trained {trained}")
     model.config, model.epoch, model.exported = cfg, blob["epoch"], info
     return model.eval()

@@ -30,6 +30,7 @@ from pipelines.engine.trial import FAIL_REASON, chains, fail_kind, finished, hea
 from pipelines.spec import Spec, SpecError
 from pipelines.tracking.runs import Tracker
 from vae.collapse import collapsed
+from vae.config import SETTINGS_VERSION
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -116,25 +117,25 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
         fingerprint = study.user_attrs.get("fingerprint")
         if fingerprint is None:  # new (or its creator died before this): ours to describe
             study.set_metric_names([spec.metric])
-            study.set_user_attr("spec", spec.describe())
+            study.set_user_attr("spec", spec.describe())  # whole: a later change of a default changes no study
+            study.set_user_attr("settings_version", SETTINGS_VERSION)
             study.set_user_attr("total", spec.total)
-            study.set_user_attr("fingerprint", spec.fingerprint())
-        elif fingerprint != spec.fingerprint():
-            raise SpecError(_mismatch(study.user_attrs.get("spec", {}), spec))
-        elif spec.total > study.user_attrs.get("total", 0):
-            study.set_user_attr("total", spec.total)  # more search trials asked for
+            study.set_user_attr("fingerprint", spec.fingerprint())  # the last: the study is described
+        else:
+            version = study.user_attrs.get("settings_version", 1)
+            changes = spec.changes(study.user_attrs.get("spec", {}), version)
+            if changes and not (version == 1 and fingerprint == spec.fingerprint()):
+                raise SpecError(_mismatch(spec, changes))
+            if spec.total > study.user_attrs.get("total", 0):
+                study.set_user_attr("total", spec.total)  # more search trials asked for
         experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
     return study, experiment_id, parent
 
 
-def _mismatch(old: dict, spec: Spec) -> str:
-    new = spec.describe()
-    diffs = [f"{k}: {old.get('train', {}).get(k)!r} -> {v!r}" for k, v in new["train"].items()
-             if old.get("train", {}).get(k) != v and k not in ("data_dir", "device", "threads", "progress", "amp", "compile")]
-    diffs += [f"{k}: changed" for k in ("search", "sampler", "metric", "direction") if old.get(k) != new[k]]
-    return (f"study {spec.study!r} was run with other settings ({'; '.join(diffs[:3]) or 'spec changed'}); "
+def _mismatch(spec: Spec, changes: list[str]) -> str:
+    return (f"study {spec.study!r} was run with other settings ({'; '.join(changes[:3]) or 'spec changed'}); "
             f"rerun with --set study=NEW_NAME to start a new study")
 
 

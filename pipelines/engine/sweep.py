@@ -42,8 +42,9 @@ from pipelines.engine.trial import (
     run_folder,
 )
 from pipelines.engine.trial_bar import TrialBar
-from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
+from pipelines.spec import Range, Spec
 from pipelines.tracking.runs import Tracker
+from vae.config import default, identity, names
 from vae.errors import VAEError, first_line
 from vae.progress import say
 from vae.redact import redact
@@ -108,8 +109,8 @@ def _resumable(folder: Path, cfg) -> list[dict]:
         return []
     try:
         blob = load_checkpoint(folder)
-        same = all(blob["config"].get(k) == v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT
-                   and k not in ("out", "resume"))
+        saved = {**{k: default(k) for k in names()}, **blob["config"]}  # a setting it predates: its default
+        same = identity(saved) == identity(cfg.to_dict())
     except (CheckpointError, KeyError):
         same = False
     if not same:

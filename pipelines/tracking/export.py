@@ -174,7 +174,7 @@ def _beta(cfg, beta: float | None, verdict: dict | None, number: int) -> float |
     """The beta to export at: --beta, else the verdict's; only a conditional model takes one."""
     if not cfg.conditional:
         if beta is not None:
-            trained = "as a σ-VAE" if cfg.beta is None else f"at beta {cfg.beta:g}"
+            trained = "as a σ-VAE" if cfg.training == "sigma-vae" else f"at beta {cfg.beta:g}"
             raise ExportError(f"--beta is for a β-conditional trial; trial {number} was trained {trained}")
         return cfg.beta
     beta = beta if beta is not None else (verdict or {}).get("beta")
