@@ -193,7 +193,7 @@ class Tracker:
 
         conditional = bool(config.get("betas"))
         training = "conditional" if conditional else config.get("loss", "beta")
-        name = run_name(config["z_dim"], training, config["beta"], config["seed"], number)
+        name = run_name(config["z_dim"], training, config.get("beta"), config["seed"], number)
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
