@@ -37,22 +37,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from vae import config as settings
 from vae.config import TrainConfig
 from vae.errors import VAEError
 
 SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several  # set per trial, never in the spec's training settings
 NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` sets them from search.beta
-# TrainConfig fields added after studies existed: at these defaults they leave a study's fingerprint
-# as it was, so that studies started before them still resume
-LATER_DEFAULTS = {"betas": None, "beta_range": None, "film_hidden": 512, "fid_recon": False}
-# settings that change where or how fast a trial runs, not what it computes
-NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile", "test_every"}
+# settings that change where or how fast a trial runs, not what it computes (vae/config.py roles); out
+# and resume, the same in every spec (None, False), were hashed by version 1's fingerprint and still are
+NOT_IN_FINGERPRINT = set(settings.names()) - set(settings.names(settings.IDENTITY)) - {"out", "resume"}
+IDENTITY_KEYS = ("search", "sampler", "metric", "direction", "mode")  # with the train settings' IDENTITY roles
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
 # the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
@@ -250,9 +249,12 @@ class Spec(Strict):
         return len(self.grid()) if self.sampler == "grid" else self.n_trials
 
     def fingerprint(self) -> str:
-        """What a study's results depend on; a rerun with another fingerprint is a new study."""
+        """Version 1's identity of a study, a hash (stored as the study's `fingerprint`): a study of
+        version 1 whose stored spec differs only in what that version did not store still resumes
+        when its fingerprint matches. Identity itself is `changes()`, setting by setting."""
+        v1 = settings.LEGACY_DEFAULTS[1]  # the settings version 1 added late: hashed only off their defaults
         train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT
-                 and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+                 and not (k in v1 and v == v1[k])}
         blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
                 "metric": self.metric, "direction": self.direction}
         if self.mode != "independent":
@@ -260,9 +262,28 @@ class Spec(Strict):
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict:
-        """The spec as stored with the study: training settings without those the search sets per trial."""
+        """The spec as stored with the study, whole and resolved (every setting, defaults included):
+        training settings without those the search sets per trial."""
         train = {k: v for k, v in self.train.record().items() if k not in NOT_IN_SPEC}
         return {**self.model_dump(exclude={"train"}), "train": train}
+
+    def changes(self, stored: dict, version: int) -> list[str]:
+        """How this spec differs from the one stored with a study of settings `version`, in what
+        defines a study (the IDENTITY roles' settings, the search, sampler, objective and mode):
+        `epochs: 2 -> 3`, `search: changed`; [] for the same study. A setting the stored spec lacks
+        (it predates the setting, or version 1 did not store it) reads as that version's default
+        (vae/config.py legacy_defaults), so a new setting at its default changes no study."""
+        new = self.describe()
+        old_train = {**settings.legacy_defaults(version), **stored.get("train", {})}
+        diffs = [f"{k}: {old_train.get(k)!r} -> {v!r}" for k, v in settings.identity(new["train"]).items()
+                 if old_train.get(k) != v]
+        old = {"mode": "independent", **stored}  # version 1 studies from before `mode`
+        return diffs + [f"{k}: changed" for k in IDENTITY_KEYS if _plain(old.get(k)) != _plain(new[k])]
+
+
+def _plain(value):
+    """A stored value as JSON gives it back (lists, not tuples), for comparing with a stored spec."""
+    return json.loads(json.dumps(value))
 
 
 def _set(values: dict, override: str) -> None:
@@ -316,17 +337,17 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
     if n_trials is not None:
         values["n_trials"] = n_trials
 
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_names = set(settings.names())
     for key in values:
         if key in NOT_IN_SPEC:
             where = "mode: conditional trains on search.beta" if key == "betas" else "put it under search:"
             raise SpecError(f"{path}: {key!r} is set per trial; {where}")
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
-        train = TypeAdapter(TrainConfig).validate_python(train_values)
-        # pydantic reads `epochs: true` as 1: TrainConfig.validate judges the value as written
-        train = dataclasses.replace(train, **{k: v for k, v in train_values.items() if isinstance(v, bool)})
-        dataclasses.replace(train, beta_range=None).validate()  # beta_range: per trial, below
+        train = TrainConfig.from_dict(train_values)
+        beta_range, train.beta_range = train.beta_range, None  # checked per trial, below
+        train.validate()  # the one validator of every setting, as for `vae train`
+        train.beta_range = beta_range
         spec = Spec(**values, train=train)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling

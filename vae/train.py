@@ -30,7 +30,7 @@ import torch
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import sample_betas
-from vae.config import AUTO_COMPILE_STEPS, TrainConfig
+from vae.config import AUTO_COMPILE_STEPS, MODEL, TrainConfig, names
 from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
@@ -287,7 +287,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
     saved = blob.get("config", {})
-    for name in ("z_dim", "width", "betas", "beta_range", "film_hidden"):
+    for name in names(MODEL):
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
                               f"asks for {getattr(cfg, name)}; use the same setting or another --out")

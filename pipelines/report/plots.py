@@ -1,4 +1,4 @@
-"""Every matplotlib figure: a trial's loss curves (pipelines/tracking.py) and the report's figures.
+"""Every matplotlib figure: a trial's loss curves (pipelines/tracking/runs.py) and the report's figures.
 
     files = report_figures(report.table, report.dead, artifacts, out)   # name -> PNG, for the page
 
@@ -232,7 +232,7 @@ def image_grids(recon: Path, samples: Path, caption: str):
 
 def report_figures(table, dead, artifacts, out: Path, curve_points=None) -> dict[str, Path]:
     """The report's figures as PNG files in `out`: name -> path; each run's grids as "grid/<run>".
-    `table`, `dead` and `artifacts`: pipelines/report.py's Report.table, Report.dead and Artifacts."""
+    `table`, `dead` and `artifacts`: pipelines/report/data.py's Report.table, Report.dead and Artifacts."""
     files = {"rate_distortion": save(rate_distortion(table, dead=dead), out / "rate_distortion.png")}
     if "FID (samples)" in table and table["FID (samples)"].notna().any():
         r_col = "_r_loss_eval" if "_r_loss_eval" in table else "R-loss"
