@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from vae.config import LOSSES, TrainConfig
+from vae.config import CONDITIONINGS, LOSSES, TrainConfig
 from vae.errors import VAEError
 from vae.redact import redact
 
@@ -135,8 +135,19 @@ def train_options(f):
                           "(replaces --beta)."),
         click.option("--beta-range", type=FloatList(), default=None,
                      help="LOW,HIGH: the betas a conditional model trains on [default: the span of --betas]."),
+        click.option("--beta-span", type=float, default=None,
+                     help="The training range as high/low, centred in log space on --betas, e.g. 1000 "
+                          "(instead of --beta-range)."),
+        click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=DEFAULTS.conditioning,
+                     show_default=True,
+                     help="How a conditional model is fed beta: film (YOTO's FiLM) or mrvae (Multi-Rate VAE's gates)."),
         click.option("--film-hidden", type=int, default=DEFAULTS.film_hidden, show_default=True,
                      help="Hidden units of a conditional model's FiLM MLP of log beta."),
+        click.option("--film-damping", type=float, default=DEFAULTS.film_damping, show_default=True,
+                     help="Factor on FiLM's outputs (scale = 1 + d*MLP, shift = d*MLP): 0.1 YOTO's, 1 undamped."),
+        click.option("--normalize-loss-weights/--no-normalize-loss-weights", default=DEFAULTS.normalize_loss_weights,
+                     show_default=True,
+                     help="Divide a conditional model's loss weights (1, beta) by their geometric mean (YOTO)."),
         click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
         click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True,
                      help="Passes over the training split."),
@@ -175,7 +186,7 @@ def train_options(f):
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    nullable = ("limit", "out", "threads", "compile", "val_size", "fid_samples", "betas", "beta_range")
+    nullable = ("limit", "out", "threads", "compile", "val_size", "fid_samples", "betas", "beta_range", "beta_span")
     values = {k: v for k, v in options.items() if v is not None or k in nullable}
     if values.get("data_dir") is None:
         values.pop("data_dir", None)

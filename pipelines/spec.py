@@ -43,14 +43,14 @@ from pydantic import (
     model_validator,
 )
 
-from vae.config import TrainConfig
+from vae.config import CONDITIONAL_ONLY, TrainConfig
 from vae.errors import VAEError
 
 SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several  # set per trial, never in the spec's training settings
 NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` sets them from search.beta
 # TrainConfig fields added after studies existed: at these defaults they leave a study's fingerprint
 # as it was, so that studies started before them still resume
-LATER_DEFAULTS = {"betas": None, "beta_range": None, "film_hidden": 512}
+LATER_DEFAULTS = {"betas": None, "film_hidden": 512, **CONDITIONAL_ONLY}
 # settings that change where or how fast a trial runs, not what it computes
 NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
@@ -198,8 +198,10 @@ class Spec(Strict):
                 raise ValueError(f"sampler 'grid' needs lists of values, but search.{ranges[0]} is a range")
         elif self.n_trials is None:
             raise ValueError(f"sampler '{self.sampler}' needs n_trials")
-        if self.train.beta_range is not None and self.mode != "conditional":
-            raise ValueError("beta_range is the training range of mode 'conditional'; set mode: conditional")
+        given = [k for k, default in CONDITIONAL_ONLY.items() if getattr(self.train, k) != default]
+        if given and self.mode != "conditional":
+            what = "is the training range" if given[0].startswith("beta_") else "is a setting"
+            raise ValueError(f"{given[0]} {what} of mode 'conditional'; set mode: conditional")
         if self.mode == "conditional" and self.sampler != "grid":
             raise ValueError("mode 'conditional' needs sampler 'grid' (one model per z_dim and seed covers every beta)")
         if self.mode == "conditional" and "beta" not in self.search.loss:
@@ -241,7 +243,9 @@ class Spec(Strict):
         """The training settings of one trial: the spec's with the trial's z_dim, beta, seed (and
         loss); in mode conditional a beta point trains on every beta of search.beta."""
         conditional = self.mode == "conditional" and params.get("loss", self.train.loss) == "beta"
-        return dataclasses.replace(self.train, **params, betas=list(self.search.beta) if conditional else None)
+        if conditional:
+            return dataclasses.replace(self.train, **params, betas=list(self.search.beta))
+        return dataclasses.replace(self.train, **params, betas=None, **CONDITIONAL_ONLY)  # a sigma-VAE point
 
     @property
     def total(self) -> int:
@@ -324,7 +328,7 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
         train = TypeAdapter(TrainConfig).validate_python(train_values)
         # pydantic reads `epochs: true` as 1: TrainConfig.validate judges the value as written
         train = dataclasses.replace(train, **{k: v for k, v in train_values.items() if isinstance(v, bool)})
-        dataclasses.replace(train, beta_range=None).validate()  # beta_range: per trial, below
+        dataclasses.replace(train, **CONDITIONAL_ONLY).validate()  # these: per trial, below
         spec = Spec(**values, train=train)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from vae.errors import ConfigError
 
 LOSSES = ("beta", "sigma-vae")
+CONDITIONINGS = ("film", "mrvae")
+"""How a conditional model is fed beta (vae/conditional.py)."""
+FILM_DAMPING = 0.1
+"""YOTO's damping of the FiLM outputs: scale = 1 + 0.1*MLP, shift = 0.1*MLP."""
 AUTO_COMPILE_STEPS = 3000
 INVOCATION = ("out", "resume", "progress")
 """How a run is started, not what it computes: never recorded with the run (a sweep trains in a
@@ -42,9 +46,28 @@ class TrainConfig:
     over `beta_range`, and every epoch's validation and test losses and the final diagnostics are
     measured at each of these betas (metric keys `b0.01/val/r_loss`); `val/<term>` is their mean."""
     beta_range: list[float] | None = None
-    """[low, high] of the betas a conditional model trains on; default [min(betas), max(betas)]."""
+    """[low, high] of the betas a conditional model trains on; default [min(betas), max(betas)]
+    (or see `beta_span`)."""
+    beta_span: float | None = None
+    """a conditional model's training range as one number, high / low, centred in log space on
+    `betas` (on their geometric midpoint sqrt(min * max)): 1000 trains betas 0.005-0.1 on
+    0.00071-0.71. At least max(betas) / min(betas); instead of `beta_range`. MR-VAE trains on
+    1000x, YOTO's CIFAR-10 VAE on 4096x."""
+    conditioning: str = "film"
+    """how a conditional model is fed beta (vae/conditional.py): `film`, YOTO's FiLM (an MLP of log
+    beta gives a per-channel scale and shift after every conv block); `mrvae`, Multi-Rate VAE's
+    gates (Bae et al., 2023: one linear map of log beta per hidden conv layer multiplies its
+    pre-activations per channel)."""
     film_hidden: int = 512
     """hidden units of the conditioning MLP of log beta (FiLM; YOTO's VAE uses 512)."""
+    film_damping: float = FILM_DAMPING
+    """the factor d on FiLM's outputs, scale = 1 + d*MLP and shift = d*MLP: 0.1 is YOTO's damping
+    (a fresh network starts near an unconditioned one), 1 undamped (the MLP's outputs as they are)."""
+    normalize_loss_weights: bool = False
+    """divide each image's loss weights (1 for R-loss, beta for KLD-loss) by their geometric mean
+    sqrt(beta), as YOTO's option of that name: every beta of the range then pulls on the network
+    with gradients of a like scale, where the plain loss lets the large betas' terms dominate
+    (scaled to 1 at the centre of the range; the per-beta losses measured are unchanged)."""
     width: int = 32
     """channels of the first conv layer; the encoder uses width, 2*width, 4*width."""
     epochs: int = 50
@@ -108,13 +131,20 @@ class TrainConfig:
     @property
     def training_range(self) -> tuple[float, float]:
         """The betas a conditional model is trained on: `beta_range`, or the span of `betas`."""
-        low, high = self.beta_range or (min(self.betas), max(self.betas))
+        if self.beta_range:
+            low, high = self.beta_range
+        elif self.beta_span:
+            from vae.conditional import centred_range
+
+            low, high = centred_range(self.betas, self.beta_span)
+        else:
+            low, high = min(self.betas), max(self.betas)
         return float(low), float(high)
 
     def at(self, beta: float) -> TrainConfig:
         """This conditional run's settings as an ordinary run at one beta: what its per-beta
         evaluation computes and what the row of that beta records."""
-        return dataclasses.replace(self, betas=None, beta=beta, beta_range=None)
+        return dataclasses.replace(self, betas=None, beta=beta, **CONDITIONAL_ONLY)
 
     @property
     def balance(self) -> str:
@@ -133,6 +163,7 @@ class TrainConfig:
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ConfigError(f"{f.name} must be a finite number, got {v}")
+        ratio = max(self.betas) / min(self.betas) if self.conditional and min(self.betas) > 0 else 1.0
         checks = [
             (self.z_dim >= 1, f"z_dim must be a positive integer, got {self.z_dim}"),
             (self.beta is None or self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
@@ -151,7 +182,21 @@ class TrainConfig:
             (self.beta_range is None or not self.conditional or
              self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
              f"beta_range {self.beta_range} must cover every beta of betas"),
+            (self.beta_span is None or self.conditional,
+             "beta_span is the training range of a conditional model: it needs betas"),
+            (self.beta_span is None or self.beta_range is None,
+             "give the training range as beta_range or as beta_span, not both"),
+            (self.beta_span is None or self.beta_span >= ratio * (1 - 1e-9),
+             f"beta_span {self.beta_span} is narrower than betas (max / min = {ratio:g}): the range must cover every beta"),
+            (self.conditioning in CONDITIONINGS,
+             f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"),
             (self.film_hidden >= 1, f"film_hidden must be >= 1, got {self.film_hidden}"),
+            (self.film_damping > 0, f"film_damping must be > 0 (1 = undamped), got {self.film_damping}"),
+            *[(self.conditional or getattr(self, name) == default,
+               f"{name} applies to a conditional model only: it needs betas")
+              for name, default in CONDITIONAL_ONLY.items() if name not in ("beta_range", "beta_span")],
+            (self.conditioning != "mrvae" or all(getattr(self, k) == d for k, d in DEFAULT_VALUES.items() if k.startswith("film_")),
+             "film_hidden and film_damping set FiLM; conditioning 'mrvae' has none"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -191,3 +236,10 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+DEFAULT_VALUES = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+CONDITIONAL_ONLY = {name: DEFAULT_VALUES[name]
+                    for name in ("beta_range", "beta_span", "conditioning", "film_damping", "normalize_loss_weights")}
+"""Settings of a conditional model only, at their defaults: an ordinary run (one beta of it,
+`TrainConfig.at`; a sigma-VAE point of a conditional spec) has them so."""

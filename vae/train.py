@@ -1,6 +1,6 @@
 """Train one VAE and return its per-epoch metrics.
 
-    from vae.config import AUTO_COMPILE_STEPS, TrainConfig
+    from vae.config import AUTO_COMPILE_STEPS, CONDITIONAL_ONLY, TrainConfig
     from vae.train import train
     history = train(TrainConfig(dataset="digits", z_dim=16, beta=0.05, epochs=3, out="runs/d"))
     history[-1]["test/r_loss"]
@@ -29,8 +29,8 @@ import torch
 
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from vae.conditional import sample_betas
-from vae.config import AUTO_COMPILE_STEPS, TrainConfig
+from vae.conditional import loss_weights, sample_betas
+from vae.config import AUTO_COMPILE_STEPS, CONDITIONAL_ONLY, TrainConfig
 from vae.data import Data, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
@@ -79,8 +79,8 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
 def applied(cfg: TrainConfig, data: Data) -> dict:
     """The recorded settings as `train` applies them on this machine to `data`: what a tracker
     logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
-    (CUDA); only the settings that apply to this run (betas, beta_range and film_hidden only for a
-    beta-conditional one, which has no beta of its own; iw_images only with iw_samples > 0), and
+    (CUDA); only the settings that apply to this run (betas, film_hidden and CONDITIONAL_ONLY only
+    for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0), and
     the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
     the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
     validation_size), beta_range the training range."""
@@ -93,8 +93,12 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
     if cfg.conditional:
         out["beta_range"] = list(cfg.training_range)
         del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
+        for name in ("film_hidden", "film_damping") if cfg.conditioning != "film" else ():
+            del out[name]
+        if cfg.beta_span is None:  # beta_range says it
+            del out["beta_span"]
     else:
-        for name in ("betas", "beta_range", "film_hidden"):
+        for name in ("betas", "film_hidden", *CONDITIONAL_ONLY):
             del out[name]
     if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
         try:
@@ -172,7 +176,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                 cond = (sample_betas(len(idx), beta_range, device),)
             with autocast(device, cfg.amp):
                 recon, mu, logvar = step_model(xb, *cond)
-            terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits)
+            weight = loss_weights(cond[0], beta_range) if cond and cfg.normalize_loss_weights else None
+            terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits, weight)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
@@ -270,7 +275,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
     saved = blob.get("config", {})
-    for name in ("z_dim", "width", "betas", "beta_range", "film_hidden"):
+    for name in ("z_dim", "width", "betas", "beta_range", "beta_span", "conditioning", "film_hidden", "film_damping"):
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
                               f"asks for {getattr(cfg, name)}; use the same setting or another --out")
