@@ -130,7 +130,8 @@ class TrainConfig:
 
     @property
     def training_range(self) -> tuple[float, float]:
-        """The betas a conditional model is trained on: `beta_range`, or the span of `betas`."""
+        """The betas a conditional model is trained on: `beta_range`, `beta_span` times wide around
+        `betas`, or the span of `betas`."""
         if self.beta_range:
             low, high = self.beta_range
         elif self.beta_span:
