@@ -13,7 +13,7 @@ grid points and which the conditional models never saw as grid betas. Every mode
 `vae train` measures it (test split; FID with --fid-samples > 0). Prints one table, a row per
 variant and epoch count: optimiser steps, the largest |Δ R-loss| and |Δ KL| against the independent
 model at each grid beta (Δ = (B - A) / A, B conditional, A independent), the rows within both goals
-(pipelines/compare.py GOALS: R-loss 5 %, KL 10 %), the largest |Δ FID| where measured, and the same
+(pipelines/report/compare.py GOALS: R-loss 5 %, KL 10 %), the largest |Δ FID| where measured, and the same
 at the between betas. Writes table.md, gaps.csv (every row) and results.json to --out.
 
 Each training is a run folder under --out, resumed where it stopped (`vae train --resume`): an
@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from pipelines.compare import GOALS  # noqa: E402
+from pipelines.report.compare import GOALS  # noqa: E402
 from vae.config import TrainConfig  # noqa: E402
 
 VARIANTS = {
@@ -88,7 +88,7 @@ def base_config(args, z_dim: int, epochs: int, out: Path, **settings) -> TrainCo
     return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit, z_dim=z_dim, width=args.width,
                        epochs=epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
                        threads=args.threads, iw_samples=0, fid_samples=args.fid_samples, out=str(out),
-                       resume=True, progress=sys.stderr.isatty(), **settings).validate()
+                       test_every=0, resume=True, progress=sys.stderr.isatty(), **settings).validate()
 
 
 def trained(cfg: TrainConfig) -> dict:
@@ -152,9 +152,10 @@ def independent(args, root: Path) -> tuple[pd.DataFrame, dict[int, int]]:
 
 def read_study(args) -> pd.DataFrame:
     """The study's independent beta rows (its balance table) with each row's optimiser steps."""
-    from pipelines.compare import cost, trainings
-    from pipelines.report import build, load_runs
-    from pipelines.tracking import Tracker
+    from pipelines.report.compare import cost, trainings
+    from pipelines.report.data import build
+    from pipelines.report.fetch import load_runs
+    from pipelines.tracking.runs import Tracker
 
     tracker = Tracker(args.tracking_uri, create=False)
     report = build(args.independent_study, load_runs(args.independent_study, tracker)[1])

@@ -124,10 +124,10 @@ def race(args, folder: Path) -> None:
 def sweep_overhead(args, folder: Path) -> None:
     """A grid sweep timed end to end against the time its trials spend training."""
     import vae.train as vt
+    from pipelines.engine.study import make_storage
+    from pipelines.engine.sweep import run_sweep
     from pipelines.spec import load_spec
-    from pipelines.study import make_storage
-    from pipelines.sweep import run_sweep
-    from pipelines.tracking import Tracker
+    from pipelines.tracking.runs import Tracker
 
     spent = {"train": 0.0, "callback": 0.0}
     real_train = vt.train

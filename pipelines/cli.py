@@ -14,17 +14,17 @@ Errors a user can fix print one line and exit with code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from vae.config import CONDITIONINGS, LOSSES, TrainConfig
+from vae.config import TrainConfig, declared, default, names
 from vae.errors import VAEError
 from vae.redact import redact
 
-DEFAULTS = TrainConfig()
 # one per command, shown under it in `vae --help`
 EXAMPLES = {
     "train": "vae train --dataset digits --z-dim 16 --beta 0.001 --epochs 30 --batch-size 32",
@@ -54,7 +54,7 @@ class Group(click.Group):
     def main(self, *args, **kwargs):
         """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
         instead of the usage text above an "Error:" line."""
-        from pipelines.signals import watch_sigterm
+        from pipelines.engine.signals import watch_sigterm
 
         kwargs.pop("standalone_mode", None)
         watch_sigterm()
@@ -82,7 +82,7 @@ class Group(click.Group):
         except KeyboardInterrupt:
             _interrupted(ctx)
         except Exception:
-            from pipelines.trial import CTRL_C
+            from pipelines.engine.trial import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
                 _interrupted(ctx)
@@ -90,8 +90,8 @@ class Group(click.Group):
 
 
 def _interrupted(ctx) -> None:
-    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/signals.py): "terminated (SIGTERM)", 143."""
-    from pipelines.signals import EXIT_CODE, TERMINATED
+    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/engine/signals.py): "terminated (SIGTERM)", 143."""
+    from pipelines.engine.signals import EXIT_CODE, TERMINATED
 
     if TERMINATED.is_set():
         click.echo("terminated (SIGTERM)", err=True)
@@ -119,76 +119,44 @@ class FloatList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
 
 
+def default_text(name: str) -> str:
+    """A setting's default as `vae train --help` shows it: its declared `shown` words, else its value."""
+    meta = declared(name).metadata
+    if meta["shown"] is not None:
+        return meta["shown"]
+    value = default(name)
+    if isinstance(value, bool):
+        return f"--{name.replace('_', '-')}" if value else f"--no-{name.replace('_', '-')}"
+    return str(value)
+
+
+def train_option(name: str):
+    """The `vae train` option of one setting, from its declaration (vae/config.py): type, default, help."""
+    f = declared(name)
+    flag, hint = f"--{name.replace('_', '-')}", str(f.type)
+    value = None if f.default is dataclasses.MISSING else f.default  # a factory (data_dir): resolved in TrainConfig
+    kwargs = {"default": value, "help": f"{f.metadata['help']} [default: {default_text(name)}]"}
+    if hint.startswith("bool"):
+        return click.option(f"{flag}/--no-{flag[2:]}", **kwargs)
+    if f.metadata["choices"]:
+        kwargs["type"] = click.Choice(f.metadata["choices"])
+    elif hint.startswith("list[float]"):
+        kwargs["type"] = FloatList()
+    elif hint.startswith(("int", "float")):
+        kwargs["type"] = {"int": int, "float": float}[hint.split(" ")[0]]
+    return click.option(flag, **kwargs)
+
+
 def train_options(f):
-    """One option per TrainConfig field (tests check the mapping stays one-to-one)."""
-    options = [
-        click.option("--dataset", default=DEFAULTS.dataset, show_default=True,
-                     help="cifar10, mnist, fashion-mnist, digits or folder:PATH."),
-        click.option("--data-dir", default=None, help="Download/cache folder [env VAE_DATA_DIR; default: data]."),
-        click.option("--limit", type=int, default=None, help="At most N images per split (seeded subset)."),
-        click.option("--val-size", type=int, default=None,
-                     help="Validation images carved from the training split [default: 10%, at most 5000]."),
-        click.option("--z-dim", type=int, default=DEFAULTS.z_dim, show_default=True, help="Latent dimensions."),
-        click.option("--beta", type=float, default=DEFAULTS.beta, show_default=True, help="KLD-loss weight."),
-        click.option("--betas", type=FloatList(), default=None,
-                     help="Train one β-conditional model (YOTO) for all these betas, e.g. 0.1,0.01,0.001 "
-                          "(replaces --beta)."),
-        click.option("--beta-range", type=FloatList(), default=None,
-                     help="LOW,HIGH: the betas a conditional model trains on [default: the span of --betas]."),
-        click.option("--beta-span", type=float, default=None,
-                     help="The training range as high/low, centred in log space on --betas, e.g. 1000 "
-                          "(instead of --beta-range)."),
-        click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=DEFAULTS.conditioning,
-                     show_default=True,
-                     help="How a conditional model is fed beta: film (YOTO's FiLM) or mrvae (Multi-Rate VAE's gates)."),
-        click.option("--film-hidden", type=int, default=DEFAULTS.film_hidden, show_default=True,
-                     help="Hidden units of a conditional model's FiLM MLP of log beta."),
-        click.option("--film-damping", type=float, default=DEFAULTS.film_damping, show_default=True,
-                     help="Factor on FiLM's outputs (scale = 1 + d*MLP, shift = d*MLP): 0.1 YOTO's, 1 undamped."),
-        click.option("--normalize-loss-weights/--no-normalize-loss-weights", default=DEFAULTS.normalize_loss_weights,
-                     show_default=True,
-                     help="Divide a conditional model's loss weights (1, beta) by their geometric mean (YOTO)."),
-        click.option("--width", type=int, default=DEFAULTS.width, show_default=True, help="First conv layer's channels."),
-        click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True,
-                     help="Passes over the training split."),
-        click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
-                     help="Images per optimiser step (the original table's 64)."),
-        click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-                     help="Seeds weights, subset, shuffles and noise (same seed on CPU: same numbers)."),
-        click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
-        click.option("--out", default=None, help="Run folder [default: runs/<dataset>-z<z>-b<beta>]."),
-        click.option("--resume/--no-resume", default=False, show_default=True, help="Continue from the run folder's checkpoint."),
-        click.option("--loss", type=click.Choice(LOSSES), default=DEFAULTS.loss, show_default=True,
-                     help="beta: R + beta*KLD; sigma-vae: calibrated Gaussian decoder, no beta."),
-        click.option("--kl-warmup-epochs", type=int, default=0, show_default=True, help="Linear KL warm-up."),
-        click.option("--free-bits", type=float, default=0.0, show_default=True, help="KL floor per dimension (nats)."),
-        click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA."),
-        click.option("--compile/--no-compile", default=None,
-                     help="torch.compile the model [default: automatic, for runs of >= 3000 steps on cpu/cuda]."),
-        click.option("--threads", type=int, default=None, help="torch CPU threads."),
-        click.option("--iw-samples", type=int, default=DEFAULTS.iw_samples, show_default=True,
-                     help="K of the IWAE bound in the final diagnostics; 0 skips all of them: AU, KL (nats) and "
-                          "KL per dimension, MI, -ELBO, IWAE NLL, σ MLE and σ implied (not FID: --fid-samples)."),
-        click.option("--eval-images", type=int, default=DEFAULTS.eval_images, show_default=True,
-                     help="Evaluation subset of the test split (stratified) for the final diagnostics."),
-        click.option("--iw-images", type=int, default=DEFAULTS.iw_images, show_default=True,
-                     help="IWAE NLL on the first N images of the evaluation subset."),
-        click.option("--fid-samples", type=int, default=None,
-                     help="Prior samples for FID, KID and precision/recall, and reconstructions for FID (recon); "
-                          "0 turns off these four, the Inception passes (minutes on a CPU) [default: 500, 0 below 28 px]."),
-        click.option("--progress/--no-progress", default=True, show_default=True,
-                     help="Epoch bar with running losses, a line per slow phase; plain lines when piped."),
-    ]
-    for option in reversed(options):
-        f = option(f)
+    """One option per TrainConfig setting, generated from its declaration."""
+    for name in reversed(names()):
+        f = train_option(name)(f)
     return f
 
 
 def config_from_options(options: dict) -> TrainConfig:
-    nullable = ("limit", "out", "threads", "compile", "val_size", "fid_samples", "betas", "beta_range", "beta_span")
-    values = {k: v for k, v in options.items() if v is not None or k in nullable}
-    if values.get("data_dir") is None:
+    values = dict(options)
+    if values.get("data_dir") is None:  # its default comes from the environment (TrainConfig)
         values.pop("data_dir", None)
     return TrainConfig(**values).validate()
 
@@ -247,7 +215,7 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
               help="A β-conditional run: measure at these betas (inside its training range) instead of its own.")
 def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
     """Validation and test losses, diagnostics and image grids of a saved run (seeded: same numbers every time)."""
-    from pipelines.evaluation import lines
+    from pipelines.report.evaluation import lines
     from vae.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, data_dir=data_dir, device=device, iw_samples=iw_samples, fid_samples=fid_samples,
@@ -271,9 +239,15 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
               help="A worker of --workers N: its parent prints how the study ended.")
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
+    from pipelines.engine.sweep import (
+        already_complete,
+        check_objective,
+        run_sweep,
+        run_workers,
+        verdict,
+    )
+    from pipelines.report.verdict import lines
     from pipelines.spec import load_spec
-    from pipelines.sweep import already_complete, check_objective, run_sweep, run_workers, verdict
-    from pipelines.verdict import lines
 
     if n_trials is not None and n_trials < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n-trials")
@@ -312,7 +286,7 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
 
 
 def _print_status(study: str, storage: str | None) -> dict:
-    from pipelines.study import study_status
+    from pipelines.engine.study import study_status
     from vae.collapse import COLLAPSE_KL_NATS
 
     info = study_status(study, storage)
@@ -334,14 +308,14 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
+    from pipelines.engine.study import study_names
     from pipelines.spec import check_study_name
-    from pipelines.study import study_names
 
     if study is None:
         names = study_names(storage)
         for name in names:
             _print_status(name, storage)
-        from pipelines.hints import status_hint
+        from pipelines.engine.hints import status_hint
 
         click.echo(f"`{status_hint('NAME')}` lists a study's trials" if names else "no studies yet; run `vae sweep`")
         return
@@ -362,8 +336,8 @@ def status(study, storage, trials):
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port of the UI.")
 def ui(study, tracking_uri, host, port):
     """Serve the MLflow UI on the sweep's tracking store; print the study's runs page once it answers."""
-    from pipelines.tracking import Tracker, resolve_uri
-    from pipelines.ui import runs_url, serve
+    from pipelines.tracking.runs import Tracker, resolve_uri
+    from pipelines.tracking.ui import runs_url, serve
 
     uri = resolve_uri(tracking_uri)
     if uri.startswith("http"):
@@ -399,14 +373,15 @@ def _beta_cell(beta, loss) -> str:
               help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 def report(study, out, fmt, other, tracking_uri, storage):
     """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.page import check_report_folder, to_markdown, write_report
-    from pipelines.publish import publish, study_verdict
-    from pipelines.report import build, load_runs
+    from pipelines.engine.study import check_storage
+    from pipelines.report.data import build
+    from pipelines.report.fetch import load_runs
+    from pipelines.report.page import check_report_folder, to_markdown, write_report
+    from pipelines.report.publish import publish, study_verdict
+    from pipelines.report.tables import KEY, display_frame, groups, terminal, to_csv
+    from pipelines.report.verdict import lines, row_index
     from pipelines.spec import check_study_name
-    from pipelines.stores import check_storage
-    from pipelines.tables import KEY, display_frame, groups, terminal, to_csv
-    from pipelines.tracking import Tracker
-    from pipelines.verdict import lines, row_index
+    from pipelines.tracking.runs import Tracker
     from vae.paths import check_folder
 
     study = check_study_name(study)  # reports/.. would be this folder
@@ -422,7 +397,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
     rep, v = study_verdict(study, tracker, storage, rep)
     other_rep = comparison = None
     if other is not None:
-        from pipelines.compare import compare
+        from pipelines.report.compare import compare
 
         other_rep = build(other, load_runs(other, tracker)[1])
         comparison = compare(rep, other_rep, tracker)
@@ -446,8 +421,8 @@ def report(study, out, fmt, other, tracking_uri, storage):
     for r in rep.failures.itertuples():
         console.print(f"not in the table: trial {r.trial} ({r.run}) {r.state}: {redact(r.reason)}", markup=False)
     if comparison is not None:
-        from pipelines.compare import summary
-        from pipelines.tables import comparison as comparison_frames
+        from pipelines.report.compare import summary
+        from pipelines.report.tables import comparison as comparison_frames
 
         frames = comparison_frames(comparison)
         for title, frame in frames.items():
@@ -471,7 +446,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 def export(out, study, trial, beta, storage, tracking_uri):
     """Write the chosen model to the folder OUT: checkpoint, config and a README; `vae.load_model(OUT)` loads it."""
-    from pipelines.export import export as write_export
+    from pipelines.tracking.export import export as write_export
 
     info = write_export(study, out, trial=trial, beta=beta, storage=storage, tracking_uri=tracking_uri)
     balance = (f"β-conditional at β {info['beta']:g}" if info["conditional"] else

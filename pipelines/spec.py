@@ -37,22 +37,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from vae.config import CONDITIONAL_ONLY, TrainConfig
+from vae import config as settings
+from vae.config import TrainConfig
 from vae.errors import VAEError
 
 SWEPT = ("z_dim", "beta", "seed")  # and `loss`, when search.loss lists several  # set per trial, never in the spec's training settings
 NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` sets them from search.beta
-# TrainConfig fields added after studies existed: at these defaults they leave a study's fingerprint
-# as it was, so that studies started before them still resume
-LATER_DEFAULTS = {"betas": None, "film_hidden": 512, **CONDITIONAL_ONLY}
-# settings that change where or how fast a trial runs, not what it computes
-NOT_IN_FINGERPRINT = {"data_dir", "device", "threads", "progress", "amp", "compile"}
+# settings that change where or how fast a trial runs, not what it computes (vae/config.py roles); out
+# and resume, the same in every spec (None, False), were hashed by version 1's fingerprint and still are
+NOT_IN_FINGERPRINT = set(settings.names()) - set(settings.names(settings.IDENTITY)) - {"out", "resume"}
+IDENTITY_KEYS = ("search", "sampler", "metric", "direction", "mode")  # with the train settings' IDENTITY roles
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
 # the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
@@ -60,14 +59,15 @@ _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
 GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precision", "recall", "fid_samples",
                                             "fid_reference")} | {"val/fid", "val/fid_se", "val/fid_reference"}
 METRICS = ({f"train/{t}" for t in _TERMS}
-           | {f"{split}/{t}" for split in ("val", "test") for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
+           | {f"{split}/{t}" for split in ("val", "test", "test_subset")
+              for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
            | {"train/beta"}
            | {f"diag/{k}" for k in ("active_units", "neg_elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
                                     "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
                                     "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
            | GENERATION_METRICS)
 # objectives and pruning choose models, so they read the training or validation split only: the test
-# split (test/ per epoch, diag/ at the end on its evaluation subset) reports them. Standard errors
+# split (test/ at the end, test_subset/ and diag/ on its evaluation subset) reports them. Standard errors
 # and the end-only val/fid are measurements of a model, not per-epoch objectives.
 OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/")) and not m.endswith(("_se", "_reference"))
               and m != "val/fid"}
@@ -178,9 +178,10 @@ class Spec(Strict):
     @field_validator("metric")
     @classmethod
     def _metric(cls, v):
-        if v.startswith("test/") and f"val/{v[5:]}" in OBJECTIVES:
+        split, _, term = v.partition("/")
+        if split in ("test", "test_subset") and f"val/{term}" in OBJECTIVES:
             raise ValueError(f"{v!r} is measured on the test split, which reports models but must not choose "
-                             f"them; use 'val/{v[5:]}', the same measure on the validation split")
+                             f"them; use 'val/{term}', the same measure on the validation split")
         if v in METRICS and v not in OBJECTIVES:
             raise ValueError(f"{v!r} is an end-of-training diagnostic on the test split, not an objective; "
                              f"use a val/ metric (one of: {', '.join(sorted(m for m in OBJECTIVES if m.startswith('val/')))})")
@@ -198,7 +199,7 @@ class Spec(Strict):
                 raise ValueError(f"sampler 'grid' needs lists of values, but search.{ranges[0]} is a range")
         elif self.n_trials is None:
             raise ValueError(f"sampler '{self.sampler}' needs n_trials")
-        given = [k for k, default in CONDITIONAL_ONLY.items() if getattr(self.train, k) != default]
+        given = [k for k, value in settings.conditional_only().items() if getattr(self.train, k) != value]
         if given and self.mode != "conditional":
             what = "is the training range" if given[0].startswith("beta_") else "is a setting"
             raise ValueError(f"{given[0]} {what} of mode 'conditional'; set mode: conditional")
@@ -245,16 +246,20 @@ class Spec(Strict):
         conditional = self.mode == "conditional" and params.get("loss", self.train.loss) == "beta"
         if conditional:
             return dataclasses.replace(self.train, **params, betas=list(self.search.beta))
-        return dataclasses.replace(self.train, **params, betas=None, **CONDITIONAL_ONLY)  # a sigma-VAE point
+        return dataclasses.replace(self.train, **params, betas=None, **settings.conditional_only())  # a sigma-VAE point
 
     @property
     def total(self) -> int:
         return len(self.grid()) if self.sampler == "grid" else self.n_trials
 
     def fingerprint(self) -> str:
-        """What a study's results depend on; a rerun with another fingerprint is a new study."""
+        """Version 1's identity of a study, a hash (stored as the study's `fingerprint`): a study of
+        version 1 whose stored spec differs only in what that version did not store still resumes
+        when its fingerprint matches. Identity itself is `changes()`, setting by setting."""
+        # the settings version 1 added late, and the conditional model's added since: hashed only off their defaults
+        v1 = {**settings.LEGACY_DEFAULTS[1], **settings.conditional_only()}
         train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT
-                 and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+                 and not (k in v1 and v == v1[k])}
         blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
                 "metric": self.metric, "direction": self.direction}
         if self.mode != "independent":
@@ -262,9 +267,28 @@ class Spec(Strict):
         return hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> dict:
-        """The spec as stored with the study: training settings without those the search sets per trial."""
+        """The spec as stored with the study, whole and resolved (every setting, defaults included):
+        training settings without those the search sets per trial."""
         train = {k: v for k, v in self.train.record().items() if k not in NOT_IN_SPEC}
         return {**self.model_dump(exclude={"train"}), "train": train}
+
+    def changes(self, stored: dict, version: int) -> list[str]:
+        """How this spec differs from the one stored with a study of settings `version`, in what
+        defines a study (the IDENTITY roles' settings, the search, sampler, objective and mode):
+        `epochs: 2 -> 3`, `search: changed`; [] for the same study. A setting the stored spec lacks
+        (it predates the setting, or version 1 did not store it) reads as that version's default
+        (vae/config.py legacy_defaults), so a new setting at its default changes no study."""
+        new = self.describe()
+        old_train = {**settings.legacy_defaults(version), **stored.get("train", {})}
+        diffs = [f"{k}: {old_train.get(k)!r} -> {v!r}" for k, v in settings.identity(new["train"]).items()
+                 if old_train.get(k) != v]
+        old = {"mode": "independent", **stored}  # version 1 studies from before `mode`
+        return diffs + [f"{k}: changed" for k in IDENTITY_KEYS if _plain(old.get(k)) != _plain(new[k])]
+
+
+def _plain(value):
+    """A stored value as JSON gives it back (lists, not tuples), for comparing with a stored spec."""
+    return json.loads(json.dumps(value))
 
 
 def _set(values: dict, override: str) -> None:
@@ -318,17 +342,20 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
     if n_trials is not None:
         values["n_trials"] = n_trials
 
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_names = set(settings.names())
     for key in values:
         if key in NOT_IN_SPEC:
             where = "mode: conditional trains on search.beta" if key == "betas" else "put it under search:"
             raise SpecError(f"{path}: {key!r} is set per trial; {where}")
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
-        train = TypeAdapter(TrainConfig).validate_python(train_values)
-        # pydantic reads `epochs: true` as 1: TrainConfig.validate judges the value as written
-        train = dataclasses.replace(train, **{k: v for k, v in train_values.items() if isinstance(v, bool)})
-        dataclasses.replace(train, **CONDITIONAL_ONLY).validate()  # these: per trial, below
+        train = TrainConfig.from_dict(train_values)
+        per_trial = {k: getattr(train, k) for k in settings.conditional_only()}  # they need betas: checked per trial, below
+        for k, v in settings.conditional_only().items():
+            setattr(train, k, v)
+        train.validate()  # the one validator of every setting, as for `vae train`
+        for k, v in per_trial.items():
+            setattr(train, k, v)
         spec = Spec(**values, train=train)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling

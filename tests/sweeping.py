@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
+from pipelines.engine.sweep import run_sweep
 from pipelines.spec import load_spec
-from pipelines.sweep import run_sweep
 
 SPEC = """study: {study}
 dataset: digits

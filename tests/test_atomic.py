@@ -66,8 +66,8 @@ def test_a_folder_is_replaced_whole_and_a_cut_short_swap_is_undone(tmp_path):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    from pipelines.engine.sweep import run_sweep
     from pipelines.spec import load_spec
-    from pipelines.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("atomic")
     (tmp / "a.yaml").write_text(SPEC.format(data=tmp / "data"))

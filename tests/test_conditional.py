@@ -115,7 +115,7 @@ def test_bad_conditional_settings(tiny, overrides, message):
 def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env):
     from mlflow import MlflowClient
 
-    from pipelines.report import build
+    from pipelines.report.data import build
 
     path = env.spec(study="c", extra="mode: conditional\n")
     summary = env.sweep(path, "search.loss=[beta, sigma-vae]")  # sigma-vae points: ordinary trials
@@ -219,9 +219,9 @@ def test_report_compares_a_conditional_study_with_an_independent_one(env, tmp_pa
     md = (out / "report.md").read_text()
     assert "## c against t" in md and "### Compute" in md
 
-    from pipelines.compare import compare
-    from pipelines.report import build
-    from pipelines.tracking import Tracker
+    from pipelines.report.compare import compare
+    from pipelines.report.data import build
+    from pipelines.tracking.runs import Tracker
 
     tracker = Tracker(env.tracking, create=False)
     c = compare(build("t", env.runs("t")), build("c", env.runs("c")), tracker)

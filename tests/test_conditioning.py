@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from vae.conditional import ConditionalVAE, FiLM, centred_range, loss_weights, split
-from vae.config import TrainConfig
+from vae.conditional import ConditionalVAE, FiLM, loss_weights, split
+from vae.config import TrainConfig, centred_range
 from vae.model import VAE
 from vae.train import train
 

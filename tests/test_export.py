@@ -13,9 +13,9 @@ from sweeping import SPEC
 
 import vae
 from pipelines.cli import cli
+from pipelines.engine.sweep import run_sweep
 from pipelines.spec import load_spec
-from pipelines.sweep import run_sweep
-from pipelines.tracking import Tracker
+from pipelines.tracking.runs import Tracker
 from vae.data import load_dataset
 from vae.measure import evaluate
 
@@ -222,7 +222,7 @@ def tracking_uri(uri):
 def test_the_chosen_model_is_registered_and_reconstructs_as_the_exported_one(stores, tmp_path, name, params, beta):
     import mlflow
 
-    from pipelines.export import log_chosen_model
+    from pipelines.tracking.export import log_chosen_model
 
     t = trial(stores, name, **params)
     verdict = {"z_dim": 2, "beta": beta, "trial": t.number, "rule": "the lowest validation loss"}
@@ -252,7 +252,7 @@ def test_the_chosen_model_is_registered_and_reconstructs_as_the_exported_one(sto
 
 
 def test_a_model_that_cannot_be_logged_warns_in_one_line(stores, capsys):
-    from pipelines.export import log_chosen_model
+    from pipelines.tracking.export import log_chosen_model
 
     tracker = Tracker(stores[2], create=False)
     assert log_chosen_model(tracker, "t", {"z_dim": 2, "beta": 0.01, "trial": 0}, "no-such-run") is None

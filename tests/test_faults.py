@@ -1,4 +1,4 @@
-"""No lost work: a worker stopped in each named window of its life (pipelines/faults.py), then
+"""No lost work: a worker stopped in each named window of its life (pipelines/engine/faults.py), then
 restarted until the study is complete, leaves every grid point complete exactly once, no MLflow
 run RUNNING, and retrains no epoch that had been checkpointed."""
 
@@ -81,7 +81,7 @@ def retrained_epochs(env, epochs: int) -> int:
     and not counted."""
     from mlflow import MlflowClient
 
-    from pipelines.trial import chains
+    from pipelines.engine.trial import chains
 
     client = MlflowClient(env.tracking)
     runs = env.runs()

@@ -107,7 +107,7 @@ def test_precision_recall_need_more_than_k_images_in_each_set(tmp_path):
     model = VAE(3, 16, 16, z_dim=2, base=4)
     x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)  # 2 test images: FID and KID, not P/R
     notes = []
-    metrics = fid.generation_metrics(model, x, n=4, seed=0, log=notes.append)
+    metrics = fid.generation_metrics(model, x, n=4, seed=0, log=notes.append, recon=True)
     assert {"diag/fid", "diag/fid_recon", "diag/kid"} <= set(metrics)
     assert "diag/precision" not in metrics and "diag/recall" not in metrics
     assert len(notes) == 1 and "precision/recall skipped" in notes[0] and "got 2 test images" in notes[0]
@@ -126,7 +126,7 @@ def test_train_on_a_folder_of_20_images_ends_with_a_model_and_notes(tmp_path, mo
     out = tmp_path / "run"
     monkeypatch.setattr("vae.progress.DELAY_S", 0.0)  # every phase says itself, however short
     result = CliRunner().invoke(cli, ["train", "--dataset", f"folder:{root}", "--data-dir", str(tmp_path / "data"),
-                                      "--epochs", "1", "--iw-samples", "0", "--fid-samples", "4", "--z-dim", "2",
+                                      "--epochs", "1", "--iw-samples", "0", "--fid-samples", "4", "--fid-recon", "--z-dim", "2",
                                       "--width", "4", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "precision/recall skipped" in result.output

@@ -47,7 +47,7 @@ def test_under_make_the_make_target(venv, monkeypatch):
 
 
 def test_the_sweep_messages_use_it(venv, monkeypatch):
-    from pipelines.sweep import already_complete, verdict
+    from pipelines.engine.sweep import already_complete, verdict
 
     monkeypatch.setenv("MAKELEVEL", "1")
     p = {"complete": 4, "pruned": 0, "diverged": 0, "errors": 0, "done": True, "running": 0, "left": 0,

@@ -7,13 +7,13 @@ from pipelines import plots
 
 
 def history(epochs):
-    return [{"epoch": e, "train/r_loss": 0.1 / e, "test/r_loss": 0.11 / e, "train/kld_loss": 0.5,
-             "test/kld_loss": 0.6} for e in range(1, epochs + 1)]
+    return [{"epoch": e, "train/r_loss": 0.1 / e, "val/r_loss": 0.11 / e, "train/kld_loss": 0.5,
+             "val/kld_loss": 0.6} for e in range(1, epochs + 1)]
 
 
 @pytest.mark.parametrize("epochs", [2, 3, 7])
 def test_epoch_axes_have_whole_ticks(epochs):
-    for fig in (plots.loss_curves(history(epochs)), plots.test_curves({"a": history(epochs), "b": history(epochs)})):
+    for fig in (plots.loss_curves(history(epochs)), plots.validation_curves({"a": history(epochs), "b": history(epochs)})):
         fig.canvas.draw()
         for ax in fig.axes:
             assert ax.get_xlabel() == "epoch"

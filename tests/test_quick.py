@@ -6,10 +6,11 @@ training defaults that brings back the all-collapsed demo fails here.
 
 from pathlib import Path
 
-from pipelines.report import build, load_runs
+from pipelines.engine.sweep import run_sweep
+from pipelines.report.data import build
+from pipelines.report.fetch import load_runs
 from pipelines.spec import load_spec
-from pipelines.sweep import run_sweep
-from pipelines.tracking import Tracker
+from pipelines.tracking.runs import Tracker
 from vae.collapse import collapsed
 
 QUICK = Path(__file__).parent.parent / "sweeps" / "quick.yaml"

@@ -8,11 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.report import build, load_runs
+from pipelines.engine.sweep import run_sweep
+from pipelines.report.data import build
+from pipelines.report.fetch import load_runs
+from pipelines.report.tables import GROUPS, KEY, MAX_KEY_COLUMNS, ROW_ID, to_csv
 from pipelines.spec import load_spec
-from pipelines.sweep import run_sweep
-from pipelines.tables import GROUPS, KEY, MAX_KEY_COLUMNS, ROW_ID, to_csv
-from pipelines.tracking import Tracker
+from pipelines.tracking.runs import Tracker
 
 SPEC = """study: r
 dataset: digits
@@ -168,7 +169,7 @@ def test_columns_no_group_names_are_kept():
     """A column the data gains (a new metric) shows up in "Other" in every format, never dropped."""
     import pandas as pd
 
-    from pipelines.tables import display_frame, groups, shown
+    from pipelines.report.tables import display_frame, groups, shown
 
     table = pd.DataFrame({"Z-dim": [2], "Beta": [0.1], "Loss": ["beta"], "R-loss": [0.05], "New metric": [1.5],
                           "Status": ["ok"], "_hidden": [1.0]})
@@ -254,8 +255,8 @@ def fake_runs(rows):
 
 
 def test_cells_columns_and_collapse_of_a_table():
-    from pipelines.report import sources
-    from pipelines.tables import display_frame
+    from pipelines.report.data import sources
+    from pipelines.report.tables import display_frame
 
     def m(r, fid, kl=20.0, au=10.0, mi=3.0, saturated=0.0):
         return {"test/r_loss": r, "test/kld_loss": kl / 10, "test/kl": kl, "test/sse": r * 3072, "diag/r_loss": r,
@@ -289,7 +290,7 @@ def test_cells_columns_and_collapse_of_a_table():
 
 
 def test_the_first_line_says_when_trials_ran_with_different_thread_counts():
-    from pipelines.report import meta
+    from pipelines.report.data import meta
 
     rows = [(2, 0.1, "beta", {"test/r_loss": 0.05, "test/kld_loss": 0.1}), (2, 0.01, "beta", {"test/r_loss": 0.04})]
     runs = fake_runs(rows).assign(**{"params.dataset": "digits", "tags.vae.device": "cpu", "tags.vae.host": "h"})

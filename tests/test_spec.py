@@ -68,7 +68,7 @@ def test_metric_names_are_what_training_reports(tiny):
     from vae.train import train
 
     final = train(tiny(epochs=1))[-1]  # digits: FID off by default
-    reported = {k for k in final if k.startswith(("train/", "val/", "test/", "diag/"))}
+    reported = {k for k in final if k.startswith(("train/", "val/", "test/", "test_subset/", "diag/"))}
     assert METRICS - GENERATION_METRICS == reported
     assert {"val/r_loss_se", "val/elbo_bpd_se"} <= reported  # the verdict's noise
 

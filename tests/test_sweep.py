@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from sweeping import GRID, points
 
 from pipelines.cli import cli
+from pipelines.engine.study import study_status
+from pipelines.engine.sweep import run_sweep
 from pipelines.spec import load_spec
-from pipelines.study import study_status
-from pipelines.sweep import run_sweep
 
 
 def test_grid_sweep_tracks_every_trial(env):
@@ -36,7 +36,8 @@ def test_grid_sweep_tracks_every_trial(env):
     assert (children["params.epochs"] == "2").all() and (children["params.dataset"] == "digits").all()
     client = MlflowClient(env.tracking)
     run_id = children.run_id.iloc[0]
-    assert len(client.get_metric_history(run_id, "test/loss")) == 2
+    assert len(client.get_metric_history(run_id, "val/loss")) == 2  # every epoch
+    assert [m.step for m in client.get_metric_history(run_id, "test/loss")] == [2]  # the whole test split: at the end
     files = {a.path for a in client.list_artifacts(run_id)}
     assert {"checkpoint.pt", "config.json", "metrics.json", "recon.png", "samples.png", "loss_curves.png"} <= files
     assert any("recon" in a.path for a in client.list_artifacts(run_id, "images"))
@@ -235,7 +236,7 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
     assert losses == {(2, 0.1): "beta", (2, 0.01): "beta", (4, 0.1): "beta", (4, 0.01): "beta",
                       (2, None): "sigma-vae", (4, None): "sigma-vae"}
     assert (runs[runs["params.loss"] == "sigma-vae"]["params.beta"].isin(["None", None])).all()
-    from pipelines.report import build
+    from pipelines.report.data import build
 
     table = build("t", runs).table
     rows = table[table["Loss"] == "sigma-vae"]
@@ -244,9 +245,9 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
 
 def test_heartbeat_recovers_a_trial_of_another_host(env):
     """A worker elsewhere stopped beating: once the grace period passes, its trial runs again here."""
-    from pipelines.study import make_storage, open_study
-    from pipelines.tracking import Tracker
-    from pipelines.trial import claim
+    from pipelines.engine.study import make_storage, open_study
+    from pipelines.engine.trial import claim
+    from pipelines.tracking.runs import Tracker
 
     path = env.spec(epochs=1)
     path.write_text(path.read_text().replace("grace_period: 5", "grace_period: 2"))
@@ -267,10 +268,10 @@ def test_heartbeat_recovers_a_trial_of_another_host(env):
 
 def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
     """Otherwise recovery would fail the retry again between its claim and its first write."""
-    from pipelines.recovery import retry
-    from pipelines.study import make_storage, open_study
-    from pipelines.tracking import Tracker
-    from pipelines.trial import claim
+    from pipelines.engine.recovery import retry
+    from pipelines.engine.study import make_storage, open_study
+    from pipelines.engine.trial import claim
+    from pipelines.tracking.runs import Tracker
 
     spec = load_spec(env.spec(epochs=1))
     tracker = Tracker(env.tracking)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from servers import free_port
 
-from pipelines.tracking import Tracker, TrackingError, artifact_root
-from pipelines.ui import runs_url
+from pipelines.tracking.runs import Tracker, TrackingError, artifact_root
+from pipelines.tracking.ui import runs_url
 
 
 def test_runs_url_opens_the_machine_learning_view(tmp_path):
@@ -61,8 +61,8 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """A finished 2-trial sweep (one seed) in a fresh store: (tmp, storage, tracking uri)."""
+    from pipelines.engine.sweep import run_sweep
     from pipelines.spec import load_spec
-    from pipelines.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("swept")
     spec = tmp / "s.yaml"

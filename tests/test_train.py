@@ -9,14 +9,30 @@ from vae.train import kl_weight, train
 
 
 def test_training_lowers_the_test_loss(tiny):
-    cfg = tiny(epochs=4, limit=512, z_dim=8, width=16, lr=3e-3)
+    cfg = tiny(epochs=4, limit=512, z_dim=8, width=16, lr=3e-3, test_every=1)
     history = train(cfg)
     assert len(history) == 4
-    assert history[-1]["test/loss"] < history[0]["test/loss"] * 0.9
+    assert history[-1]["test_subset/loss"] < history[0]["test_subset/loss"] * 0.9
     for key in ("train/r_loss", "train/kld_loss", "train/loss", "test/r_loss", "test/kld_loss",
                 "test/loss", "test/sse", "test/kl", "diag/active_units", "diag/nll_bpd"):
         assert math.isfinite(history[-1][key]), key
     assert math.isclose(history[-1]["test/sse"], history[-1]["test/r_loss"] * 64, rel_tol=1e-5)
+
+
+def test_the_whole_test_split_once_its_evaluation_subset_every_test_every_epochs(tiny):
+    history = train(tiny(epochs=4, test_every=3, eval_images=64, limit=400))
+    assert [("test/loss" in h) for h in history] == [False, False, False, True]  # the table's numbers: at the end
+    assert [("test_subset/loss" in h) for h in history] == [False, False, True, True]  # and at the last epoch
+    assert all("val/loss" in h and "val/elbo_bpd" in h for h in history)  # objectives and pruning: every epoch
+    last = history[-1]
+    assert last["data/test_images"] > 64 and last["test/loss"] != last["test_subset/loss"]  # other images
+    # the subset is a subset of the split: with eval_images covering it, the same images (in another
+    # order, so other posterior noise per image): the same numbers to within that noise
+    whole = train(tiny(epochs=1, eval_images=400, limit=400, out=str(Path(tiny().out).parent / "whole")))[-1]
+    assert whole["test_subset/kl"] == pytest.approx(whole["test/kl"], rel=1e-5)  # analytic: no noise
+    for term in ("loss", "r_loss", "elbo_bpd"):
+        assert whole[f"test_subset/{term}"] == pytest.approx(whole[f"test/{term}"], rel=0.01)
+    assert "test_subset/loss" in train(tiny(epochs=2, test_every=0, out=str(Path(tiny().out).parent / "z")))[-1]
 
 
 def test_run_folder_contents(tiny):
@@ -45,7 +61,7 @@ def test_resume_continues_exactly(tiny, tmp_path):
 
 def test_callback_sees_every_epoch(tiny):
     seen = []
-    train(tiny(epochs=3), callback=lambda epoch, metrics, model: seen.append((epoch, metrics["test/loss"])))
+    train(tiny(epochs=3), callback=lambda epoch, metrics, model: seen.append((epoch, metrics["val/loss"])))
     assert [e for e, _ in seen] == [1, 2, 3]
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines.report import build
-from pipelines.verdict import decide, lines, row_index
+from pipelines.report.data import build
+from pipelines.report.verdict import decide, lines, row_index
 
 
 def runs(rows):
@@ -184,8 +184,8 @@ def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_crea
 def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     import optuna
 
+    from pipelines.engine.sweep import check_objective
     from pipelines.spec import load_spec
-    from pipelines.sweep import check_objective
 
     path = env.spec(epochs=3, extra="metric: val/loss\n")
     path.write_text(path.read_text().replace("beta: [0.1, 0.01]", "beta: [0.01, 0.001]")
@@ -203,7 +203,7 @@ def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     assert out[-len(lines(v)):] == lines(v)  # the last lines of `vae sweep`: the verdict
 
 def test_heatmaps_show_measured_columns_and_outline_the_verdict():
-    from pipelines.heatmaps import heatmaps
+    from pipelines.report.heatmaps import heatmaps
 
     rows = [(z, b, 0, m(elbo=6.0 + z / 100 + b, fid=100 + z)) for z in (2, 8) for b in (0.1, 0.01)]
     rep = build("s", runs(rows + [(8, None, 0, m(elbo=5.0, fid=90))]))

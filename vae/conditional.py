@@ -193,14 +193,6 @@ def sample_betas(n: int, beta_range: tuple[float, float], device, generator: tor
     return torch.exp(lo + (hi - lo) * u)
 
 
-def centred_range(betas: list[float], span: float) -> tuple[float, float]:
-    """A training range `span` times wide (high / low), centred in log space on the betas (on their
-    geometric midpoint sqrt(min * max)), never narrower than they are."""
-    low, high = min(betas), max(betas)
-    middle, half = math.sqrt(low * high), math.sqrt(span)
-    return min(low, middle / half), max(high, middle * half)
-
-
 def loss_weights(betas: torch.Tensor, beta_range: tuple[float, float]) -> torch.Tensor:
     """Per-image factors on R + beta*KLD that divide its weights (1, beta) by their geometric mean
     sqrt(beta) (YOTO's `normalize_loss_weights`), times sqrt(centre) so that the factor is 1 at

@@ -6,7 +6,7 @@
     samples = model.sample(16)                   # 16 images from the prior
     model.config                                 # its TrainConfig: z_dim, beta, dataset, epochs, ...
 
-An exported folder (pipelines/export.py) holds checkpoint.pt as the trial's MLflow run logged it
+An exported folder (pipelines/tracking/export.py) holds checkpoint.pt as the trial's MLflow run logged it
 (state dicts and the run's config; it loads with `torch.load(weights_only=True)`, so it cannot run
 code), the run's config.json, export.json (study, trial, run, the beta it was exported at, its test
 numbers) and a README.md. A beta-conditional model (vae/conditional.py) answers every beta of its
@@ -78,7 +78,7 @@ def load_model(path: str | Path, device: str = "cpu", beta: float | None = None)
         beta = check_beta(cfg, beta, str(path))
         model, cfg = model.at(beta), cfg.at(beta)
     elif beta is not None and beta != cfg.beta:
-        trained = "as a σ-VAE" if cfg.beta is None else f"at beta {cfg.beta:g}"
+        trained = "as a σ-VAE" if cfg.training == "sigma-vae" else f"at beta {cfg.beta:g}"
         raise ConfigError(f"beta= is for a β-conditional model; {path} was trained {trained}")
     model.config, model.epoch, model.exported = cfg, blob["epoch"], info
     return model.eval()

@@ -2,13 +2,15 @@
 
     from vae.measure import measure, final
     metrics = measure(model, {"val": x_val, "test": x_test}, cfg)    # {"val/r_loss": ..., ...}
+    # vae/train.py measures validation every epoch, the test split's evaluation subset every
+    # test_every epochs (`test_subset/`) and the whole test split after the last (`test/`)
     diag = final(model, data, cfg, out)                              # {"diag/active_units": ..., ...}
 
 For a beta-conditional run (cfg.betas, vae/conditional.py) every number is measured at each of its
 betas, exactly as an ordinary run at that beta measures it (`cfg.at(beta)`, `model.at(beta)`), under
 the prefix `b<beta>/`; `val/<term>` is then the mean over the betas (what a sweep optimises), and
-the end also writes the continuous rate-distortion curve (rd_curve.json: test R-loss and KL at 25
-log-spaced betas over the training range).
+the end also writes the continuous rate-distortion curve (rd_curve.json: R-loss and KL at 25
+log-spaced betas over the training range, on the evaluation subset of the test split).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def final_parts(cfg: TrainConfig, shape: tuple[int, int, int]) -> list[str]:
 
     parts = ["active units, KL per dimension, MI, -ELBO, IWAE NLL, σ"] if cfg.iw_samples > 0 else []
     if fid.sample_count(cfg.fid_samples, shape) > 0:
-        parts.append("FID, KID, precision/recall")
+        parts.append("FID, KID, precision/recall" + (", FID (recon)" if cfg.fid_recon else ""))
     return parts
 
 
@@ -118,7 +120,8 @@ def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=say,
         try:
             metrics.update(fid.generation_metrics(model, x_eval, n, seed=cfg.seed,
                                                   cache_dir=Path(cfg.data_dir) / "cache", progress=cfg.progress,
-                                                  log=log, x_val=None if x_val is None else x_val[:cfg.eval_images]))
+                                                  log=log, x_val=None if x_val is None else x_val[:cfg.eval_images],
+                                                  recon=cfg.fid_recon))
         except fid.FIDUnavailable as e:
             log(f"note: {e}")
     return metrics, kl_dims
@@ -162,9 +165,9 @@ def final(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tens
             (out / prefix(beta)).mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / prefix(beta) / "kl_per_dim.json", json.dumps(kl_dims) + "\n")
     betas = curve_betas(cfg.training_range)
-    with phase(f"rate-distortion curve: test losses at {len(betas)} betas", enabled=cfg.progress):
-        curve = [{"beta": b, **evaluate(model.at(b), data.test, cfg.at(b))}
-                 for b in betas]
+    x_eval = evaluation_subset(data, cfg.eval_images)  # a figure's points: the whole split cost 25 test passes
+    with phase(f"rate-distortion curve: losses at {len(betas)} betas on {len(x_eval):,} test images", enabled=cfg.progress):
+        curve = [{"beta": b, **evaluate(model.at(b), x_eval, cfg.at(b))} for b in betas]
     atomic_write_text(out / "rd_curve.json", json.dumps(curve, indent=1) + "\n")
     return metrics
 

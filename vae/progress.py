@@ -9,7 +9,7 @@ terminal (a log file, CI), a bar would write every frame with a carriage return,
 print plain lines instead: one per slow phase, one per epoch, nothing in between. tqdm alone
 cannot do that switch, which is why this small module exists; it holds every message format
 (numbers with 4 significant digits, the `z=100 β=0.01 seed 0` label) so that the sweep's trial bar
-(pipelines/trial_bar.py) says things the same way.
+(pipelines/engine/trial_bar.py) says things the same way.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Train one VAE and return its per-epoch metrics.
 
-    from vae.config import AUTO_COMPILE_STEPS, CONDITIONAL_ONLY, TrainConfig
+    from vae.config import AUTO_COMPILE_STEPS, TrainConfig
     from vae.train import train
     history = train(TrainConfig(dataset="digits", z_dim=16, beta=0.05, epochs=3, out="runs/d"))
     history[-1]["test/r_loss"]
@@ -30,8 +30,8 @@ import torch
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import loss_weights, sample_betas
-from vae.config import AUTO_COMPILE_STEPS, CONDITIONAL_ONLY, TrainConfig
-from vae.data import Data, load_dataset, validation_size, validation_split
+from vae.config import AUTO_COMPILE_STEPS, MODEL, TrainConfig, conditional_only, names
+from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
@@ -79,8 +79,9 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
 def applied(cfg: TrainConfig, data: Data) -> dict:
     """The recorded settings as `train` applies them on this machine to `data`: what a tracker
     logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
-    (CUDA); only the settings that apply to this run (betas, film_hidden and CONDITIONAL_ONLY only
-    for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0), and
+    (CUDA); only the settings that apply to this run (betas, film_hidden and config.conditional_only()
+    only for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0,
+    fid_recon only with FID), and
     the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
     the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
     validation_size), beta_range the training range."""
@@ -98,7 +99,7 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
         if cfg.beta_span is None:  # beta_range says it
             del out["beta_span"]
     else:
-        for name in ("betas", "film_hidden", *CONDITIONAL_ONLY):
+        for name in ("betas", "film_hidden", *conditional_only()):
             del out[name]
     if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
         try:
@@ -111,8 +112,8 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
         out["iw_images"] = min(cfg.iw_images, out["eval_images"])  # a prefix of the evaluation subset
     else:
         del out["iw_images"]
-    if cfg.iw_samples == 0 and out["fid_samples"] == 0:
-        del out["eval_images"]  # nothing reads the evaluation subset
+    if out["fid_samples"] == 0:
+        del out["fid_recon"]  # no FID at all
     return out
 
 
@@ -135,6 +136,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     measured = True  # a resumed run whose last epoch was saved before its end-of-training measurements: False
     # data lives on the device; batches are slices of a shuffled index
     x_train, x_val, x_test = train_part.to(device), val_part.to(device), data.test.to(device)
+    x_eval = evaluation_subset(data, cfg.eval_images).to(device)  # the per-epoch test curve's images
     n = len(x_train)
     sizes = {"data/train_images": n, "data/val_images": len(x_val), "data/test_images": len(x_test)}
     if cfg.progress:
@@ -194,9 +196,9 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         seconds = time.perf_counter() - t0
 
         # validation and test metrics, then checkpoint, then the callback (tracking, pruning)
-        evaluated = measure(model, {"val": x_val, "test": x_test}, cfg)  # conditional: at each beta, and means
-        _check_finite(evaluated["val/loss"], epoch)
-        _check_finite(evaluated["test/loss"], epoch)
+        evaluated = measure(model, _splits(cfg, epoch, x_val, x_eval, x_test), cfg)  # conditional: at each beta, and means
+        for split in ("val", "test_subset", "test"):
+            _check_finite(evaluated.get(f"{split}/loss", 0.0), epoch)
         out.mkdir(parents=True, exist_ok=True)  # only now: a run that diverges in epoch 1 leaves no folder
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
                    **({} if cfg.conditional else {"train/beta": beta}),
@@ -223,6 +225,21 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     if failure is not None:
         raise MeasurementFailed(out, history, failure)
     return history
+
+
+def _splits(cfg: TrainConfig, epoch: int, x_val, x_eval, x_test) -> dict[str, torch.Tensor]:
+    """What an epoch measures: the validation split always (objectives and pruning read it); the
+    evaluation subset of the test split every test_every epochs and at the last (`test_subset/`,
+    a curve that only reports); the whole test split once, after the last epoch (`test/`, the
+    balance table's numbers). Measuring the whole test split every epoch cost more than training on
+    CIFAR-10 subsets (benchmarks/sweep_cost.py)."""
+    last = epoch == cfg.epochs
+    splits = {"val": x_val}
+    if last or (cfg.test_every and epoch % cfg.test_every == 0):
+        splits["test_subset"] = x_eval
+    if last:
+        splits["test"] = x_test
+    return splits
 
 
 def _measure_final(model: VAE, optimizer, data: Data, cfg: TrainConfig, out: Path, history: list[dict],
@@ -275,7 +292,7 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
     saved = blob.get("config", {})
-    for name in ("z_dim", "width", "betas", "beta_range", "beta_span", "conditioning", "film_hidden", "film_damping"):
+    for name in names(MODEL):
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
                               f"asks for {getattr(cfg, name)}; use the same setting or another --out")

@@ -1,5 +1,5 @@
 """What `vae evaluate RUN_DIR` prints: the key numbers as a short table, with the columns named as
-in the balance table (pipelines/report.py METRICS), and where it wrote its files.
+in the balance table (pipelines/report/data.py METRICS), and where it wrote its files.
 
     for line in lines(result, run_dir): print(line)
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipelines.report import METRICS
+from pipelines.report.data import METRICS
 from vae.conditional import prefix, split
 from vae.progress import num
 

@@ -16,13 +16,14 @@ offers such a lock, so this module is ours:
   server when the connection closes, which a killed process's kernel does at once.
 - Other databases: no lock; recovery there relies on Optuna's atomic state changes alone.
 
-`file_lock` also serialises the creation of a new SQLite store (pipelines/database.py).
+`create_sqlite` serialises the creation of a new SQLite store (Optuna's or MLflow's) with `file_lock`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _advisory_key(name: str) -> int:
 @contextmanager
 def study_lock(url: str, study: str):
     """Hold the study's recovery lock for this block (see the module docstring)."""
-    from pipelines.database import sqlite_path
+    from pipelines.engine.stores import sqlite_path
 
     db = sqlite_path(url)
     if db is not None:
@@ -74,3 +75,25 @@ def study_lock(url: str, study: str):
         engine.dispose()
         return
     yield
+
+
+def create_sqlite(url: str, init: Callable[[str], object]) -> None:
+    """Create a new SQLite store whole or not at all: `init(tmp_url)` makes its tables in a
+    temporary file, which is renamed into place. MLflow's and Optuna's schema migrations are not
+    atomic in SQLite: a process killed while making a new file left a half-made schema that every
+    later start tripped over ("table _alembic_tmp_tags already exists"), and two processes making
+    it at once collided ("duplicate column"). One process at a time, under a file lock."""
+    from pipelines.engine.stores import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(f"{path.name}.init.lock")):
+        if path.exists():
+            return  # made by another process meanwhile
+        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed here
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        init(f"sqlite:///{tmp}")
+        os.replace(tmp, path)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict, load_data) -> None:
     """`load_data(cache, dataset, data_dir, limit, seed)`: the sweep's decoder (cached), called last."""
-    from pipelines.database import check_database, is_database, scheme
-    from pipelines.stores import check_distinct
-    from pipelines.study import StorageError, storage_url
-    from pipelines.tracking import Tracker, TrackingError, resolve_uri
-    from pipelines.trial import RUNS_DIR_ENV
+    from pipelines.engine.stores import check_database, is_database, scheme
+    from pipelines.engine.study import StorageError, storage_url
+    from pipelines.engine.trial import RUNS_DIR_ENV
+    from pipelines.tracking.runs import Tracker, TrackingError, resolve_uri
     from vae.paths import check_folder
     from vae.train import pick_device
 
@@ -35,3 +34,21 @@ def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache
     elif scheme(uri) not in ("", "file", "databricks"):  # a server (one request, no file here) or unknown
         Tracker(uri).check()
     load_data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+
+
+def check_distinct(storage: str, tracking_uri: str, error: type[Exception]) -> None:
+    """Each store is of its own kind, and one database cannot be both: their alembic version
+    tables collide. Cheap, read only: a sweep checks this first."""
+    from pipelines.engine.stores import DEFAULTS, check_kind, is_database, sqlite_path
+    from pipelines.tracking.runs import TrackingError
+    from vae.redact import redact
+
+    check_kind(storage, "optuna", error)
+    check_kind(tracking_uri, "mlflow", TrackingError)
+    if not (is_database(storage) and is_database(tracking_uri)):
+        return
+    a, b = sqlite_path(storage), sqlite_path(tracking_uri)
+    same = (a is not None and b is not None and a.resolve() == b.resolve()) or storage == tracking_uri
+    if same:
+        raise error(f"--storage and --tracking-uri name the same database {redact(storage)}: Optuna and MLflow "
+                    f"each need their own (defaults {DEFAULTS['optuna']} and {DEFAULTS['mlflow']})")

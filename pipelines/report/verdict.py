@@ -1,6 +1,6 @@
 """The verdict: which z-dim, which beta (or σ-VAE), and why. Computed here, once, from the balance
-table's data (pipelines/report.py); `vae sweep`, `vae report`, the report page, MLflow's parent run
-and the Optuna study all state this one result (pipelines/publish.py puts it there).
+table's data (pipelines/report/data.py); `vae sweep`, `vae report`, the report page, MLflow's parent run
+and the Optuna study all state this one result (pipelines/report/publish.py puts it there).
 
     v = decide(report, histories)     # a dict: verdict.json
     lines(v)                          # the sentences every surface prints
@@ -32,7 +32,7 @@ import math
 
 import pandas as pd
 
-from pipelines.report import Report
+from pipelines.report.data import Report
 
 UNIFORM_BPD = 8.0
 """bits/dim of a uniform model of 8-bit pixels: a model worse than this has learned nothing useful."""
@@ -40,7 +40,7 @@ STILL_FALLING = 0.01
 """a validation −ELBO that fell by more than this fraction over the last fifth of the epochs."""
 Z_SE = 2.0
 """a difference counts as beyond noise when larger than this many standard errors."""
-# deciding numbers: the table's hidden columns (pipelines/report.py METRICS), their standard errors
+# deciding numbers: the table's hidden columns (pipelines/report/data.py METRICS), their standard errors
 R, FID, ELBO = "_val_r_loss", "_val_fid", "_val_elbo_bpd"
 NAMES = {R: "validation R-loss", FID: "validation FID", ELBO: "validation −ELBO (bits/dim)"}
 

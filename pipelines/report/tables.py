@@ -10,7 +10,7 @@ page's main table, the terminal's table, first in report.md), narrow enough for 
 can be read on its own. A column the report has but no group names lands in "Other", so nothing is
 ever dropped. The rule all formats share: report.md's tables and the page's tables hold exactly
 the columns of table.csv (which adds a "<column> std" column for each one with a spread over seeds).
-Adding a column: a METRICS entry in pipelines/report.py and its place in GROUPS here.
+Adding a column: a METRICS entry in pipelines/report/data.py and its place in GROUPS here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 
 import pandas as pd
 
-from pipelines.report import COLLAPSED
+from pipelines.report.data import COLLAPSED
 
 # "Loss" only where a study mixes loss kinds (beta, sigma-vae); "Training" where it mixes independent
 # trials and rows of a beta-conditional model
@@ -63,7 +63,7 @@ def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
 
 
 def display_frame(report) -> pd.DataFrame:
-    """report.table (pipelines/report.py) as strings, in the columns of `shown`: mean ± std where several seeds ran;
+    """report.table (pipelines/report/data.py) as strings, in the columns of `shown`: mean ± std where several seeds ran;
     sigma-vae rows say so in Beta."""
     t, s = report.table, report.std
     rows = []
@@ -147,7 +147,7 @@ def terminal(frame: pd.DataFrame, cols: list[str], title: str, highlight=None):
 
 
 def comparison(c) -> dict[str, pd.DataFrame]:
-    """A pipelines/compare.py Comparison as two frames of strings: "Compute" and "Gaps" (Δ in %)."""
+    """A pipelines/report/compare.py Comparison as two frames of strings: "Compute" and "Gaps" (Δ in %)."""
     gaps = c.gaps.drop(columns=["Loss"]).copy()
     out = pd.DataFrame({"Z-dim": gaps["Z-dim"].astype(int).astype(str), "Beta": gaps["Beta"].map("{:g}".format)})
     for col in gaps.columns[2:]:

@@ -21,15 +21,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines import beta_runs
-from pipelines.database import (
+from pipelines.engine.locks import create_sqlite
+from pipelines.engine.stores import (
     DATABASES,
     check_database,
     create_parent,
-    create_sqlite,
     is_database,
     scheme,
 )
+from pipelines.tracking import beta_runs
+from vae.config import run_name
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -174,7 +175,7 @@ class Tracker:
         if exp is None:
             return []
         runs = self.client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-        # a conditional trial's run is its training run; its beta runs end with it (pipelines/beta_runs.py)
+        # a conditional trial's run is its training run; its beta runs end with it (pipelines/tracking/beta_runs.py)
         return [(r.info.run_id, int(r.data.tags["vae.trial"])) for r in runs if "vae.trial" in r.data.tags
                 and r.data.tags.get("vae.role") in ("trial", beta_runs.ROLE) and beta_runs.TRAINED_BY not in r.data.tags]
 
@@ -191,9 +192,8 @@ class Tracker:
         from mlflow.entities import Param
 
         conditional = bool(config.get("betas"))
-        balance = ("cond" if conditional else "sigma" if config.get("loss") == "sigma-vae"
-                   else f"b{config['beta']:g}")
-        name = f"z{config['z_dim']}-{balance}" + (f"-s{config['seed']}" if config["seed"] else "") + f"-t{number}"
+        training = "conditional" if conditional else config.get("loss", "beta")
+        name = run_name(config["z_dim"], training, config.get("beta"), config["seed"], number)
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
@@ -202,11 +202,11 @@ class Tracker:
         self.client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in trial_params(config).items()])
         if conditional:  # one row per beta beside the ordinary trials
             self._beta_runs[run_id] = beta_runs.create(self.client, experiment_id, run_id, tags,
-                                                       trial_params(config), name)
+                                                       trial_params(config), number)
             self.client.set_tag(run_id, "mlflow.note.content",
                                 f"One β-conditional model (YOTO) for β ∈ {config['betas']}, trained on β "
                                 "log-uniform over its range; each β's results are the runs "
-                                f"{', '.join(name.replace('-cond-', f'-b{b:g}-cond-') for b in config['betas'])}.\n")
+                                f"{', '.join(beta_runs.row_name(config, number, b) for b in config['betas'])}.\n")
         return run_id
 
     def log_epoch(self, run_id: str, metrics: dict, epoch: int) -> None:
@@ -272,7 +272,7 @@ class Tracker:
         if history:
             import matplotlib.pyplot as plt
 
-            from pipelines.plots import loss_curves
+            from pipelines.report.plots import loss_curves
 
             fig = loss_curves(history, title=self.client.get_run(run_id).info.run_name)
             self.client.log_figure(run_id, fig, "loss_curves.png")
@@ -288,8 +288,8 @@ class Tracker:
 
 
 def trial_params(config: dict) -> dict:
-    """What defines a trial: its settings without where the data lives and the run-folder, resume and
-    progress flags (vae.config.INVOCATION). `limit` None means every image."""
-    from vae.config import INVOCATION
+    """A trial's MLflow params: the settings of the roles vae/config.py logs (LOGGED), as applied.
+    `limit` None means every image."""
+    from vae.config import logged
 
-    return {k: v for k, v in config.items() if k not in (*INVOCATION, "data_dir")}
+    return logged(config)

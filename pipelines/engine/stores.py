@@ -1,4 +1,5 @@
-"""Database URLs (the Optuna storage, an MLflow tracking store), checked before anything is created.
+"""The stores a sweep uses (the Optuna storage, an MLflow tracking store): what a database URL
+names, whether it can be used, and which kind of store it holds; all checked before anything is created.
 
     check_database("sqlite:///mlruns/optuna.db", "Optuna storage", StorageError)
 
@@ -6,12 +7,23 @@ Left to themselves, the libraries find a bad URL late and loudly: MLflow creates
 file on the way, or retries a refused PostgreSQL connection for about two minutes and then prints
 a long traceback. Here an unknown scheme, a missing driver, a corrupt SQLite file or a server that
 does not answer within CONNECT_TIMEOUT_S is one line, and nothing has been written yet.
+
+Which kind of store a database is, read before either library opens it:
+
+    store_kind("sqlite:///mlruns/mlflow.db")   # "mlflow"
+    check_kind("sqlite:///mlruns/mlflow.db", "optuna", StorageError)   # refused: one line, exit 2
+
+Optuna and MLflow both keep their schema with alembic, and both create (or migrate) their tables
+in whatever database they are given: a swapped --storage / --tracking-uri used to leave a dozen
+Optuna tables inside the MLflow database (or MLflow's inside Optuna's) before failing with a
+message about schema versions. A store is recognised by its tables, read without writing
+(SQLite opened with mode=ro; a server through a read-only inspect), and the wrong kind is refused
+before anything touches it. A database with neither kind's tables (new, or shared with other
+applications on a server) is left to the caller.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -55,33 +67,11 @@ def create_parent(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_sqlite(url: str, init: Callable[[str], object]) -> None:
-    """Create a new SQLite store whole or not at all: `init(tmp_url)` makes its tables in a
-    temporary file, which is renamed into place. MLflow's and Optuna's schema migrations are not
-    atomic in SQLite: a process killed while making a new file left a half-made schema that every
-    later start tripped over ("table _alembic_tmp_tags already exists"), and two processes making
-    it at once collided ("duplicate column"). One process at a time, under a file lock."""
-    from pipelines.locks import file_lock
-
-    path = sqlite_path(url)
-    if path is None or path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_name(f"{path.name}.init.lock")):
-        if path.exists():
-            return  # made by another process meanwhile
-        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a process killed here
-            stale.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        init(f"sqlite:///{tmp}")
-        os.replace(tmp, path)
-
-
 def check_database(url: str, what: str, error: type[Exception], create: bool = True) -> None:
     """Raise `error` (one line, password hidden) unless `url` is a database we can use; with
     create=False a SQLite file must exist already (read-only commands create nothing). A store of
     the other kind (an MLflow database given as the Optuna storage, or the reverse) is refused,
-    read only (pipelines/stores.py)."""
+    read only (`check_kind` below)."""
     from sqlalchemy.engine import make_url
 
     shown = redact(url)
@@ -96,8 +86,6 @@ def check_database(url: str, what: str, error: type[Exception], create: bool = T
     else:
         _check_server(parsed, connect_args(url), what, shown, error)
     if what in KINDS:
-        from pipelines.stores import check_kind
-
         check_kind(url, KINDS[what], error)
 
 
@@ -136,3 +124,70 @@ def _check_server(parsed, args: dict, what: str, shown: str, error) -> None:
         raise error(f"cannot use {what} {shown}: {redact(first_line(e))}") from None
     finally:
         engine.dispose()
+
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+MLFLOW_TABLES = {"experiments", "runs", "registered_models", "metrics"}
+NAMES = {"optuna": "an Optuna storage", "mlflow": "an MLflow tracking store"}
+FLAGS = {"optuna": "--storage (or VAE_STORAGE)", "mlflow": "--tracking-uri (or MLFLOW_TRACKING_URI)"}
+DEFAULTS = {"optuna": "sqlite:///mlruns/optuna.db", "mlflow": "sqlite:///mlruns/mlflow.db"}
+
+
+def tables(url: str) -> set[str] | None:
+    """The table names of a database URL, read only; None when it cannot be read (missing file,
+    server down: the caller's own check says so) or is not a database."""
+    if not is_database(url):
+        return None
+    path = sqlite_path(url)
+    if url.lower().startswith("sqlite"):
+        return _sqlite_tables(path) if path is not None else None
+    return _server_tables(url)
+
+
+def _sqlite_tables(path) -> set[str] | None:
+    import sqlite3
+
+    if not path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return None
+
+
+def _server_tables(url: str) -> set[str] | None:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args(url))
+    except Exception:
+        return None
+    try:
+        return set(inspect(engine).get_table_names())  # reads the catalogue only
+    except Exception:
+        return None
+    finally:
+        engine.dispose()
+
+
+def store_kind(url: str) -> str | None:
+    """"optuna", "mlflow", or None (neither kind's tables, or unreadable)."""
+    found = tables(url)
+    if not found:
+        return None
+    if OPTUNA_TABLES <= found:
+        return "optuna"
+    if {"experiments", "runs"} <= found and found & MLFLOW_TABLES:
+        return "mlflow"
+    return None
+
+
+def check_kind(url: str, want: str, error: type[Exception]) -> None:
+    """Raise `error` (one line) when `url` is the other kind of store than `want`."""
+    found = store_kind(url)
+    if found is None or found == want:
+        return
+    shown = redact(url)
+    raise error(f"{shown} is {NAMES[found]}, not {NAMES[want]}: pass it as {FLAGS[found].split()[0]}; "
+                f"{FLAGS[want]} wants {NAMES[want]} (default {DEFAULTS[want]}); nothing was written")

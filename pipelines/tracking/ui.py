@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipelines.signals import TERMINATED, on_sigterm
-from pipelines.tracking import Tracker, TrackingError
+from pipelines.engine.signals import TERMINATED, on_sigterm
+from pipelines.tracking.runs import Tracker, TrackingError
 from vae.redact import redact
 
 START_TIMEOUT_S = 180
@@ -37,7 +37,7 @@ VIEW_COLUMNS = [("params", "z_dim"), ("params", "beta"), ("params", "loss"), ("p
 
 def dashboard_view() -> dict:
     """The runs page as vae-balance shows a study: trials only (no collapsed parent row, no killed
-    attempts), the verdict's run first (tag `vae.verdict` = chosen, pipelines/publish.py; MLflow
+    attempts), the verdict's run first (tag `vae.verdict` = chosen, pipelines/report/publish.py; MLflow
     sorts runs without the tag after it), the balance table's key columns."""
     columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
     # killed attempts (their configuration ran again) stay out of the way; `vae report` lists them

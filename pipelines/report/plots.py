@@ -1,4 +1,4 @@
-"""Every matplotlib figure: a trial's loss curves (pipelines/tracking.py) and the report's figures.
+"""Every matplotlib figure: a trial's loss curves (pipelines/tracking/runs.py) and the report's figures.
 
     files = report_figures(report.table, report.dead, artifacts, out)   # name -> PNG, for the page
 
@@ -36,13 +36,14 @@ def _epoch_axis(ax) -> None:
 
 
 def loss_curves(history: list[dict], title: str = ""):
-    """Train and test R-loss and KLD-loss per epoch (per image)."""
+    """Train and validation R-loss and KLD-loss per epoch (per image): the curves measured every
+    epoch (the test split's are at test_every epochs, its whole split once)."""
     epochs = [m["epoch"] for m in history]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
     for ax, term, label in ((axes[0], "r_loss", "R-loss (SSE / D)"), (axes[1], "kld_loss", "KLD-loss (KL / z)")):
-        for split, style in (("train", "--"), ("test", "-")):
+        for split, style, name in (("train", "--", "train"), ("val", "-", "validation")):
             if f"{split}/{term}" in history[0]:  # a conditional model's beta rows: no train/ of their own
-                ax.plot(epochs, [m[f"{split}/{term}"] for m in history], style, label=split)
+                ax.plot(epochs, [m.get(f"{split}/{term}") for m in history], style, label=name)
         _epoch_axis(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -165,15 +166,16 @@ def generation_vs_reconstruction(table, r_col: str = "R-loss", fid_col: str = "F
     return fig
 
 
-def test_curves(histories: dict[str, list[dict]]):
-    """Test R-loss and KLD-loss per epoch, one line per run (label), the same colour in both panels."""
+def validation_curves(histories: dict[str, list[dict]]):
+    """Validation R-loss and KLD-loss per epoch (measured every epoch, what models are chosen on),
+    one line per run (label), the same colour in both panels."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
     for label, history in histories.items():
         epochs = [h["epoch"] for h in history]
-        line = axes[0].plot(epochs, [h.get("test/r_loss") for h in history], label=label)[0]
-        axes[1].plot(epochs, [h.get("test/kld_loss") for h in history], color=line.get_color())
-    axes[0].set_ylabel("test R-loss (per image)")
-    axes[1].set_ylabel("test KLD-loss (per image)")
+        line = axes[0].plot(epochs, [h.get("val/r_loss") for h in history], label=label)[0]
+        axes[1].plot(epochs, [h.get("val/kld_loss") for h in history], color=line.get_color())
+    axes[0].set_ylabel("validation R-loss (per image)")
+    axes[1].set_ylabel("validation KLD-loss (per image)")
     for ax in axes:
         _epoch_axis(ax)
         ax.grid(alpha=0.3)
@@ -230,13 +232,13 @@ def image_grids(recon: Path, samples: Path, caption: str):
 
 def report_figures(table, dead, artifacts, out: Path, curve_points=None) -> dict[str, Path]:
     """The report's figures as PNG files in `out`: name -> path; each run's grids as "grid/<run>".
-    `table`, `dead` and `artifacts`: pipelines/report.py's Report.table, Report.dead and Artifacts."""
+    `table`, `dead` and `artifacts`: pipelines/report/data.py's Report.table, Report.dead and Artifacts."""
     files = {"rate_distortion": save(rate_distortion(table, dead=dead), out / "rate_distortion.png")}
     if "FID (samples)" in table and table["FID (samples)"].notna().any():
         r_col = "_r_loss_eval" if "_r_loss_eval" in table else "R-loss"
         files["generation"] = save(generation_vs_reconstruction(table, r_col=r_col, dead=dead),
                                    out / "generation_vs_reconstruction.png")
-    files["curves"] = save(test_curves(artifacts.histories), out / "curves.png")
+    files["curves"] = save(validation_curves(artifacts.histories), out / "curves.png")
     if artifacts.rd_curves:
         files["conditional"] = save(conditional_curve(artifacts.rd_curves, curve_points), out / "conditional_rd.png")
     if artifacts.kl_per_dim:

@@ -5,7 +5,7 @@
 One panel per measured column (R-loss, KL, NLL, FID of samples; a column no run measured is left
 out), z-dim down, beta across in the original's order (large to small) with a σ-VAE column where
 the study has one. Each cell states its value (± the spread over seeds where several ran); the
-verdict's cell (pipelines/verdict.py) is outlined. Only for grids: a sampler's betas are no grid.
+verdict's cell (pipelines/report/verdict.py) is outlined. Only for grids: a sampler's betas are no grid.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from pipelines.plots import plt
+from pipelines.report.plots import plt
 
 PANELS = [("R-loss", "R-loss (test)"), ("KL (nats)", "KL, nats (test; the rate)"), ("NLL (bits/dim)", "NLL, bits/dim"),
           ("FID (samples)", "FID of prior samples")]

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from pipelines.trial import finished, heads, params_of
+from pipelines.engine.trial import finished, heads, params_of
 from vae.progress import duration, interactive, label, num, say
 
 REFRESH_S = 1.0
@@ -69,7 +69,7 @@ class TrialBar:
 
         trials = self.study.get_trials(deepcopy=False)
         ended = [t for t in heads(trials) if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
-        self._n = sum(map(finished, ended))  # as pipelines/study.py progress() counts
+        self._n = sum(map(finished, ended))  # as pipelines/engine/study.py progress() counts
         for t in ended:
             self.current.pop(t.number, None)
         running = [t for t in trials if t.state == TrialState.RUNNING]

@@ -1,4 +1,4 @@
-"""Where the verdict (pipelines/verdict.py) is stated: the study's MLflow parent run and the Optuna
+"""Where the verdict (pipelines/report/verdict.py) is stated: the study's MLflow parent run and the Optuna
 study. One computation, written to every store, so that MLflow, Optuna and the report agree.
 
     rep, v = study_verdict("quick", tracker, storage)   # from the study's MLflow runs
@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
-from pipelines.report import Report, build, load_runs
-from pipelines.tracking import Tracker
-from pipelines.verdict import decide, lines
+from pipelines.report.data import Report, build
+from pipelines.report.fetch import load_runs
+from pipelines.report.verdict import decide, lines
+from pipelines.tracking.runs import Tracker
 
 CHOSEN_TAG = "vae.verdict"
 
@@ -39,7 +40,7 @@ def _existing_study(study: str, storage: str | None):
     its connections are closed afterwards (a sweep's workers share a server's)."""
     import optuna
 
-    from pipelines.study import _existing_storage, study_exists
+    from pipelines.engine.study import _existing_storage, study_exists
 
     if not study_exists(storage, study):
         yield None
@@ -72,11 +73,10 @@ def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
 
 
 def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id: str | None = None) -> None:
-    """The chosen model in MLflow's Model Registry (pipelines/export.py; its URI added to `v` as
+    """The chosen model in MLflow's Model Registry (pipelines/tracking/export.py; its URI added to `v` as
     `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`."""
-    from mlflow.entities import RunTag
-
-    from pipelines.export import log_chosen_model
+    from pipelines.tracking.export import log_chosen_model
+    from pipelines.tracking.queries import set_tags
 
     client = tracker.client
     if experiment_id is None:
@@ -91,7 +91,7 @@ def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id
                 "best.run_id": v.get("run_id"), "best.model": v.get("model"), "best.rule": v["rule"][:5000],
                 "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
                     f"- {line.strip()}" for line in lines(v)) + "\n"}
-        client.log_batch(parent, tags=[RunTag(k, str(val)) for k, val in tags.items() if val is not None])
+        set_tags(tracker, parent, {k: val for k, val in tags.items() if val is not None})
         for stale in {k for k, val in tags.items() if val is None} & set(parents[0].data.tags):
             client.delete_tag(parent, stale)  # an earlier verdict's, when this one names no model
         client.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")

@@ -23,7 +23,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def on_sigterm(signum=None, frame=None):
-    from pipelines.trial import CTRL_C
+    from pipelines.engine.trial import CTRL_C
 
     TERMINATED.set()
     CTRL_C.set()  # the sweep's "interrupted, not failed" rule applies to it too

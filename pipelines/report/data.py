@@ -1,11 +1,10 @@
 """The balance table's data, built from a study's MLflow runs: one row per (loss, z-dim, beta).
 
-    rep = build(study, load_runs(study, tracker)[1])   # rep.table: numbers, rep.std: over seeds
-    art = fetch_artifacts(rep, tracker, folder)         # each run's curves, KL per dimension, grids
+    rep = build(study, runs)   # runs: pipelines/report/fetch.py; rep.table: numbers, rep.std: over seeds
 
-This module holds numbers only. pipelines/tables.py renders them (markdown, CSV, HTML, terminal),
-pipelines/plots.py draws the figures, pipelines/page.py assembles report.html and report.md and
-writes the report folder; pipelines/recommend.py states the recommendations.
+This module holds numbers only: it reads no store (pipelines/report/fetch.py does). pipelines/report/tables.py renders them (markdown, CSV, HTML, terminal),
+pipelines/report/plots.py draws the figures, pipelines/report/page.py assembles report.html and report.md and
+writes the report folder; pipelines/report/verdict.py decides the verdict.
 
 Units: KLD-loss and R-loss are final test-set values *per image*, normalised as in vae/loss.py;
 the "×B" columns multiply by the sweep's batch size, the units the original README's table
@@ -17,18 +16,12 @@ subset (vae/data.py, vae/metrics.py, vae/fid.py). Runs from before a column exis
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from pipelines.tracking import Tracker
 from vae.collapse import collapsed
 from vae.errors import VAEError
-from vae.redact import redact
 
 KEYS = ["loss", "mode", "z_dim", "beta"]  # mode: independent, or a row of a beta-conditional model
 # column -> MLflow metric, in table order after Z-dim and Beta
@@ -42,7 +35,7 @@ METRICS = {
     "Precision": "diag/precision", "Recall": "diag/recall",
     # used by the rules and the cells, not shown as columns
     "_mi_saturated": "diag/mi_saturated", "_mi_se": "diag/mi_se_nats", "_r_loss_eval": "diag/r_loss",
-    # the verdict's deciding numbers (pipelines/verdict.py): the validation split, with their standard errors
+    # the verdict's deciding numbers (pipelines/report/verdict.py): the validation split, with their standard errors
     "_val_r_loss": "val/r_loss", "_val_r_loss_se": "val/r_loss_se", "_val_elbo_bpd": "val/elbo_bpd",
     "_val_elbo_bpd_se": "val/elbo_bpd_se", "_val_fid": "val/fid", "_val_fid_se": "val/fid_se",
 }
@@ -70,31 +63,6 @@ class Report:
     def dead(self) -> pd.Series:
         """Per row: did the model collapse (vae/collapse.py)?"""
         return self.table["Status"] == COLLAPSED
-
-
-@dataclass
-class Artifacts:
-    """What the figures need beyond the table, per run label (its MLflow run name), in table order."""
-    histories: dict[str, list[dict]] = field(default_factory=dict)  # per epoch: {"epoch", "test/r_loss", ...}
-    kl_per_dim: dict[str, list[float]] = field(default_factory=dict)  # sorted, nats
-    grids: dict[str, dict[str, Path]] = field(default_factory=dict)   # {"recon": png, "samples": png}
-    captions: dict[str, str] = field(default_factory=dict)            # "z-dim = 2; β = 0.01; seed 0"
-    rd_curves: dict[int, list[dict]] = field(default_factory=dict)    # z-dim -> a conditional model's rd_curve.json
-
-
-def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
-    import mlflow
-
-    tracker.check()
-    exp = tracker.client.get_experiment_by_name(study)
-    if exp is None:
-        names = [e.name for e in tracker.client.search_experiments() if e.name != "Default"]
-        raise ReportError(f"no study named {study!r} in {redact(tracker.uri)} (studies: {', '.join(names) or 'none'})")
-    mlflow.set_tracking_uri(tracker.uri)
-    runs = mlflow.search_runs([exp.experiment_id], max_results=50_000)
-    if runs.empty or "tags.vae.role" not in runs:
-        raise ReportError(f"study {study!r} has no runs yet; run `vae sweep` first")
-    return exp.experiment_id, runs
 
 
 def build(study: str, runs: pd.DataFrame) -> Report:
@@ -168,6 +136,8 @@ def sources(report: Report) -> list[str]:
     def size(key):
         return f"{n[key]:,}" if key in n else "size not recorded"
 
+    recon = (f"; FID (recon): the reconstructions of its first {size('diag/fid_samples')} images (`fid_recon`)"
+             if "FID (recon)" in report.table.columns else "")
     lines = [f"KLD-loss, R-loss, KL, SSE, Loss (and ×B): the whole test split ({size('data/test_images')} images), "
              f"final epoch.",
              f"AU, −ELBO, MI, Rate − MI, σ MLE: the evaluation subset of the test split ({size('diag/eval_images')} "
@@ -175,17 +145,15 @@ def sources(report: Report) -> list[str]:
              f"MI cannot exceed log N (N = the subset's size): values within noise of it read '≥ log N, saturated' "
              f"and rank nothing.",
              (f"FID (samples), KID, precision, recall (Kynkäänniemi et al., k = 3): {size('diag/fid_samples')} prior "
-              f"samples against the evaluation subset, Inception-v3 features; FID (recon): the reconstructions of its "
-              f"first {size('diag/fid_samples')} images. FID at this N is biased upwards: compare within this study, "
-              f"not with published values; on images smaller than Inception's 299 px (upscaled) it is only relative."
+              f"samples against the evaluation subset, Inception-v3 features{recon}. FID at this N is biased upwards: "
+              "compare within this study, not with published values; on images smaller than Inception's 299 px "
+              "(upscaled) it is only relative."
               if "diag/fid_samples" in n else
               "FID (samples), FID (recon), precision, recall: not measured in this study (`fid_samples` 0, the "
               "default below 28 px, or the `[fid]` extra missing)."),
              f"Validation split ({size('data/val_images')} images carved from the training split, which keeps "
              f"{size('data/train_images')} to train on): the sweep's objective, pruning and the verdict; not in this table."]
     return lines
-
-
 
 
 def meta(report: Report) -> str:
@@ -215,59 +183,6 @@ def _conditional_note(runs: pd.DataFrame) -> str:
         return ""
     rows = runs["tags.vae.trained_by"].dropna()
     return f" ({len(rows)} of them rows of {rows.nunique()} β-conditional model{'s' if rows.nunique() > 1 else ''})"
-
-
-def ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs in the table's order: z-dim up, beta down, sigma-vae last, then seed."""
-    return runs.assign(_s=runs["loss"] != "beta").sort_values(["z_dim", "_s", "beta", "seed"],
-                                                                ascending=[True, True, False, True])
-
-
-def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts:
-    """Each run's test curves (MLflow metric history), sorted KL per dimension and image grids
-    (its recon.png and samples.png artifacts, copied into `folder`)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    folder.mkdir(parents=True, exist_ok=True)
-    art = Artifacts()
-    for _, run in ordered_runs(report.runs).iterrows():
-        label = run["tags.mlflow.runName"]
-        history = {}
-        for key in ("test/r_loss", "test/kld_loss"):
-            for m in tracker.client.get_metric_history(run["run_id"], key):
-                history.setdefault(m.step, {"epoch": m.step})[key] = m.value
-        art.histories[label] = [history[k] for k in sorted(history)]
-        balance = "σ-VAE" if run["loss"] == "sigma-vae" else f"β = {run['beta']:g}"
-        art.captions[label] = f"z-dim = {run['z_dim']}; {balance}; seed {run['seed']}"
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in ("recon.png", "samples.png", "kl_per_dim.json"):
-                try:
-                    local = Path(tracker.client.download_artifacts(run["run_id"], name, tmp))
-                except Exception:  # runs from before an artifact existed, or a failed upload: left out
-                    continue
-                if name.endswith(".json"):
-                    art.kl_per_dim[label] = json.loads(local.read_text())
-                else:
-                    target = folder / f"{label}-{name}"
-                    target.write_bytes(local.read_bytes())
-                    art.grids.setdefault(label, {})[name[:-4]] = target
-    art.rd_curves = fetch_curves(report, tracker)
-    return art
-
-
-def fetch_curves(report: Report, tracker: Tracker) -> dict[int, list[dict]]:
-    """z-dim -> the rd_curve.json of the beta-conditional model behind its rows (the first seed's)."""
-    curves: dict[int, list[dict]] = {}
-    if "tags.vae.trained_by" not in report.runs:  # no conditional rows
-        return curves
-    rows = report.runs.dropna(subset=["tags.vae.trained_by"])
-    for run_id, z_dim in rows.groupby("tags.vae.trained_by")["z_dim"].first().items():
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = Path(tracker.client.download_artifacts(run_id, "rd_curve.json", tmp))
-                curves.setdefault(int(z_dim), json.loads(local.read_text()))
-            except Exception:  # a training run killed before its curve: the table still stands
-                continue
-    return curves
 
 
 def curve_points(*reports: Report) -> pd.DataFrame:

@@ -23,8 +23,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipelines import beta_runs
-from pipelines.trial import RUN_ID, chains
+from pipelines.engine.trial import RUN_ID, chains
+from pipelines.tracking import beta_runs
 from vae.checkpoint import CHECKPOINT
 from vae.errors import VAEError, first_line
 from vae.export import EXPORT_INFO, check_beta
@@ -43,8 +43,8 @@ def open_study(name: str, storage: str | None):
     """The Optuna study `name`, from a storage that must exist already (nothing is created)."""
     import optuna
 
-    from pipelines.database import check_database, connect_args
-    from pipelines.study import StorageError, quiet_optuna, storage_url
+    from pipelines.engine.stores import check_database, connect_args
+    from pipelines.engine.study import StorageError, quiet_optuna, storage_url
 
     quiet_optuna()
     url = storage_url(storage)
@@ -119,7 +119,7 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
            storage: str | None = None, tracking_uri: str | None = None) -> dict:
     """Write the chosen model of `study` (or its trial `trial`) to the folder `out`; return export.json's dict."""
     from pipelines.spec import check_study_name
-    from pipelines.tracking import Tracker
+    from pipelines.tracking.runs import Tracker
     from vae.checkpoint import load_checkpoint
     from vae.config import TrainConfig
     from vae.export import load_model
@@ -174,7 +174,7 @@ def _beta(cfg, beta: float | None, verdict: dict | None, number: int) -> float |
     """The beta to export at: --beta, else the verdict's; only a conditional model takes one."""
     if not cfg.conditional:
         if beta is not None:
-            trained = "as a σ-VAE" if cfg.beta is None else f"at beta {cfg.beta:g}"
+            trained = "as a σ-VAE" if cfg.training == "sigma-vae" else f"at beta {cfg.beta:g}"
             raise ExportError(f"--beta is for a β-conditional trial; trial {number} was trained {trained}")
         return cfg.beta
     beta = beta if beta is not None else (verdict or {}).get("beta")

@@ -4,7 +4,7 @@
 
 Written as "make the state right" rather than "react to an event", so that it is idempotent: a
 pass killed halfway leaves a state that the next pass repairs, and passes never overlap (they
-run under the study lock, pipelines/locks.py). One pass:
+run under the study lock, pipelines/engine/locks.py). One pass:
 
 1. Fails RUNNING trials whose worker is gone: on this host at once (its process is gone), a trial
    claimed but never owned once the grace period passed, and elsewhere by Optuna's heartbeat
@@ -27,9 +27,9 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timedelta
 
-from pipelines.faults import fault
-from pipelines.locks import study_lock
-from pipelines.trial import (
+from pipelines.engine.faults import fault
+from pipelines.engine.locks import study_lock
+from pipelines.engine.trial import (
     FAIL_KIND,
     FAIL_REASON,
     OWN_SYSTEM_ATTRS,

@@ -5,7 +5,7 @@
     vae sweep sweeps/search.yaml --n-trials 30 --workers 2
     vae sweep sweeps/balance.yaml --storage postgresql://u:pw@db/optuna --tracking-uri http://mlflow:5000
 
-The study lives in an Optuna storage (default sqlite:///mlruns/optuna.db; see pipelines/study.py
+The study lives in an Optuna storage (default sqlite:///mlruns/optuna.db; see pipelines/engine/study.py
 for how trials are claimed and recovered). Running the same spec again resumes it: completed
 trials never run again, interrupted ones run again. This module runs the trials: one worker in
 this process (`run_sweep`) or several processes sharing the study (`run_workers`).
@@ -24,17 +24,27 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.faults import fault
-from pipelines.hints import report_hint, status_hint
-from pipelines.recovery import log_result, recover
-from pipelines.signals import EXIT_CODE as SIGTERM_EXIT
-from pipelines.signals import TERMINATED
-from pipelines.spec import NOT_IN_FINGERPRINT, Range, Spec
-from pipelines.study import make_storage, open_study, quiet_optuna, storage_url
-from pipelines.study import progress as study_progress
-from pipelines.tracking import Tracker
-from pipelines.trial import CTRL_C, FAIL_REASON, RUN_ID, Lease, chains, claim, root, run_folder
-from pipelines.trial_bar import TrialBar
+from pipelines.engine.faults import fault
+from pipelines.engine.hints import report_hint, status_hint
+from pipelines.engine.recovery import log_result, recover
+from pipelines.engine.signals import EXIT_CODE as SIGTERM_EXIT
+from pipelines.engine.signals import TERMINATED
+from pipelines.engine.study import make_storage, open_study, quiet_optuna, storage_url
+from pipelines.engine.study import progress as study_progress
+from pipelines.engine.trial import (
+    CTRL_C,
+    FAIL_REASON,
+    RUN_ID,
+    Lease,
+    chains,
+    claim,
+    root,
+    run_folder,
+)
+from pipelines.engine.trial_bar import TrialBar
+from pipelines.spec import Range, Spec
+from pipelines.tracking.runs import Tracker
+from vae.config import default, identity, names
 from vae.errors import VAEError, first_line
 from vae.progress import say
 from vae.redact import redact
@@ -47,8 +57,8 @@ class Summary:
     pruned: int = 0
     failed: int = 0
     already_complete: bool = False  # nothing was left to do when it started
-    progress: dict = field(default_factory=dict)  # the study's, at the end (pipelines/study.py progress)
-    verdict: dict | None = None  # pipelines/verdict.py, once every configuration is finished
+    progress: dict = field(default_factory=dict)  # the study's, at the end (pipelines/engine/study.py progress)
+    verdict: dict | None = None  # pipelines/report/verdict.py, once every configuration is finished
 
 
 def _suggest(trial, spec: Spec) -> dict:
@@ -99,8 +109,8 @@ def _resumable(folder: Path, cfg) -> list[dict]:
         return []
     try:
         blob = load_checkpoint(folder)
-        same = all(blob["config"].get(k) == v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT
-                   and k not in ("out", "resume"))
+        saved = {**{k: default(k) for k in names()}, **blob["config"]}  # a setting it predates: its default
+        same = identity(saved) == identity(cfg.to_dict())
     except (CheckpointError, KeyError):
         same = False
     if not same:
@@ -113,7 +123,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
               data_cache: dict, progress: bool, threads: int | None, bar: TrialBar | None = None) -> str:
     """Parameters -> training -> result, for the trial `lease` owns; return its final state.
 
-    The training runs in the configuration's run folder (pipelines/trial.py run_folder), so a
+    The training runs in the configuration's run folder (pipelines/engine/trial.py run_folder), so a
     retry of a trial that was interrupted or whose worker died resumes from its last epoch."""
     import optuna
 
@@ -250,8 +260,8 @@ def already_complete(study: str, p: dict) -> str:
 def check_objective(spec: Spec, storage: str | None) -> str | None:
     """A new study whose objective cannot compare its betas is refused (SpecError: one line, exit
     2, nothing created); an existing one resumes, and the returned warning says what that means."""
+    from pipelines.engine.study import study_exists
     from pipelines.spec import SpecError
-    from pipelines.study import study_exists
 
     why = spec.beta_bias()
     if why is None:
@@ -264,10 +274,10 @@ def check_objective(spec: Spec, storage: str | None) -> str | None:
 
 
 def study_verdict(spec: Spec, tracker: Tracker, storage: str | None) -> dict | None:
-    """Compute the verdict of a finished study and state it in MLflow and Optuna (pipelines/publish.py).
+    """Compute the verdict of a finished study and state it in MLflow and Optuna (pipelines/report/publish.py).
     A failure here never costs a trained model: it is one line, and `vae report` computes it again."""
-    from pipelines.publish import publish
-    from pipelines.publish import study_verdict as compute
+    from pipelines.report.publish import publish
+    from pipelines.report.publish import study_verdict as compute
 
     try:
         _, v = compute(spec.study, tracker, storage_url(storage))
@@ -363,8 +373,8 @@ def _counts(p: dict) -> dict:
 
 def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
     """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
-    (the decoded-data cache included) exists: pipelines/accept.py."""
-    from pipelines.accept import check_inputs
+    (the decoded-data cache included) exists: pipelines/engine/accept.py."""
+    from pipelines.engine.accept import check_inputs
 
     check_inputs(spec, storage, tracking_uri, data_cache, _data)
 

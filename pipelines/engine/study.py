@@ -1,11 +1,11 @@
 """Optuna studies for sweeps: storage, creation, the sampler and pruner, progress and status.
 
-    from pipelines.study import make_storage, open_study, study_status
+    from pipelines.engine.study import make_storage, open_study, study_status
     study_status("balance")          # what `vae status --study balance` prints
 
-A trial's life (claim, heartbeat, result) is pipelines/trial.py's; making a study's state right
-after kills (dead trials, retries, the grid's points) is pipelines/recovery.py's. Grid points are
-enqueued, each once, under the study lock (pipelines/locks.py) and claimed through the storage's
+A trial's life (claim, heartbeat, result) is pipelines/engine/trial.py's; making a study's state right
+after kills (dead trials, retries, the grid's points) is pipelines/engine/recovery.py's. Grid points are
+enqueued, each once, under the study lock (pipelines/engine/locks.py) and claimed through the storage's
 atomic WAITING -> RUNNING transition; Optuna's GridSampler is not used: it can hand the same point
 to two workers.
 """
@@ -17,20 +17,20 @@ import socket
 import warnings
 import zlib
 
-from pipelines.database import (
+from pipelines.engine.faults import fault
+from pipelines.engine.locks import create_sqlite, study_lock
+from pipelines.engine.stores import (
     check_database,
+    check_kind,
     connect_args,
     create_parent,
-    create_sqlite,
     sqlite_path,
 )
-from pipelines.faults import fault
-from pipelines.locks import study_lock
+from pipelines.engine.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
 from pipelines.spec import Spec, SpecError
-from pipelines.stores import check_kind
-from pipelines.tracking import Tracker
-from pipelines.trial import FAIL_REASON, chains, fail_kind, finished, heads, params_of
+from pipelines.tracking.runs import Tracker
 from vae.collapse import collapsed
+from vae.config import SETTINGS_VERSION
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
@@ -48,7 +48,7 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # we record heartbeats ourselves (pipelines/trial.py), with ask/tell instead of Study.optimize
+    # we record heartbeats ourselves (pipelines/engine/trial.py), with ask/tell instead of Study.optimize
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
@@ -103,12 +103,12 @@ def _pruner(spec: Spec):
 
 def open_study(spec: Spec, storage, tracker: Tracker, url: str):
     """Create the study or load it, check that it was run with the same settings, make its state
-    right (pipelines/recovery.py: enqueue the grid, recover dead trials); return
+    right (pipelines/engine/recovery.py: enqueue the grid, recover dead trials); return
     (study, experiment_id, parent_run_id). Safe with any number of workers starting at once: all of
     it runs under the study lock, and a creator killed halfway leaves what the next start completes."""
     import optuna
 
-    from pipelines.recovery import recover
+    from pipelines.engine.recovery import recover
 
     with study_lock(url, spec.study):
         study = optuna.create_study(study_name=spec.study, storage=storage, direction=spec.direction,
@@ -117,25 +117,25 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
         fingerprint = study.user_attrs.get("fingerprint")
         if fingerprint is None:  # new (or its creator died before this): ours to describe
             study.set_metric_names([spec.metric])
-            study.set_user_attr("spec", spec.describe())
+            study.set_user_attr("spec", spec.describe())  # whole: a later change of a default changes no study
+            study.set_user_attr("settings_version", SETTINGS_VERSION)
             study.set_user_attr("total", spec.total)
-            study.set_user_attr("fingerprint", spec.fingerprint())
-        elif fingerprint != spec.fingerprint():
-            raise SpecError(_mismatch(study.user_attrs.get("spec", {}), spec))
-        elif spec.total > study.user_attrs.get("total", 0):
-            study.set_user_attr("total", spec.total)  # more search trials asked for
+            study.set_user_attr("fingerprint", spec.fingerprint())  # the last: the study is described
+        else:
+            version = study.user_attrs.get("settings_version", 1)
+            changes = spec.changes(study.user_attrs.get("spec", {}), version)
+            if changes and not (version == 1 and fingerprint == spec.fingerprint()):
+                raise SpecError(_mismatch(spec, changes))
+            if spec.total > study.user_attrs.get("total", 0):
+                study.set_user_attr("total", spec.total)  # more search trials asked for
         experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
     return study, experiment_id, parent
 
 
-def _mismatch(old: dict, spec: Spec) -> str:
-    new = spec.describe()
-    diffs = [f"{k}: {old.get('train', {}).get(k)!r} -> {v!r}" for k, v in new["train"].items()
-             if old.get("train", {}).get(k) != v and k not in ("data_dir", "device", "threads", "progress", "amp", "compile")]
-    diffs += [f"{k}: changed" for k in ("search", "sampler", "metric", "direction") if old.get(k) != new[k]]
-    return (f"study {spec.study!r} was run with other settings ({'; '.join(diffs[:3]) or 'spec changed'}); "
+def _mismatch(spec: Spec, changes: list[str]) -> str:
+    return (f"study {spec.study!r} was run with other settings ({'; '.join(changes[:3]) or 'spec changed'}); "
             f"rerun with --set study=NEW_NAME to start a new study")
 
 
@@ -233,3 +233,8 @@ def study_status(name: str, storage: str | None = None) -> dict:
                                                                              t.user_attrs.get("test/kl")),
                      "note": note})
     return {"study": name, **counts, **progress(study, total), "trials": rows}
+
+
+def check_storage(storage: str | None) -> None:
+    """The Optuna storage a read-only command may write its verdict to is not an MLflow store."""
+    check_kind(storage_url(storage), "optuna", StorageError)

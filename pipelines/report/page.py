@@ -1,7 +1,7 @@
 """The report folder: report.html (one self-contained page, images embedded as data URIs),
-report.md, table.csv and verdict.json, assembled from the data (pipelines/report.py), the verdict
-(pipelines/verdict.py), its tables (pipelines/tables.py) and figures (pipelines/plots.py,
-pipelines/heatmaps.py).
+report.md, table.csv and verdict.json, assembled from the data (pipelines/report/data.py), the verdict
+(pipelines/report/verdict.py), its tables (pipelines/report/tables.py) and figures (pipelines/report/plots.py,
+pipelines/report/heatmaps.py).
 
     files = write_report(report, tracker, experiment_id, out, verdict=v)
 
@@ -23,14 +23,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines import plots, tables
-from pipelines.compare import summary as compare_summary
-from pipelines.faults import fault
-from pipelines.heatmaps import heatmaps
-from pipelines.report import Report, curve_points, fetch_artifacts, fetch_curves, meta, sources
-from pipelines.tracking import Tracker, TrackingError
-from pipelines.verdict import lines as verdict_lines
-from pipelines.verdict import row_index
+from pipelines.engine.faults import fault
+from pipelines.report import plots, tables
+from pipelines.report.compare import summary as compare_summary
+from pipelines.report.data import Report, curve_points, meta, sources
+from pipelines.report.fetch import fetch_artifacts, fetch_curves
+from pipelines.report.heatmaps import heatmaps
+from pipelines.report.verdict import lines as verdict_lines
+from pipelines.report.verdict import row_index
+from pipelines.tracking.runs import Tracker, TrackingError
 from vae.atomic import atomic_write_text, replace_folder, staging_folder
 from vae.redact import redact
 
@@ -71,7 +72,7 @@ seeds. table.csv holds every column.</p>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
 {conditional}
 {generation}
-<h2>Training curves (test set)</h2>
+<h2>Training curves (validation split, every epoch)</h2>
 <img class="plot" alt="curves" src="{curves}">
 {kl_per_dim}
 <h2>Reconstructions and samples</h2>
@@ -191,7 +192,7 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
                  comparison=None, verdict: dict | None = None) -> dict[str, Path]:
     """Figures, report.md, table.csv, verdict.json and report.html in `out`; then a copy as artifacts
     of the study's parent run. With `other` (a compared study) and its `comparison`
-    (pipelines/compare.py): a comparison section, and the conditional curve with both studies' points.
+    (pipelines/report/compare.py): a comparison section, and the conditional curve with both studies' points.
     The folder is built beside `out` and swapped in as a whole (vae/atomic.py): a kill at any moment
     leaves the previous report or the new one, never a new verdict.json beside an old page."""
     out = Path(out)

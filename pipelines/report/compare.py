@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipelines.beta_runs import TRAINED_BY
-from pipelines.report import Report, ReportError
+from pipelines.report.data import Report, ReportError
+from pipelines.tracking.beta_runs import TRAINED_BY
 
 MEASURES = {"R-loss": "R-loss", "KL": "KL (nats)", "FID": "FID (samples)"}  # label -> report column
 GOALS = {"R-loss": 0.05, "KL": 0.10}  # largest relative gap that counts as matching independent training

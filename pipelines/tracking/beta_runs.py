@@ -6,7 +6,7 @@ the level of ordinary trials (children of the sweep's parent run), one run per b
 named `z100-b0.01-cond-t3`, param `mode` = conditional, tag `vae.trained_by` = the training run's
 id) gets that beta's metrics, images, summary and grids, so that the runs table, `search_runs` and
 the report read it exactly like an independently trained trial. The training run's lifecycle
-(pipelines/tracking.py `finish_trial`) ends its beta runs with it: one owner.
+(pipelines/tracking/runs.py `finish_trial`) ends its beta runs with it: one owner.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ TRAINED_BY = "vae.trained_by"
 MODE = "mode"            # param of every per-beta run: "conditional" (ordinary trials: none, read as independent)
 
 
-def create(client, experiment_id: str, run_id: str, tags: dict, params: dict, name: str) -> dict[float, str]:
-    """One run per beta of the training run `run_id` (params as applied, beta set), named
-    `z100-b0.01-cond-t3`; returns {beta: run id}."""
+def create(client, experiment_id: str, run_id: str, tags: dict, params: dict, number: int) -> dict[float, str]:
+    """One run per beta of trial `number`'s training run `run_id` (params as applied, beta set), named
+    `z100-b0.01-cond-t3` (vae/config.py run_name); returns {beta: run id}."""
     from mlflow.entities import Param
 
     from vae.redact import redact
@@ -28,11 +28,18 @@ def create(client, experiment_id: str, run_id: str, tags: dict, params: dict, na
     runs = {}
     for beta in params["betas"]:
         at = {**params, "beta": beta, MODE: "conditional"}
-        run = client.create_run(experiment_id, run_name=name.replace("-cond-", f"-b{beta:g}-cond-"),
+        run = client.create_run(experiment_id, run_name=row_name(params, number, beta),
                                 tags={**tags, TRAINED_BY: run_id})
         client.log_batch(run.info.run_id, params=[Param(k, redact(str(v))) for k, v in at.items()])
         runs[beta] = run.info.run_id
     return runs
+
+
+def row_name(params: dict, number: int, beta: float) -> str:
+    """The name of trial `number`'s row at `beta`: `z100-b0.01-cond-t3`."""
+    from vae.config import run_name
+
+    return run_name(params["z_dim"], "conditional", None, params["seed"], number, at=beta)
 
 
 def runs_of(client, run_id: str) -> dict[float, str]:
