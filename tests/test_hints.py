@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import hints
+from pipelines.engine import hints
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ image grids whose rows and panels are named."""
 
 import pytest
 
-from pipelines import plots
+from pipelines.report import plots
 
 
 def history(epochs):

@@ -278,7 +278,7 @@ def test_cells_columns_and_collapse_of_a_table():
     assert frame["Rate − MI (nats)"].iloc[-1].startswith("≤ ")
     assert "FID (recon)" not in frame and "Precision" not in frame  # columns these runs did not log: left out
     assert not [c for c in frame if c.startswith("_")]
-    from pipelines import plots
+    from pipelines.report import plots
 
     dead = rep.dead
     assert dead.tolist() == [True, False, False, False, False, False]  # beta 1 first
