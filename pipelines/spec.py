@@ -199,8 +199,10 @@ class Spec(Strict):
                 raise ValueError(f"sampler 'grid' needs lists of values, but search.{ranges[0]} is a range")
         elif self.n_trials is None:
             raise ValueError(f"sampler '{self.sampler}' needs n_trials")
-        if self.train.beta_range is not None and self.mode != "conditional":
-            raise ValueError("beta_range is the training range of mode 'conditional'; set mode: conditional")
+        given = [k for k, value in settings.conditional_only().items() if getattr(self.train, k) != value]
+        if given and self.mode != "conditional":
+            what = "is the training range" if given[0].startswith("beta_") else "is a setting"
+            raise ValueError(f"{given[0]} {what} of mode 'conditional'; set mode: conditional")
         if self.mode == "conditional" and self.sampler != "grid":
             raise ValueError("mode 'conditional' needs sampler 'grid' (one model per z_dim and seed covers every beta)")
         if self.mode == "conditional" and "beta" not in self.search.loss:
@@ -242,7 +244,9 @@ class Spec(Strict):
         """The training settings of one trial: the spec's with the trial's z_dim, beta, seed (and
         loss); in mode conditional a beta point trains on every beta of search.beta."""
         conditional = self.mode == "conditional" and params.get("loss", self.train.loss) == "beta"
-        return dataclasses.replace(self.train, **params, betas=list(self.search.beta) if conditional else None)
+        if conditional:
+            return dataclasses.replace(self.train, **params, betas=list(self.search.beta))
+        return dataclasses.replace(self.train, **params, betas=None, **settings.conditional_only())  # a sigma-VAE point
 
     @property
     def total(self) -> int:
@@ -252,7 +256,8 @@ class Spec(Strict):
         """Version 1's identity of a study, a hash (stored as the study's `fingerprint`): a study of
         version 1 whose stored spec differs only in what that version did not store still resumes
         when its fingerprint matches. Identity itself is `changes()`, setting by setting."""
-        v1 = settings.LEGACY_DEFAULTS[1]  # the settings version 1 added late: hashed only off their defaults
+        # the settings version 1 added late, and the conditional model's added since: hashed only off their defaults
+        v1 = {**settings.LEGACY_DEFAULTS[1], **settings.conditional_only()}
         train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT
                  and not (k in v1 and v == v1[k])}
         blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
@@ -345,9 +350,12 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
         train = TrainConfig.from_dict(train_values)
-        beta_range, train.beta_range = train.beta_range, None  # checked per trial, below
+        per_trial = {k: getattr(train, k) for k in settings.conditional_only()}  # they need betas: checked per trial, below
+        for k, v in settings.conditional_only().items():
+            setattr(train, k, v)
         train.validate()  # the one validator of every setting, as for `vae train`
-        train.beta_range = beta_range
+        for k, v in per_trial.items():
+            setattr(train, k, v)
         spec = Spec(**values, train=train)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling

@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from vae.conditional import ConditionalVAE, sample_betas, split
+from vae.config import CONDITIONINGS
 from vae.train import train
 
 BETAS = [0.1, 0.01, 0.001]
 
 
-def test_the_network_gives_different_outputs_for_different_betas():
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+def test_the_network_gives_different_outputs_for_different_betas(conditioning):
     torch.manual_seed(0)
-    model = ConditionalVAE(1, 8, 8, z_dim=4, base=8, beta_range=(0.001, 0.1)).eval()
+    model = ConditionalVAE(1, 8, 8, z_dim=4, base=8, beta_range=(0.001, 0.1), conditioning=conditioning).eval()
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
         mu_low, _ = model.encode(x, 0.001)
@@ -44,9 +46,10 @@ def test_betas_are_drawn_log_uniform_over_the_range():
     assert (b < math.sqrt(0.001 * 0.01)).float().mean().item() == pytest.approx(0.25, abs=0.02)
 
 
-def test_a_briefly_trained_model_orders_the_betas(tiny):
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+def test_a_briefly_trained_model_orders_the_betas(tiny, conditioning):
     """KL falls and R-loss rises as beta grows, as between independently trained models."""
-    cfg = tiny(betas=BETAS, limit=None, z_dim=16, width=16, epochs=15, iw_samples=0)
+    cfg = tiny(betas=BETAS, limit=None, z_dim=16, width=16, epochs=15, iw_samples=0, conditioning=conditioning)
     final = train(cfg)[-1]
     _, per = split(final, BETAS)
     kl = [per[b]["test/kl"] for b in sorted(BETAS)]
@@ -62,20 +65,24 @@ def test_a_briefly_trained_model_orders_the_betas(tiny):
         assert (Path(cfg.out) / f"b{b:g}" / "recon.png").exists()
 
 
-def test_resume_from_a_checkpoint_gives_the_same_numbers(tiny, tmp_path):
-    full = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "full")))
-    train(tiny(betas=BETAS, epochs=2, out=str(tmp_path / "part")))
-    resumed = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "part"), resume=True))
+@pytest.mark.parametrize("settings", [{}, dict(conditioning="mrvae", beta_span=1000.0, normalize_loss_weights=True),
+                                      dict(film_damping=1.0)], ids=["film", "mrvae-span-normalised", "film-undamped"])
+def test_resume_from_a_checkpoint_gives_the_same_numbers(tiny, tmp_path, settings):
+    full = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "full"), **settings))
+    train(tiny(betas=BETAS, epochs=2, out=str(tmp_path / "part"), **settings))
+    resumed = train(tiny(betas=BETAS, epochs=3, out=str(tmp_path / "part"), resume=True, **settings))
     keys = [k for k in full[-1] if k.startswith(("b0.01/", "val/", "test/"))]
     assert keys and [resumed[-1][k] for k in keys] == pytest.approx([full[-1][k] for k in keys], rel=1e-5)
 
 
-def test_a_checkpoint_of_other_betas_is_not_resumed(tiny, tmp_path):
+@pytest.mark.parametrize("other, name", [(dict(betas=[0.1, 0.01]), "betas"), (dict(conditioning="mrvae"), "conditioning"),
+                                         (dict(film_damping=1.0), "film_damping"), (dict(beta_span=100.0), "beta_span")])
+def test_a_checkpoint_of_another_conditional_model_is_not_resumed(tiny, tmp_path, other, name):
     from vae.errors import ConfigError
 
     train(tiny(betas=BETAS, epochs=1, out=str(tmp_path / "r")))
-    with pytest.raises(ConfigError, match="betas"):
-        train(tiny(betas=[0.1, 0.01], epochs=2, out=str(tmp_path / "r"), resume=True))
+    with pytest.raises(ConfigError, match=f"checkpoint has {name} "):
+        train(tiny(**{"betas": BETAS, **other}, epochs=2, out=str(tmp_path / "r"), resume=True))
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -86,6 +93,15 @@ def test_a_checkpoint_of_other_betas_is_not_resumed(tiny, tmp_path):
     (dict(betas=[0.1, 0.01], free_bits=0.1), "free_bits"),
     (dict(betas=[0.1]), "at least two"),
     (dict(beta_range=[0.001, 0.1]), "needs betas"),
+    (dict(beta_span=1000.0), "needs betas"),
+    (dict(conditioning="mrvae"), "needs betas"),
+    (dict(film_damping=1.0), "needs betas"),
+    (dict(normalize_loss_weights=True), "needs betas"),
+    (dict(betas=[0.1, 0.01], beta_span=5.0), "narrower than betas"),
+    (dict(betas=[0.1, 0.01], beta_span=100.0, beta_range=[0.001, 1.0]), "not both"),
+    (dict(betas=[0.1, 0.01], conditioning="hyper"), "film, mrvae"),
+    (dict(betas=[0.1, 0.01], film_damping=0.0), "film_damping must be > 0"),
+    (dict(betas=[0.1, 0.01], conditioning="mrvae", film_hidden=1024), "conditioning 'mrvae' has none"),
 ])
 def test_bad_conditional_settings(tiny, overrides, message):
     from vae.errors import ConfigError
@@ -134,10 +150,11 @@ def test_a_conditional_sweep_trains_once_per_z_dim_and_tracks_a_row_per_beta(env
     assert sorted(report.table["Training"]) == ["conditional"] * 4 + ["independent"] * 2
 
 
-def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_complete_once(env):
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_complete_once(env, conditioning):
     from test_faults import run
 
-    path = env.spec(study="t", epochs=3, extra="mode: conditional\n")
+    path = env.spec(study="t", epochs=3, extra=f"mode: conditional\nconditioning: {conditioning}\n")
     assert run(env, path, "epoch").returncode < 0
     final = run(env, path)
     assert final.returncode == 0, final.stdout + final.stderr
@@ -149,6 +166,7 @@ def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_comple
     killed = runs[runs["status"] == "KILLED"]
     assert set(killed["tags.vae.role"]) == {"training", "trial"} and len(killed) == 3  # the model and its 2 betas
     assert runs["tags.vae.resumed_from_epoch"].dropna().tolist() == ["1"] * 3  # the model and its rows
+    assert set(runs[runs["tags.vae.role"].isin(["training", "trial"])]["params.conditioning"]) == {conditioning}
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -172,12 +190,16 @@ def test_studies_from_before_conditional_models_keep_their_fingerprint(env):
 
     spec = load_spec(env.spec())
     train = {k: v for k, v in spec.train.to_dict().items()
-             if k not in NOT_IN_FINGERPRINT and k not in ("betas", "beta_range", "film_hidden")}
+             if k not in NOT_IN_FINGERPRINT and k not in ("betas", "beta_range", "film_hidden", "beta_span",
+                                                          "conditioning", "film_damping", "normalize_loss_weights")}
     blob = {"train": train, "search": spec.search.model_dump(), "sampler": spec.sampler,
             "metric": spec.metric, "direction": spec.direction}
     before = hashlib.sha1(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
     assert spec.fingerprint() == before
-    assert load_spec(env.spec(extra="mode: conditional\n")).fingerprint() != before
+    conditional = load_spec(env.spec(extra="mode: conditional\n")).fingerprint()
+    assert conditional != before
+    # and a conditional study trained another way is another study
+    assert load_spec(env.spec(extra="mode: conditional\nconditioning: mrvae\n")).fingerprint() != conditional
 
 
 def test_report_compares_a_conditional_study_with_an_independent_one(env, tmp_path):

@@ -13,5 +13,6 @@ def build_model(cfg: TrainConfig, shape: tuple[int, int, int]) -> VAE:
         from vae.conditional import ConditionalVAE
 
         return ConditionalVAE(*shape, z_dim=cfg.z_dim, base=cfg.width, beta_range=cfg.training_range,
-                              hidden=cfg.film_hidden)
+                              hidden=cfg.film_hidden, conditioning=cfg.conditioning,
+                              film_damping=cfg.film_damping)
     return VAE(*shape, z_dim=cfg.z_dim, base=cfg.width)

@@ -7,11 +7,28 @@
 
 Dosovitskiy & Djolonga, "You Only Train Once: Loss-Conditional Training of Deep Networks"
 (ICLR 2020): train with the loss weight drawn per example and fed to the network, so that one
-model answers every weight. As in their VAE code (google-research/yoto), the conditioning is FiLM
-(Perez et al., 2018): an MLP with one hidden layer of 512 units maps log beta to a per-channel
-scale and shift after each conv block of encoder and decoder, scale = 1 + 0.1*MLP, shift =
-0.1*MLP, so that a fresh network starts close to an unconditioned one. Beta is drawn per image,
-log-uniform over the training range (`sample_betas`).
+model answers every weight. Beta is drawn per image, log-uniform over the training range
+(`sample_betas`). Two ways to feed it to the network (`conditioning`):
+
+- `film` (YOTO's VAE code, google-research/yoto): FiLM (Perez et al., 2018), an MLP with one
+  hidden layer of 512 units maps log beta to a per-channel scale and shift after each conv block
+  of encoder and decoder, scale = 1 + d*MLP, shift = d*MLP with YOTO's damping d = 0.1, so that a
+  fresh network starts close to an unconditioned one (`film_damping`; 1 = undamped).
+- `mrvae` (Bae et al., "Multi-Rate VAE: Train Once, Get the Full Rate-Distortion Curve", ICLR
+  2023; src/hyper/layers.py of pomonam/mr-vae): every hidden conv's pre-activation is multiplied
+  per channel by a gate of u, the standardised log beta (uniform on [-sqrt 3, sqrt 3] under the
+  log-uniform draw: unit variance), one Linear(1, C) per layer: 2*sigmoid(w*u + b) in the encoder,
+  sqrt(relu(1 - exp(w*u + b))) in the decoder, the shape of the exact solution of a linear VAE,
+  whose decoder directions close one by one as beta grows. The heads (to_posterior), the first
+  decoder layer (from_latent) and the output layer are not gated. Two departures from the
+  reference, both because this network has no BatchNorm after its convs (the reference's
+  BatchNorm rescales what follows every gate): the encoder gate is 2*sigmoid, not sigmoid, so a
+  fresh gate is 1 at the centre of the range instead of halving each layer; the biases start at
+  0 (encoder) and -1 (decoder: gate 0.8 at the centre), not U(-1, 1), under which about one
+  decoder channel in seven starts closed at every beta of the range with no gradient to reopen it.
+
+`loss_weights`: YOTO's `normalize_loss_weights`, each image's weights (1 for R-loss, beta for
+KLD-loss) divided by their geometric mean.
 
 The rest of the package sees a conditional model at one beta through `at(beta)`: the same
 encode/decode/sample/forward as `vae.model.VAE`, so the losses, diagnostics, FID and image grids
@@ -25,23 +42,24 @@ import math
 import torch
 from torch import nn
 
+from vae.config import CONDITIONINGS, FILM_DAMPING
 from vae.model import VAE
 
-FILM_SCALE = 0.1
-"""YOTO's damping of the FiLM outputs: scale = 1 + 0.1*MLP, shift = 0.1*MLP."""
+SQRT3 = math.sqrt(3.0)  # u = sqrt(3) * t: t uniform on [-1, 1] -> u of unit variance (MR-VAE's standardisation)
 
 
 class FiLM(nn.Module):
     """log beta -> (scale, shift) for each of several feature maps (channel counts `channels`)."""
 
-    def __init__(self, channels: list[int], hidden: int = 512):
+    def __init__(self, channels: list[int], hidden: int = 512, damping: float = FILM_DAMPING):
         super().__init__()
         self.channels = list(channels)
+        self.damping = float(damping)
         self.mlp = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 2 * sum(channels)))
 
     def forward(self, t: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # t: (B,) normalised log beta -> one (scale, shift) pair of shape (B, C, 1, 1) per feature map
-        out = FILM_SCALE * self.mlp(t.view(-1, 1).float())
+        out = self.damping * self.mlp(t.view(-1, 1).float())
         scale, shift = out.split(sum(self.channels), dim=1)
         pairs = []
         for s, b in zip(scale.split(self.channels, dim=1), shift.split(self.channels, dim=1)):
@@ -49,18 +67,54 @@ class FiLM(nn.Module):
         return pairs
 
 
+class Gates(nn.Module):
+    """MR-VAE's gates: u -> one per-channel multiplier (B, C, 1, 1) for each of several layers,
+    2*sigmoid(w*u + b) (encoder) or sqrt(relu(1 - exp(w*u + b))) (decoder); see the module docstring."""
+
+    def __init__(self, channels: list[int], decoder: bool):
+        super().__init__()
+        self.decoder = decoder
+        self.layers = nn.ModuleList(nn.Linear(1, c) for c in channels)
+        for layer in self.layers:  # weights as PyTorch draws them (the reference's); biases: see above
+            nn.init.constant_(layer.bias, -1.0 if decoder else 0.0)
+
+    def forward(self, t: torch.Tensor) -> list[tuple[torch.Tensor, None]]:
+        u = SQRT3 * t.view(-1, 1).float()
+        gates = []
+        for layer in self.layers:
+            raw = layer(u)
+            gate = torch.sqrt(torch.relu(1 - torch.exp(raw))) if self.decoder else 2 * torch.sigmoid(raw)
+            gates.append((gate[:, :, None, None], None))
+        return gates
+
+
 class ConditionalVAE(VAE):
-    """`vae.model.VAE` with FiLM after every ReLU of encoder and decoder, conditioned on log beta."""
+    """`vae.model.VAE` conditioned on log beta: FiLM after every ReLU of encoder and decoder, or
+    MR-VAE's gates on every hidden conv's pre-activation (`conditioning`)."""
 
     def __init__(self, channels: int, height: int, width: int, z_dim: int, base: int = 32,
-                 beta_range: tuple[float, float] = (0.001, 0.1), hidden: int = 512):
+                 beta_range: tuple[float, float] = (0.001, 0.1), hidden: int = 512,
+                 conditioning: str = "film", film_damping: float = FILM_DAMPING):
         super().__init__(channels, height, width, z_dim, base)
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
         self.beta_range = (float(beta_range[0]), float(beta_range[1]))
-        # the feature maps after each ReLU: encoder c1, c2, c3; decoder c3, c2, c1
-        enc = [m.out_channels for m in self.encoder if isinstance(m, nn.Conv2d)]
-        dec = [self.feature[0]] + [m.out_channels for m in self.decoder if isinstance(m, nn.ConvTranspose2d)][:-1]
-        self.film_encoder = FiLM(enc, hidden)
-        self.film_decoder = FiLM(dec, hidden)
+        self.conditioning = conditioning
+        convs = [i for i, m in enumerate(self.encoder) if isinstance(m, nn.Conv2d)]
+        deconvs = [i for i, m in enumerate(self.decoder) if isinstance(m, nn.ConvTranspose2d)]
+        if conditioning == "film":
+            # after each ReLU: encoder c1, c2, c3; decoder c3 (after from_latent), c2, c1
+            self.sites = ([i for i, m in enumerate(self.encoder) if isinstance(m, nn.ReLU)],
+                          [i for i, m in enumerate(self.decoder) if isinstance(m, nn.ReLU)])
+            enc = [self.encoder[i].out_channels for i in convs]
+            dec = [self.feature[0]] + [self.decoder[i].out_channels for i in deconvs][:-1]
+            self.film_encoder = FiLM(enc, hidden, film_damping)  # attribute names: the checkpoints' keys
+            self.film_decoder = FiLM(dec, hidden, film_damping)
+        else:
+            # on each hidden conv's output, before its ReLU: encoder c1, c2, c3; decoder c2, c1 (not the output)
+            self.sites = (convs, deconvs[:-1])
+            self.gates_encoder = Gates([self.encoder[i].out_channels for i in self.sites[0]], decoder=False)
+            self.gates_decoder = Gates([self.decoder[i].out_channels for i in self.sites[1]], decoder=True)
 
     def condition(self, beta: torch.Tensor | float, n: int) -> torch.Tensor:
         """log beta scaled to [-1, 1] over the training range (an input of unit scale for the MLP)."""
@@ -70,27 +124,33 @@ class ConditionalVAE(VAE):
         lo, hi = (math.log(b) for b in self.beta_range)
         return (2 * (beta.log() - lo) / (hi - lo) - 1) if hi > lo else torch.zeros_like(beta)
 
+    def _conditioners(self) -> tuple[nn.Module, nn.Module]:
+        if self.conditioning == "film":
+            return self.film_encoder, self.film_decoder
+        return self.gates_encoder, self.gates_decoder
+
     @staticmethod
-    def _modulated(layers: nn.Sequential, h: torch.Tensor, films) -> torch.Tensor:
-        films = iter(films)
-        for layer in layers:
+    def _modulated(layers: nn.Sequential, h: torch.Tensor, mods, sites: list[int]) -> torch.Tensor:
+        mods = iter(mods)
+        for i, layer in enumerate(layers):
             h = layer(h)
-            if isinstance(layer, nn.ReLU):
-                scale, shift = next(films)
-                h = h * scale + shift
+            if i in sites:
+                scale, shift = next(mods)
+                h = h * scale if shift is None else h * scale + shift
         return h
 
     def encode(self, x: torch.Tensor, beta=None) -> tuple[torch.Tensor, torch.Tensor]:
         # x.shape[0], not len(x): under torch.export (the MLflow model) the batch size stays symbolic
         x = self._pad(x)
-        h = self._modulated(self.encoder, x, self.film_encoder(self.condition(beta, x.shape[0])))
+        mods = self._conditioners()[0](self.condition(beta, x.shape[0]))
+        h = self._modulated(self.encoder, x, mods, self.sites[0])
         mu, logvar = self.to_posterior(h).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, beta=None) -> torch.Tensor:
         h = self.from_latent(z).view(-1, *self.feature)
-        out = self._modulated(self.decoder, h, self.film_decoder(self.condition(beta, z.shape[0])))
-        return self._crop(out)
+        mods = self._conditioners()[1](self.condition(beta, z.shape[0]))
+        return self._crop(self._modulated(self.decoder, h, mods, self.sites[1]))
 
     def forward(self, x: torch.Tensor, beta=None):
         mu, logvar = self.encode(x, beta)
@@ -131,6 +191,15 @@ def sample_betas(n: int, beta_range: tuple[float, float], device, generator: tor
     lo, hi = (math.log(b) for b in beta_range)
     u = torch.rand(n, generator=generator, device=device)
     return torch.exp(lo + (hi - lo) * u)
+
+
+def loss_weights(betas: torch.Tensor, beta_range: tuple[float, float]) -> torch.Tensor:
+    """Per-image factors on R + beta*KLD that divide its weights (1, beta) by their geometric mean
+    sqrt(beta) (YOTO's `normalize_loss_weights`), times sqrt(centre) so that the factor is 1 at
+    the centre of the training range in log space (the loss keeps its scale there; a constant
+    factor changes nothing else under Adam): sqrt(centre / beta), (B,). Small betas weigh more."""
+    centre = math.sqrt(beta_range[0] * beta_range[1])
+    return (centre / betas).sqrt()
 
 
 def curve_betas(beta_range: tuple[float, float], n: int = 25) -> list[float]:

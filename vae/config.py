@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from vae.errors import ConfigError
 
 LOSSES = ("beta", "sigma-vae")
+CONDITIONINGS = ("film", "mrvae")
+"""How a conditional model is fed beta (vae/conditional.py)."""
+FILM_DAMPING = 0.1
+"""YOTO's damping of the FiLM outputs: scale = 1 + 0.1*MLP, shift = 0.1*MLP."""
 TRAININGS = ("beta", "sigma-vae", "conditional")
 """How a model is trained (`TrainConfig.training`): `beta`, R + beta*KLD at one beta; `sigma-vae`, a
 calibrated Gaussian decoder with no beta; `conditional`, one model for every beta of `betas`."""
@@ -91,10 +95,27 @@ class TrainConfig:
                                         "for all these betas, e.g. 0.1,0.01,0.001 (replaces --beta): beta drawn per "
                                         "image, log-uniform over --beta-range; losses and diagnostics measured at "
                                         "each (metric keys b0.01/val/r_loss).", "model", shown="none")
-    beta_range: list[float] | None = setting(None, "LOW,HIGH: the betas a conditional model trains on.", "model",
-                                             shown="the span of --betas")
+    beta_range: list[float] | None = setting(None, "LOW,HIGH: the betas a conditional model trains on (or --beta-span).",
+                                             "model", shown="the span of --betas")
+    beta_span: float | None = setting(None, "A conditional model's training range as one number, high/low, centred in "
+                                      "log space on --betas (on sqrt(min*max)): 1000 trains betas 0.1-0.005 on "
+                                      "0.00071-0.71 (MR-VAE's width; YOTO's CIFAR-10 VAE: 4096); at least "
+                                      "max/min of --betas; instead of --beta-range.", "model", shown="none")
+    conditioning: str = setting("film", "How a conditional model is fed beta (vae/conditional.py): film, YOTO's FiLM "
+                                "(an MLP of log beta gives a per-channel scale and shift after every conv block); "
+                                "mrvae, Multi-Rate VAE's gates (Bae et al., 2023: a linear map of log beta per "
+                                "hidden conv multiplies its pre-activations per channel).", "model",
+                                choices=CONDITIONINGS)
     film_hidden: int = setting(512, "Hidden units of a conditional model's FiLM MLP of log beta (YOTO's VAE: 512).",
                                "model", ge=1)
+    film_damping: float = setting(FILM_DAMPING, "The factor d on FiLM's outputs, scale = 1 + d*MLP and shift = "
+                                  "d*MLP: 0.1 is YOTO's damping (a fresh network starts near an unconditioned one), "
+                                  "1 undamped.", "model", gt=0)
+    normalize_loss_weights: bool = setting(False, "Divide a conditional model's loss weights per image (1 for R-loss, "
+                                           "beta for KLD-loss) by their geometric mean sqrt(beta), as YOTO's option "
+                                           "of that name: the small betas of the range pull on the network as hard "
+                                           "as the large ones (scaled to 1 at the range's centre; the per-beta "
+                                           "losses measured are unchanged).", "training")
     width: int = setting(32, "First conv layer's channels (the encoder uses width, 2*width, 4*width).", "model", ge=1)
     epochs: int = setting(50, "Passes over the training split.", "training", ge=1)
     batch_size: int = setting(64, "Images per optimiser step (the original table's 64).", "training", ge=1)
@@ -157,14 +178,20 @@ class TrainConfig:
 
     @property
     def training_range(self) -> tuple[float, float]:
-        """The betas a conditional model is trained on: `beta_range`, or the span of `betas`."""
-        low, high = self.beta_range or (min(self.betas), max(self.betas))
+        """The betas a conditional model is trained on: `beta_range`, `beta_span` times wide around
+        `betas`, or the span of `betas`."""
+        if self.beta_range:
+            low, high = self.beta_range
+        elif self.beta_span:
+            low, high = centred_range(self.betas, self.beta_span)
+        else:
+            low, high = min(self.betas), max(self.betas)
         return float(low), float(high)
 
     def at(self, beta: float) -> TrainConfig:
         """This conditional run's settings as an ordinary run at one beta: what its per-beta
         evaluation computes and what the row of that beta records."""
-        return dataclasses.replace(self, betas=None, beta=beta, beta_range=None)
+        return dataclasses.replace(self, betas=None, beta=beta, **conditional_only())
 
     @property
     def balance(self) -> str:
@@ -177,6 +204,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _checked(f, getattr(self, f.name)))
         self.__post_init__()
+        ratio = max(self.betas) / min(self.betas) if self.conditional and min(self.betas) > 0 else 1.0
         checks = [
             (self.beta is not None or self.loss != "beta" or self.conditional, "loss 'beta' needs a beta"),
             (not self.conditional or self.loss == "beta",
@@ -193,6 +221,16 @@ class TrainConfig:
             (self.beta_range is None or not self.conditional or
              self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
              f"beta_range {self.beta_range} must cover every beta of betas"),
+            (self.beta_span is None or self.conditional,
+             "beta_span is the training range of a conditional model: it needs betas"),
+            (self.beta_span is None or self.beta_range is None,
+             "give the training range as beta_range or as beta_span, not both"),
+            (self.beta_span is None or self.beta_span >= ratio * (1 - 1e-9),
+             f"beta_span {self.beta_span} is narrower than betas (max / min = {ratio:g}): the range must cover every beta"),
+            *[(self.conditional or getattr(self, name) == value, f"{name} applies to a conditional model only: it needs betas")
+              for name, value in conditional_only().items() if name not in ("beta_range", "beta_span")],
+            (self.conditioning != "mrvae" or all(getattr(self, n) == default(n) for n in ("film_hidden", "film_damping")),
+             "film_hidden and film_damping set FiLM; conditioning 'mrvae' has none"),
             (self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
              f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}"),
         ]
@@ -238,6 +276,20 @@ def default(name: str):
     """A setting's declared default (a factory's value as it is now)."""
     f = declared(name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def centred_range(betas: list[float], span: float) -> tuple[float, float]:
+    """A training range `span` times wide (high / low), centred in log space on the betas (on their
+    geometric midpoint sqrt(min * max)), never narrower than they are."""
+    low, high = min(betas), max(betas)
+    middle, half = math.sqrt(low * high), math.sqrt(span)
+    return min(low, middle / half), max(high, middle * half)
+
+
+def conditional_only() -> dict:
+    """The settings of a conditional model only, at their defaults: an ordinary run (one beta of it,
+    `TrainConfig.at`; a sigma-VAE point of a conditional spec) has them so."""
+    return {n: default(n) for n in ("beta_range", "beta_span", "conditioning", "film_damping", "normalize_loss_weights")}
 
 
 def legacy_defaults(version: int) -> dict:

@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
             raise ConfigError(f"beta {outside[0]:g} is outside the range {run_dir} was trained on "
                               f"[{low:g}, {high:g}]; a conditional model answers only inside it")
         # the model's own normalisation; not validated again: one beta is fine to measure at
-        cfg = replace(cfg, betas=list(betas), beta_range=[low, high])
+        cfg = replace(cfg, betas=list(betas), beta_range=[low, high], beta_span=None)
     _check_shape(run_dir, cfg, tuple(blob["shape"]), folder_shape(cfg.dataset))  # before decoding: no cache
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     _check_shape(run_dir, cfg, tuple(blob["shape"]), tuple(data.test.shape[1:]))

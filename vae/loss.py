@@ -20,7 +20,8 @@ during a KL warm-up). `free_bits` (Kingma et al., 2016) floors each dimension's
 batch-averaged KL at lambda nats.
 
 `beta` may be a tensor of one weight per image (B,): the loss-conditional training of
-vae/conditional.py, where loss = mean over the batch of (R-loss_i + beta_i * KLD-loss_i).
+vae/conditional.py, where loss = mean over the batch of (R-loss_i + beta_i * KLD-loss_i), each
+image's term times `weight_i` where given (vae/conditional.py loss_weights).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float | torch.Tensor, kind: str = "beta", free_bits: float = 0.0) -> LossTerms:
+             beta: float | torch.Tensor, kind: str = "beta", free_bits: float = 0.0,
+             weight: torch.Tensor | None = None) -> LossTerms:
     recon, mu, logvar = recon.float(), mu.float(), logvar.float()  # loss in fp32 under autocast
     d, z_dim = x[0].numel(), mu.shape[1]
     sse_i = (x - recon).pow(2).flatten(1).sum(1)  # (B,)
@@ -66,7 +68,8 @@ def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     kl = kl_dims.sum()
     kl_objective = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
     if torch.is_tensor(beta) and beta.dim() == 1:  # per-image weights (loss-conditional training)
-        loss = (sse_i / d + beta * kl_full.sum(1) / z_dim).mean()
+        per_image = sse_i / d + beta * kl_full.sum(1) / z_dim
+        loss = (per_image if weight is None else per_image * weight).mean()
     elif kind == "sigma-vae":
         # Gaussian NLL with sigma^2 = MSE (the optimum, detached as in the paper's analytic
         # variant): D/2 * log(2*pi*sigma^2) + SSE / (2*sigma^2)

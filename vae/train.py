@@ -29,8 +29,8 @@ import torch
 
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from vae.conditional import sample_betas
-from vae.config import AUTO_COMPILE_STEPS, MODEL, TrainConfig, names
+from vae.conditional import loss_weights, sample_betas
+from vae.config import AUTO_COMPILE_STEPS, MODEL, TrainConfig, conditional_only, names
 from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
@@ -79,8 +79,8 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
 def applied(cfg: TrainConfig, data: Data) -> dict:
     """The recorded settings as `train` applies them on this machine to `data`: what a tracker
     logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
-    (CUDA); only the settings that apply to this run (betas, beta_range and film_hidden only for a
-    beta-conditional one, which has no beta of its own; iw_images only with iw_samples > 0,
+    (CUDA); only the settings that apply to this run (betas, film_hidden and config.conditional_only()
+    only for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0,
     fid_recon only with FID), and
     the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
     the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
@@ -94,8 +94,12 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
     if cfg.conditional:
         out["beta_range"] = list(cfg.training_range)
         del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
+        for name in ("film_hidden", "film_damping") if cfg.conditioning != "film" else ():
+            del out[name]
+        if cfg.beta_span is None:  # beta_range says it
+            del out["beta_span"]
     else:
-        for name in ("betas", "beta_range", "film_hidden"):
+        for name in ("betas", "film_hidden", *conditional_only()):
             del out[name]
     if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
         try:
@@ -174,7 +178,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                 cond = (sample_betas(len(idx), beta_range, device),)
             with autocast(device, cfg.amp):
                 recon, mu, logvar = step_model(xb, *cond)
-            terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits)
+            weight = loss_weights(cond[0], beta_range) if cond and cfg.normalize_loss_weights else None
+            terms = vae_loss(recon, xb, mu, logvar, cond[0] * beta if cond else beta, cfg.loss, cfg.free_bits, weight)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
