@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipelines.faults import fault
+from pipelines.gpus import TAG as GPU_TAG
+from pipelines.gpus import assigned
 from pipelines.hints import report_hint, status_hint
 from pipelines.recovery import log_result, recover
 from pipelines.signals import EXIT_CODE as SIGTERM_EXIT
@@ -130,6 +132,10 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, data),
                                  str(device))
     trial.set_user_attr(RUN_ID, run_id)
+    gpu = assigned(str(device))
+    if gpu is not None:  # one worker per GPU (pipelines/gpus.py): which one ran this trial
+        tracker.client.set_tag(run_id, GPU_TAG, gpu)
+        say(f"trial {trial.number}: GPU {gpu} (pid {os.getpid()})")
     tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
     if bar is not None:
         bar.epoch(trial.number, 0)
@@ -280,10 +286,10 @@ def study_verdict(spec: Spec, tracker: Tracker, storage: str | None) -> dict | N
 
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
-              log=print, publish: bool = True) -> Summary:
+              log=print, publish: bool = True, artifact_location: str | None = None) -> Summary:
     """Run trials until the study has nothing left to start or running; one worker, this process.
     publish: compute and state the verdict when the study is finished (a `--workers` child leaves
-    that to its parent)."""
+    that to its parent). artifact_location: where a new study's artifacts go (pipelines/artifacts.py)."""
     from optuna.trial import TrialState
 
     quiet_optuna()
@@ -291,8 +297,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    _check_inputs(spec, storage, data_cache, tracking_uri)
-    tracker = Tracker(tracking_uri)
+    _check_inputs(spec, storage, data_cache, tracking_uri, artifact_location)
+    tracker = Tracker(tracking_uri, artifacts=artifact_location)
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
@@ -361,24 +367,28 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
-def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None,
+                  artifact_location: str | None = None) -> None:
     """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
     (the decoded-data cache included) exists: pipelines/accept.py."""
     from pipelines.accept import check_inputs
 
-    check_inputs(spec, storage, tracking_uri, data_cache, _data)
+    check_inputs(spec, storage, tracking_uri, data_cache, _data, artifact_location)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
-                progress: bool, threads: int | None = None) -> tuple[int, str, dict | None]:
-    """Start `workers` processes of `vae sweep` sharing the study (the cores split between them),
-    wait for all, and return the exit code, the line that says how the study ended, and the
-    study's verdict once every configuration is finished."""
+                progress: bool, threads: int | None = None, gpus: list[str] | None = None,
+                artifact_location: str | None = None) -> tuple[int, str, dict | None]:
+    """Start `workers` processes of `vae sweep` sharing the study (the cores split between them;
+    worker i on GPU gpus[i], pipelines/gpus.py), wait for all, and return the exit code, the line
+    that says how the study ended, and the study's verdict once every configuration is finished."""
     import subprocess
 
+    from pipelines.gpus import child_env, describe
+
     quiet_optuna()
-    _check_inputs(spec, storage, {}, tracking_uri)  # and the workers find the data decoded in the cache
-    tracker = Tracker(tracking_uri)
+    _check_inputs(spec, storage, {}, tracking_uri, artifact_location)  # and the workers find the data decoded
+    tracker = Tracker(tracking_uri, artifacts=artifact_location)
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
@@ -391,7 +401,10 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
-    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    gpus = gpus or []
+    procs = [subprocess.Popen(cmd, env=child_env(gpus, i)) for i in range(workers)]
+    for line in describe(gpus, [p.pid for p in procs]):
+        print(line, flush=True)
     bar = TrialBar(study, total, spec.train.epochs, progress)
     interrupted = False
     try:

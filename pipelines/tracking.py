@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,10 +61,6 @@ def artifact_root(uri: str) -> Path:
     return Path("mlruns/artifacts")
 
 
-def is_local(uri: str) -> bool:
-    return is_database(uri)
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
@@ -89,16 +86,20 @@ def _quick_http():
 
 
 class Tracker:
-    def __init__(self, uri: str | None = None, create: bool = True):
-        """create=False (read-only commands): a SQLite store must exist already; none is created."""
+    def __init__(self, uri: str | None = None, create: bool = True, artifacts: str | None = None):
+        """create=False (read-only commands): a SQLite store must exist already; none is created.
+        artifacts: where a new study's artifacts go (pipelines/artifacts.py; env VAE_ARTIFACT_LOCATION)."""
         import logging
 
         from mlflow import MlflowClient
+
+        from pipelines.artifacts import resolve_location
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
         self._beta_runs: dict[str, dict[float, str]] = {}  # training run id -> {beta: run id}
         self.uri = resolve_uri(uri)
+        self.artifacts = resolve_location(artifacts)
         kind = scheme(self.uri) or "file"
         if kind not in SCHEMES:
             raise TrackingError(f"cannot use tracking store {redact(self.uri)}: unknown scheme {kind!r} "
@@ -126,10 +127,15 @@ class Tracker:
     def experiment(self, study: str) -> str:
         from mlflow.exceptions import MlflowException
 
+        from pipelines.artifacts import experiment_location
+
+        location = experiment_location(self.uri, self.artifacts, study, artifact_root(self.uri))
         found = self.client.get_experiment_by_name(study)
         if found is not None:
+            if self.artifacts is not None and found.artifact_location != location:
+                print(f"note: study {study}'s artifacts stay at {redact(found.artifact_location)}, where its MLflow "
+                      f"experiment was created; --artifact-location applies to new studies", file=sys.stderr)
             return found.experiment_id
-        location = (artifact_root(self.uri) / study).resolve().as_uri() if is_local(self.uri) else None
         try:
             return self.client.create_experiment(study, artifact_location=location,
                                                  tags={**EXPERIMENT_TAGS, "vae.study": study})

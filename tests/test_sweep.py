@@ -162,6 +162,8 @@ def test_two_workers_run_each_point_once(env):
     hosts = {t.system_attrs["vae_worker"]["pid"] for t in trials}
     assert len(hosts) == 2  # both workers took trials
     assert "complete: 4 complete" in out.stdout
+    # a CPU host: no GPU assigned, said or tagged (tests/test_gpus.py fakes a GPU host)
+    assert "GPU" not in out.stdout + out.stderr and "tags.vae.gpu" not in env.runs().columns
 
 
 def test_status_command(env):
