@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipelines.checkpoint_store import CheckpointStore
 from pipelines.faults import fault
 from pipelines.gpus import TAG as GPU_TAG
 from pipelines.gpus import assigned
@@ -111,6 +112,15 @@ def _resumable(folder: Path, cfg) -> list[dict]:
     return blob["history"]
 
 
+def _earlier_runs(lease: Lease) -> list[str]:
+    """The MLflow runs of the earlier trials of this trial's configuration (its chain), newest first."""
+    frozen = lease.frozen
+    if "retry_history" not in frozen.system_attrs:
+        return []
+    chain = chains(lease.study.get_trials(deepcopy=False)).get(root(frozen), [])
+    return [t.user_attrs[RUN_ID] for t in reversed(chain) if t.number < frozen.number and RUN_ID in t.user_attrs]
+
+
 def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
               data_cache: dict, progress: bool, threads: int | None, bar: TrialBar | None = None) -> str:
     """Parameters -> training -> result, for the trial `lease` owns; return its final state.
@@ -141,6 +151,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         bar.epoch(trial.number, 0)
     x_test = data.test
     reported: set[int] = set()
+    checkpoints = CheckpointStore(tracker, spec)
 
     def on_epoch(epoch: int, metrics: dict, model=None) -> None:
         if model is not None:
@@ -150,6 +161,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             bar.epoch(trial.number, epoch)
         if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
+        if model is not None:
+            checkpoints.after_epoch(run_id, folder, epoch)  # every k epochs, to the study's artifact store
         value = metrics.get(spec.metric)
         if value is not None and math.isfinite(value) and epoch not in reported:  # a resumed run's
             reported.add(epoch)  # last epoch comes again once measured: Optuna takes one value per step
@@ -167,6 +180,10 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
 
     try:
         done = _resumable(folder, cfg)
+        fetched = checkpoints.fetch(_earlier_runs(lease), folder, len(done))  # from another host, or later
+        if fetched is not None:
+            done = _resumable(folder, cfg)
+            tracker.client.set_tag(run_id, "vae.checkpoint_from", f"run {fetched[0]}, epoch {fetched[1]}")
         if done:  # a retry: its run shows the epochs it resumes from, and says so
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
                 tracker.client.set_tag(resumed, "vae.resumed_from_epoch", str(len(done)))

@@ -7,8 +7,10 @@ server programs are missing (.ci/run installs them).
 """
 
 import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,50 @@ def test_a_shared_tracking_database_needs_one_artifact_location(servers, tmp_pat
     run = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")[0]
     assert (Path(run.info.artifact_uri.removeprefix("file://")) / "checkpoint.pt").is_file()
     assert not (a / "mlruns").exists()  # no artifact left on this worker's disk
+
+
+def test_a_trial_whose_host_died_resumes_on_another_host(servers, tmp_path):
+    """Host a's worker is SIGKILLed right after it uploaded epoch 2 of its first trial; host b,
+    with an empty working folder, resumes that trial at epoch 3 from the uploaded checkpoint."""
+    import optuna
+    from mlflow import MlflowClient
+
+    dbs, url = servers
+    extra = "checkpoint_every: 2\nkeep_checkpoints: 1\n"
+    a, b = (host(tmp_path, name, "moved", epochs=4, betas="[0.1, 0.01]", extra=extra) for name in "ab")
+    stores = ["--storage", dbs["optuna"], "--tracking-uri", url]
+    killed = sweep(a, *stores, fault="uploaded")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr[-3000:]
+    client = MlflowClient(url)
+    exp = client.get_experiment_by_name("moved")
+    dead = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")
+    assert [r.info.status for r in dead] == ["RUNNING"]
+    dead = dead[0]
+    assert [x.path for x in client.list_artifacts(dead.info.run_id, "checkpoints")] == ["checkpoints/epoch-0002.pt"]
+
+    done = sweep(b, *stores)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    trials = optuna.load_study(study_name="moved", storage=dbs["optuna"]).get_trials()
+    complete = Counter(t.params["beta"] for t in trials if t.state.name == "COMPLETE")
+    assert complete == Counter({0.1: 1, 0.01: 1})  # every point complete exactly once
+    assert [t.state.name for t in trials if t.state.name != "COMPLETE"] == ["FAIL"]
+
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")}
+    dead = runs.pop(dead.info.run_id)
+    assert (dead.info.status, dead.data.tags["vae.state"]) == ("KILLED", "DIED")
+    assert {r.info.status for r in runs.values()} == {"FINISHED"} and len(runs) == 2
+    retry = next(r for r in runs.values() if "vae.resumed_from_epoch" in r.data.tags)
+    # resumed at epoch 3 from what host a uploaded: b's working folder had no checkpoint of its own
+    assert retry.data.tags["vae.resumed_from_epoch"] == "2"
+    assert retry.data.tags["vae.checkpoint_from"] == f"run {dead.info.run_id}, epoch 2"
+    assert retry.data.params["beta"] == dead.data.params["beta"]
+    # no epoch trained twice: a trained (and logged) 1-2, b's retry 3-4 (1-2 replayed from the checkpoint's history)
+    assert [m.step for m in client.get_metric_history(dead.info.run_id, "train/loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(retry.info.run_id, "time/checkpoint_upload_s")] == [4]
+    assert [m.step for m in client.get_metric_history(retry.info.run_id, "train/loss")] == [1, 2, 3, 4]
+    # retention: each finished trial keeps its latest upload only
+    for r in runs.values():
+        assert [x.path for x in client.list_artifacts(r.info.run_id, "checkpoints")] == ["checkpoints/epoch-0004.pt"]
+    parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
+    assert parent.info.status == "FINISHED"
+    assert not list((b / "runs").glob("moved/*"))  # b's run folders gone once logged
