@@ -126,7 +126,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     """Parameters -> training -> result, for the trial `lease` owns; return its final state.
 
     The training runs in the configuration's run folder (pipelines/trial.py run_folder), so a
-    retry of a trial that was interrupted or whose worker died resumes from its last epoch."""
+    retry of a trial that was interrupted or whose worker died resumes from its last epoch; on
+    another host, from the checkpoint an earlier attempt uploaded (pipelines/checkpoint_store.py)."""
     import optuna
 
     from vae.errors import MeasurementFailed, TrainingDiverged

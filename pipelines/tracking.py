@@ -2,7 +2,8 @@
 
 The default store is `sqlite:///mlruns/mlflow.db` with artifacts under mlruns/artifacts (MLflow 3
 no longer writes a plain mlruns/ file store); `--tracking-uri` or MLFLOW_TRACKING_URI points at a
-tracking server instead. See the results with `vae ui` (same URI).
+tracking server instead (its proxied artifact store keeps the artifacts), and a database other than
+SQLite needs `--artifact-location` (pipelines/artifacts.py). See the results with `vae ui` (same URI).
 
 Per trial: the settings that define it as params, as applied (vae.train.applied: the device
 picked, compile and threads as used, amp only on CUDA; no run folder, resume or progress flags);
@@ -203,6 +204,9 @@ class Tracker:
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
+        if os.environ.get("SLURM_JOB_ID"):  # which scheduler job ran it: `scancel` takes this name
+            array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+            tags["vae.slurm_job"] = "_".join(array) if all(array) else os.environ["SLURM_JOB_ID"]
         run_id = self.client.create_run(experiment_id, run_name=name,
                                         tags={**tags, "vae.role": beta_runs.ROLE} if conditional else tags).info.run_id
         self.client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in trial_params(config).items()])
