@@ -232,12 +232,19 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes sharing the study.")
 @click.option("--storage", default=None, help="Optuna storage URL [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db].")
+@click.option("--artifact-location", default=None, metavar="PATH|URI",
+              help="Where a new study's MLflow artifacts go: one location every host reaches (a shared folder, "
+                   "s3://...); needed with a database tracking URI other than SQLite [env VAE_ARTIFACT_LOCATION].")
+@click.option("--gpus", default=None, metavar="0,1,...",
+              help="GPUs the workers share out, worker i on GPU i mod G (its CUDA_VISIBLE_DEVICES) "
+                   "[default: every GPU visible here; none on a CPU host].")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="A trial bar (running configuration, best so far, sweep ETA) above the epoch bar; plain lines when piped.")
 @click.option("--child", is_flag=True, hidden=True,
               help="A worker of --workers N: its parent prints how the study ended.")
-def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, threads, progress, child):
+def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifact_location, gpus, threads, progress,
+          child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
     from pipelines.engine.sweep import (
         already_complete,
@@ -261,16 +268,21 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, thread
     warning = check_objective(spec, storage)  # before anything is created
     if warning and not child:
         click.echo(warning, err=True)
-    if workers > 1:
+    from pipelines.engine.gpus import gpu_plan, parse
+
+    plan = [] if child else gpu_plan(workers, parse(gpus))  # [] on a CPU host: nothing changes
+    if workers > 1 or gpus is not None:  # --gpus with one worker: a child process, so that it sees its GPU only
         argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
-        argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri)) if v is not None for a in (k, str(v))]
-        code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads)
+        argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
+                                ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]
+        code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads, plan,
+                                    artifact_location)
         click.echo(line)
         for text in lines(v) if v else []:
             click.echo(redact(text))
         sys.exit(code)
     summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo,
-                        publish=not child)
+                        publish=not child, artifact_location=artifact_location)
     p = summary.progress
     if summary.already_complete:
         if not child:

@@ -14,6 +14,8 @@
                                    # (one that favours no beta when several are searched)
     direction: minimize
     images_every: 5                # log reconstruction and sample grids every K epochs
+    checkpoint_every: auto         # upload each trial's checkpoint every K epochs (a retry resumes on any host)
+    keep_checkpoints: 2            # the latest uploads each trial keeps
     mode: independent              # or conditional: one beta-conditional model per z_dim and seed
                                    # for all of search.beta (vae/conditional.py; grid sampler only)
 
@@ -36,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     ValidationError,
     field_validator,
@@ -161,6 +164,12 @@ class Spec(Strict):
     metric: str = "val/elbo_bpd"
     direction: Literal["minimize", "maximize"] = "minimize"
     images_every: PositiveInt = 5
+    checkpoint_every: Literal["auto"] | NonNegativeInt = "auto"
+    """upload a trial's checkpoint to the study's artifact store every this many epochs (0: never), so
+    that a retry on another host resumes from it; auto: every epoch while that costs under 5 % of the
+    trial's time, and never where the artifacts stay on this host (SQLite) (pipelines/checkpoint_store.py)."""
+    keep_checkpoints: PositiveInt = 2
+    """uploaded checkpoints each trial keeps (its latest); older ones are deleted from the store."""
     heartbeat_interval: PositiveInt = 10
     """seconds between a running trial's heartbeats in the Optuna storage."""
     grace_period: PositiveInt = 60

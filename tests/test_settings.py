@@ -53,7 +53,8 @@ def test_train_help_shows_every_setting_with_the_default_the_config_declares():
 def test_every_setting_has_a_role_help_and_a_type():
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata["role"] in ROLES and len(f.metadata["help"]) > 10, f.name
-    assert names(MODEL) == ["z_dim", "betas", "beta_range", "film_hidden", "width"]
+    assert names(MODEL) == ["z_dim", "betas", "beta_range", "beta_span", "conditioning", "film_hidden", "film_damping",
+                            "width"]
     assert {"data_dir", "device", "threads", "amp", "compile", "out", "resume", "progress"}.isdisjoint(names(IDENTITY))
     assert set(names(LOGGED)) == set(names()) - {"data_dir", "out", "resume", "progress"}
 

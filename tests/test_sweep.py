@@ -40,6 +40,8 @@ def test_grid_sweep_tracks_every_trial(env):
     assert [m.step for m in client.get_metric_history(run_id, "test/loss")] == [2]  # the whole test split: at the end
     files = {a.path for a in client.list_artifacts(run_id)}
     assert {"checkpoint.pt", "config.json", "metrics.json", "recon.png", "samples.png", "loss_curves.png"} <= files
+    # SQLite keeps its artifacts on this host, beside the run folders: no per-epoch uploads (checkpoint_every: auto)
+    assert "checkpoints" not in files and "metrics.time/checkpoint_upload_s" not in children.columns
     assert any("recon" in a.path for a in client.list_artifacts(run_id, "images"))
     # the user attrs and the MLflow metric agree: either store answers "what did trial 0 get"
     row = children[children["tags.vae.trial"] == "0"].iloc[0]
@@ -163,6 +165,8 @@ def test_two_workers_run_each_point_once(env):
     hosts = {t.system_attrs["vae_worker"]["pid"] for t in trials}
     assert len(hosts) == 2  # both workers took trials
     assert "complete: 4 complete" in out.stdout
+    # a CPU host: no GPU assigned, said or tagged (tests/test_gpus.py fakes a GPU host)
+    assert "GPU" not in out.stdout + out.stderr and "tags.vae.gpu" not in env.runs().columns
 
 
 def test_status_command(env):

@@ -3,7 +3,8 @@
     check_inputs(spec, storage, tracking_uri, data_cache)   # raises one line (VAEError), or returns
 
 Order: the stores' kinds (read only), the run folder root, the device, the Optuna storage and the
-tracking store (each reached, none created), and only then the data, whose first decode writes
+tracking store (each reached, none created), where a shared tracking database keeps its artifacts
+(pipelines/tracking/artifacts.py), and only then the data, whose first decode writes
 the decoded-data cache. A rejected command used to leave that cache behind (data was decoded
 first); now nothing is written (no cache, no store, no study) until every check has passed.
 """
@@ -14,11 +15,14 @@ import os
 from pathlib import Path
 
 
-def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict, load_data) -> None:
-    """`load_data(cache, dataset, data_dir, limit, seed)`: the sweep's decoder (cached), called last."""
+def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict, load_data,
+                 artifact_location: str | None = None) -> None:
+    """`load_data(cache, dataset, data_dir, limit, seed)`: the sweep's decoder (cached), called last;
+    `artifact_location`: --artifact-location (pipelines/tracking/artifacts.py)."""
     from pipelines.engine.stores import check_database, is_database, scheme
     from pipelines.engine.study import StorageError, storage_url
     from pipelines.engine.trial import RUNS_DIR_ENV
+    from pipelines.tracking.artifacts import check_location, resolve_location
     from pipelines.tracking.runs import Tracker, TrackingError, resolve_uri
     from vae.paths import check_folder
     from vae.train import pick_device
@@ -33,6 +37,7 @@ def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache
         check_database(uri, "tracking store", TrackingError)  # creates nothing: Tracker makes it later
     elif scheme(uri) not in ("", "file", "databricks"):  # a server (one request, no file here) or unknown
         Tracker(uri).check()
+    check_location(uri, resolve_location(artifact_location), TrackingError)  # a shared database: one artifact store
     load_data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
 
 

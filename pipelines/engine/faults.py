@@ -5,7 +5,8 @@
 
 Windows (where `fault()` is called): `created` (study row created, not yet described),
 `claimed` (trial claimed, owner not yet recorded), `owned` (owner recorded, before training),
-`epoch` (an epoch's checkpoint written), `recovering` (dead trials failed, retries not yet
+`epoch` (an epoch's checkpoint written), `uploaded` (a checkpoint uploaded to the artifact store,
+pipelines/tracking/checkpoints.py), `recovering` (dead trials failed, retries not yet
 enqueued), `result` (result stored in Optuna, MLflow run not yet finished), `cleanup` (a Ctrl-C's
 trial not yet marked interrupted). Each window fires once per process. The signal is KILL unless
 `@NAME` says another (INT is a Ctrl-C). Unset, `fault()` costs one dictionary lookup.

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipelines.engine.faults import fault
+from pipelines.engine.gpus import TAG as GPU_TAG
+from pipelines.engine.gpus import assigned
 from pipelines.engine.hints import report_hint, status_hint
 from pipelines.engine.recovery import log_result, recover
 from pipelines.engine.signals import EXIT_CODE as SIGTERM_EXIT
@@ -43,6 +45,7 @@ from pipelines.engine.trial import (
 )
 from pipelines.engine.trial_bar import TrialBar
 from pipelines.spec import Range, Spec
+from pipelines.tracking.checkpoints import CheckpointStore
 from pipelines.tracking.runs import Tracker
 from vae.config import default, identity, names
 from vae.errors import VAEError, first_line
@@ -119,12 +122,22 @@ def _resumable(folder: Path, cfg) -> list[dict]:
     return blob["history"]
 
 
+def _earlier_runs(lease: Lease) -> list[str]:
+    """The MLflow runs of the earlier trials of this trial's configuration (its chain), newest first."""
+    frozen = lease.frozen
+    if "retry_history" not in frozen.system_attrs:
+        return []
+    chain = chains(lease.study.get_trials(deepcopy=False)).get(root(frozen), [])
+    return [t.user_attrs[RUN_ID] for t in reversed(chain) if t.number < frozen.number and RUN_ID in t.user_attrs]
+
+
 def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, parent: str,
               data_cache: dict, progress: bool, threads: int | None, bar: TrialBar | None = None) -> str:
     """Parameters -> training -> result, for the trial `lease` owns; return its final state.
 
     The training runs in the configuration's run folder (pipelines/engine/trial.py run_folder), so a
-    retry of a trial that was interrupted or whose worker died resumes from its last epoch."""
+    retry of a trial that was interrupted or whose worker died resumes from its last epoch; on
+    another host, from the checkpoint an earlier attempt uploaded (pipelines/tracking/checkpoints.py)."""
     import optuna
 
     from vae.errors import MeasurementFailed, TrainingDiverged
@@ -140,11 +153,16 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, data),
                                  str(device))
     trial.set_user_attr(RUN_ID, run_id)
+    gpu = assigned(str(device))
+    if gpu is not None:  # one worker per GPU (pipelines/engine/gpus.py): which one ran this trial
+        tracker.client.set_tag(run_id, GPU_TAG, gpu)
+        say(f"trial {trial.number}: GPU {gpu} (pid {os.getpid()})")
     tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
     if bar is not None:
         bar.epoch(trial.number, 0)
     x_test = data.test
     reported: set[int] = set()
+    checkpoints = CheckpointStore(tracker, spec)
 
     def on_epoch(epoch: int, metrics: dict, model=None) -> None:
         if model is not None:
@@ -154,6 +172,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             bar.epoch(trial.number, epoch)
         if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
+        if model is not None:
+            checkpoints.after_epoch(run_id, folder, epoch)  # every k epochs, to the study's artifact store
         value = metrics.get(spec.metric)
         if value is not None and math.isfinite(value) and epoch not in reported:  # a resumed run's
             reported.add(epoch)  # last epoch comes again once measured: Optuna takes one value per step
@@ -171,6 +191,10 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
 
     try:
         done = _resumable(folder, cfg)
+        fetched = checkpoints.fetch(_earlier_runs(lease), folder, len(done))  # from another host, or later
+        if fetched is not None:
+            done = _resumable(folder, cfg)
+            tracker.client.set_tag(run_id, "vae.checkpoint_from", f"run {fetched[0]}, epoch {fetched[1]}")
         if done:  # a retry: its run shows the epochs it resumes from, and says so
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
                 tracker.client.set_tag(resumed, "vae.resumed_from_epoch", str(len(done)))
@@ -290,10 +314,10 @@ def study_verdict(spec: Spec, tracker: Tracker, storage: str | None) -> dict | N
 
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
-              log=print, publish: bool = True) -> Summary:
+              log=print, publish: bool = True, artifact_location: str | None = None) -> Summary:
     """Run trials until the study has nothing left to start or running; one worker, this process.
     publish: compute and state the verdict when the study is finished (a `--workers` child leaves
-    that to its parent)."""
+    that to its parent). artifact_location: where a new study's artifacts go (pipelines/tracking/artifacts.py)."""
     from optuna.trial import TrialState
 
     quiet_optuna()
@@ -301,8 +325,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    _check_inputs(spec, storage, data_cache, tracking_uri)
-    tracker = Tracker(tracking_uri)
+    _check_inputs(spec, storage, data_cache, tracking_uri, artifact_location)
+    tracker = Tracker(tracking_uri, artifacts=artifact_location)
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
@@ -371,24 +395,28 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
-def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None) -> None:
+def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None,
+                  artifact_location: str | None = None) -> None:
     """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
     (the decoded-data cache included) exists: pipelines/engine/accept.py."""
     from pipelines.engine.accept import check_inputs
 
-    check_inputs(spec, storage, tracking_uri, data_cache, _data)
+    check_inputs(spec, storage, tracking_uri, data_cache, _data, artifact_location)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
-                progress: bool, threads: int | None = None) -> tuple[int, str, dict | None]:
-    """Start `workers` processes of `vae sweep` sharing the study (the cores split between them),
-    wait for all, and return the exit code, the line that says how the study ended, and the
-    study's verdict once every configuration is finished."""
+                progress: bool, threads: int | None = None, gpus: list[str] | None = None,
+                artifact_location: str | None = None) -> tuple[int, str, dict | None]:
+    """Start `workers` processes of `vae sweep` sharing the study (the cores split between them;
+    worker i on GPU gpus[i], pipelines/engine/gpus.py), wait for all, and return the exit code, the line
+    that says how the study ended, and the study's verdict once every configuration is finished."""
     import subprocess
 
+    from pipelines.engine.gpus import child_env, describe
+
     quiet_optuna()
-    _check_inputs(spec, storage, {}, tracking_uri)  # and the workers find the data decoded in the cache
-    tracker = Tracker(tracking_uri)
+    _check_inputs(spec, storage, {}, tracking_uri, artifact_location)  # and the workers find the data decoded
+    tracker = Tracker(tracking_uri, artifacts=artifact_location)
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
@@ -401,7 +429,10 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
-    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    gpus = gpus or []
+    procs = [subprocess.Popen(cmd, env=child_env(gpus, i)) for i in range(workers)]
+    for line in describe(gpus, [p.pid for p in procs]):
+        print(line, flush=True)
     bar = TrialBar(study, total, spec.train.epochs, progress)
     interrupted = False
     try:

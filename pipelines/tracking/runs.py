@@ -2,7 +2,8 @@
 
 The default store is `sqlite:///mlruns/mlflow.db` with artifacts under mlruns/artifacts (MLflow 3
 no longer writes a plain mlruns/ file store); `--tracking-uri` or MLFLOW_TRACKING_URI points at a
-tracking server instead. See the results with `vae ui` (same URI).
+tracking server instead (its proxied artifact store keeps the artifacts), and a database other than
+SQLite needs `--artifact-location` (pipelines/tracking/artifacts.py). See the results with `vae ui` (same URI).
 
 Per trial: the settings that define it as params, as applied (vae.train.applied: the device
 picked, compile and threads as used, amp only on CUDA; no run folder, resume or progress flags);
@@ -17,6 +18,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,10 +63,6 @@ def artifact_root(uri: str) -> Path:
     return Path("mlruns/artifacts")
 
 
-def is_local(uri: str) -> bool:
-    return is_database(uri)
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
@@ -90,16 +88,20 @@ def _quick_http():
 
 
 class Tracker:
-    def __init__(self, uri: str | None = None, create: bool = True):
-        """create=False (read-only commands): a SQLite store must exist already; none is created."""
+    def __init__(self, uri: str | None = None, create: bool = True, artifacts: str | None = None):
+        """create=False (read-only commands): a SQLite store must exist already; none is created.
+        artifacts: where a new study's artifacts go (pipelines/tracking/artifacts.py; env VAE_ARTIFACT_LOCATION)."""
         import logging
 
         from mlflow import MlflowClient
+
+        from pipelines.tracking.artifacts import resolve_location
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
 
         self._beta_runs: dict[str, dict[float, str]] = {}  # training run id -> {beta: run id}
         self.uri = resolve_uri(uri)
+        self.artifacts = resolve_location(artifacts)
         kind = scheme(self.uri) or "file"
         if kind not in SCHEMES:
             raise TrackingError(f"cannot use tracking store {redact(self.uri)}: unknown scheme {kind!r} "
@@ -127,10 +129,15 @@ class Tracker:
     def experiment(self, study: str) -> str:
         from mlflow.exceptions import MlflowException
 
+        from pipelines.tracking.artifacts import experiment_location
+
+        location = experiment_location(self.uri, self.artifacts, study, artifact_root(self.uri))
         found = self.client.get_experiment_by_name(study)
         if found is not None:
+            if self.artifacts is not None and found.artifact_location != location:
+                print(f"note: study {study}'s artifacts stay at {redact(found.artifact_location)}, where its MLflow "
+                      f"experiment was created; --artifact-location applies to new studies", file=sys.stderr)
             return found.experiment_id
-        location = (artifact_root(self.uri) / study).resolve().as_uri() if is_local(self.uri) else None
         try:
             return self.client.create_experiment(study, artifact_location=location,
                                                  tags={**EXPERIMENT_TAGS, "vae.study": study})
@@ -197,6 +204,9 @@ class Tracker:
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
                 "vae.host": socket.gethostname(), "mlflow.source.git.commit": git_commit() or "unknown"}
+        if os.environ.get("SLURM_JOB_ID"):  # which scheduler job ran it: `scancel` takes this name
+            array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+            tags["vae.slurm_job"] = "_".join(array) if all(array) else os.environ["SLURM_JOB_ID"]
         run_id = self.client.create_run(experiment_id, run_name=name,
                                         tags={**tags, "vae.role": beta_runs.ROLE} if conditional else tags).info.run_id
         self.client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in trial_params(config).items()])
