@@ -27,8 +27,8 @@ resized to 299×299 (bilinear), scaled to [-1, 1) as (x - 128) / 128, the TF-FID
 upsampled to 299×299: the features then describe blurry upscaled images far from Inception's
 training data, so FID on them is only a relative measure between models of one study.
 
-Cost: one Inception pass per image (about 10 images/s on 2 CPU cores, frozen and channels-last;
-7.3 as shipped); the reference features of the evaluation subset and of the validation images are
+Cost: one Inception pass per image (6.1 images/s frozen and channels-last against 5.1 as shipped,
+side by side on the 2-core development machine: benchmarks/sweep_cost.py); the reference features of the evaluation subset and of the validation images are
 computed once per dataset and cached under data/cache.
 """
 
@@ -101,7 +101,7 @@ def sha1(path: Path) -> str:
 def inception(device: str = "cpu", optimized: bool = True) -> torch.jit.ScriptModule:
     """The Inception-v3 feature extractor on `device`. `optimized`: frozen (weights inlined as
     constants) and rewritten for inference by TorchScript (conv + batch-norm folded, ...), which
-    with channels-last input makes the CPU pass ~1.4x faster; its features equal the module's as
+    with channels-last input makes the CPU pass 1.2-1.4x faster; its features equal the module's as
     shipped to ~1e-6 relative (tests/test_fid.py checks 1e-4). Only on the CPU: elsewhere as shipped."""
     path = weights_path()
     if sha1(path) != WEIGHTS_SHA1:
