@@ -252,10 +252,15 @@ class Spec(Strict):
     def trial_config(self, params: dict) -> TrainConfig:
         """The training settings of one trial: the spec's with the trial's z_dim, beta, seed (and
         loss); in mode conditional a beta point trains on every beta of search.beta."""
-        conditional = self.mode == "conditional" and params.get("loss", self.train.loss) == "beta"
-        if conditional:
+        if self.training_of(params) == "conditional":
             return dataclasses.replace(self.train, **params, betas=list(self.search.beta))
         return dataclasses.replace(self.train, **params, betas=None, **settings.conditional_only())  # a sigma-VAE point
+
+    def training_of(self, params: dict) -> str:
+        """How a trial with these parameters trains (one of config.TRAININGS): a beta point of mode
+        conditional trains the conditional model, a sigma-vae point a σ-VAE in either mode."""
+        loss = params.get("loss", self.train.loss)
+        return "conditional" if self.mode == "conditional" and loss == "beta" else loss
 
     @property
     def total(self) -> int:

@@ -90,6 +90,20 @@ def test_mlflow_is_imported_only_in_the_tracking_package():
     assert users and all(name.startswith("pipelines.tracking.") for name in users), users
 
 
+def client_reaches(source: str) -> list[int]:
+    """Lines of `source` that touch an attribute named `client` (the Tracker's MlflowClient)."""
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Attribute) and node.attr == "client"]
+
+
+def test_mlflow_client_is_reached_only_in_the_tracking_package():
+    """Outside pipelines/tracking/ the engine and the report ask the Tracker by name
+    (pipelines/tracking/queries.py), never its MlflowClient."""
+    reaching = {name: lines for package in ("pipelines", "vae") for path, name in modules(package)
+                if not name.startswith("pipelines.tracking") and (lines := client_reaches(path.read_text()))}
+    assert reaching == {}
+    assert client_reaches("def f(tracker):\n    x = 1\n    return tracker.client.get_run('x')\n") == [3]
+
+
 def test_every_module_says_what_it_owns():
     """Its docstring's first line: a sentence, not a blank or a file name."""
     missing = {}

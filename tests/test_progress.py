@@ -23,8 +23,10 @@ def test_running_losses_refresh_every_tenth_of_an_epoch(monkeypatch):
 
 
 def test_labels_and_four_significant_digits():
-    assert label(100, 0.01, 0) == "z=100 β=0.01 seed 0"
-    assert label(10, 1.0, 2, "sigma-vae") == "z=10 σ-VAE seed 2"
+    assert label(100, "beta", 0.01, 0) == "z=100 β=0.01 seed 0"
+    assert label(10, "sigma-vae", 1.0, 2) == "z=10 σ-VAE seed 2"
+    assert label(100, "conditional", None, 0, [0.1, 0.005, 0.01]) == "z=100 β-conditional (0.005–0.1) seed 0"
+    assert label(100, "conditional", 0.01, 1) == "z=100 β-conditional seed 1"  # a study's trial: its beta is a grid point
     assert [num(v) for v in (0.000123456, 0.0752, 1.23456, 1234.5)] == ["0.0001235", "0.0752", "1.235", "1234"]
 
 

@@ -35,15 +35,16 @@ def num(value: float) -> str:
     return f"{value:.4g}"
 
 
-def label(z_dim, beta, seed, loss: str = "beta", betas=None) -> str:
-    """The configuration a run trains, as the bars name it: `z=100 β=0.01 seed 0`; a
-    beta-conditional run `z=100 β-conditional (0.005–0.1) seed 0`."""
-    if betas:
-        balance = f"β-conditional ({min(betas):g}–{max(betas):g})"
-    elif loss == "sigma-vae":
+def label(z_dim, training: str, beta=None, seed=0, betas=None) -> str:
+    """The configuration a run trains, as the bars name it (`training`: one of config.TRAININGS):
+    `z=100 β=0.01 seed 0`, `z=100 σ-VAE seed 0`, a beta-conditional run `z=100 β-conditional
+    (0.005–0.1) seed 0` (without its range where the caller has none)."""
+    if training == "conditional":
+        balance = f"β-conditional ({min(betas):g}–{max(betas):g})" if betas else "β-conditional"
+    elif training == "sigma-vae":
         balance = "σ-VAE"
-    else:  # a conditional trial seen from the study has no beta of its own
-        balance = "β-conditional" if beta is None else f"β={beta:g}"
+    else:
+        balance = f"β={beta:g}"
     return f"z={z_dim} {balance} seed {seed}"
 
 

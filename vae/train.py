@@ -167,7 +167,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         model.train()
         sums = torch.zeros(len(TERMS), device=device)
         t0 = time.perf_counter()
-        bar = EpochBar(label(cfg.z_dim, cfg.beta, cfg.seed, cfg.loss, cfg.betas), epoch, cfg.epochs, steps,
+        bar = EpochBar(label(cfg.z_dim, cfg.training, cfg.beta, cfg.seed, cfg.betas), epoch, cfg.epochs, steps,
                        cfg.progress)
         for i in range(steps):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]

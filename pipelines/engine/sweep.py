@@ -155,7 +155,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     trial.set_user_attr(RUN_ID, run_id)
     gpu = assigned(str(device))
     if gpu is not None:  # one worker per GPU (pipelines/engine/gpus.py): which one ran this trial
-        tracker.client.set_tag(run_id, GPU_TAG, gpu)
+        tracker.set_tags(run_id, {GPU_TAG: gpu})
         say(f"trial {trial.number}: GPU {gpu} (pid {os.getpid()})")
     tracker.log_first_images(run_id, cfg, data.test)  # step 0 of the image series: the untrained model
     if bar is not None:
@@ -194,14 +194,13 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         fetched = checkpoints.fetch(_earlier_runs(lease), folder, len(done))  # from another host, or later
         if fetched is not None:
             done = _resumable(folder, cfg)
-            tracker.client.set_tag(run_id, "vae.checkpoint_from", f"run {fetched[0]}, epoch {fetched[1]}")
+            tracker.set_tags(run_id, {"vae.checkpoint_from": f"run {fetched[0]}, epoch {fetched[1]}"})
         if done:  # a retry: its run shows the epochs it resumes from, and says so
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
-                tracker.client.set_tag(resumed, "vae.resumed_from_epoch", str(len(done)))
                 # the replayed epochs have metrics but no model here: their grids are the earlier attempt's
-                tracker.client.set_tag(resumed, "vae.images_missing",
-                                       f"epochs 1-{len(done)}: trained by an earlier attempt of this configuration, "
-                                       "whose run (KILLED or FAILED) holds their grids")
+                tracker.set_tags(resumed, {"vae.resumed_from_epoch": len(done), "vae.images_missing":
+                                           f"epochs 1-{len(done)}: trained by an earlier attempt of this "
+                                           "configuration, whose run (KILLED or FAILED) holds their grids"})
         for metrics in done:
             on_epoch(metrics["epoch"], metrics)
         history = train(cfg, callback=on_epoch, data=data)
@@ -213,7 +212,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         # the model trained and its objective (val/) is measured: the trial keeps its result, without the
         # end-of-training diagnostics; the run says why, and the folder (checkpoint, traceback.txt) is uploaded
         try:
-            tracker.client.set_tag(run_id, "vae.measure_error", redact(str(e))[:5000])
+            tracker.set_tags(run_id, {"vae.measure_error": redact(str(e))[:5000]})
         except Exception:
             pass
         say(f"trial {trial.number}: the end-of-training measurements failed ({type(e.cause).__name__}: "
@@ -229,7 +228,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             raise KeyboardInterrupt from None
         # a bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on
         try:
-            tracker.client.log_text(run_id, redact(traceback.format_exc()), "traceback.txt")
+            tracker.log_text(run_id, redact(traceback.format_exc()), "traceback.txt")
         except Exception:
             pass
         lease.fail("error", f"{type(e).__name__}: {str(e)[:500]}")
@@ -325,19 +324,14 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    _check_inputs(spec, storage, data_cache, tracking_uri, artifact_location)
-    tracker = Tracker(tracking_uri, artifacts=artifact_location)
-    tracker.check()
-    url = storage_url(storage)
-    store = make_storage(url, spec)
-    study, experiment_id, parent = open_study(spec, store, tracker, url)
-    total = study.user_attrs.get("total", spec.total)
+    tracker, url, store, study, experiment_id, parent, total = _open(spec, storage, data_cache, tracking_uri,
+                                                                     artifact_location)
 
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
         summary.already_complete = True
         summary.verdict = study_verdict(spec, tracker, url) if publish else None
-    bar = None if summary.already_complete else TrialBar(study, total, spec.train.epochs, progress)
+    bar = None if summary.already_complete else TrialBar(study, total, spec.train.epochs, spec.training_of, progress)
     waiting = False
     try:
         while not summary.already_complete:
@@ -395,13 +389,21 @@ def _counts(p: dict) -> dict:
     return {k: p[k] for k in ("complete", "pruned", "diverged", "errors", "left")}
 
 
-def _check_inputs(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None = None,
-                  artifact_location: str | None = None) -> None:
-    """Everything that can refuse a sweep, cheapest first, before any study, experiment, run or file
-    (the decoded-data cache included) exists: pipelines/engine/accept.py."""
+def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None,
+          artifact_location: str | None) -> tuple:
+    """The study to work on, after everything that can refuse a sweep (pipelines/engine/accept.py,
+    cheapest first, before any study, experiment, run or file exists; the data decoded into
+    `data_cache`, and on disk for `--workers` children): (tracker, storage URL, Optuna storage, study,
+    experiment id, parent run id, the study's number of configurations)."""
     from pipelines.engine.accept import check_inputs
 
     check_inputs(spec, storage, tracking_uri, data_cache, _data, artifact_location)
+    tracker = Tracker(tracking_uri, artifacts=artifact_location)
+    tracker.check()
+    url = storage_url(storage)
+    store = make_storage(url, spec)
+    study, experiment_id, parent = open_study(spec, store, tracker, url)
+    return tracker, url, store, study, experiment_id, parent, study.user_attrs.get("total", spec.total)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
@@ -415,13 +417,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     from pipelines.engine.gpus import child_env, describe
 
     quiet_optuna()
-    _check_inputs(spec, storage, {}, tracking_uri, artifact_location)  # and the workers find the data decoded
-    tracker = Tracker(tracking_uri, artifacts=artifact_location)
-    tracker.check()
-    url = storage_url(storage)
-    store = make_storage(url, spec)
-    study, _, parent = open_study(spec, store, tracker, url)
-    total = study.user_attrs.get("total", spec.total)
+    tracker, url, store, study, _, parent, total = _open(spec, storage, {}, tracking_uri, artifact_location)
     p = study_progress(study, total)
     if p["done"]:  # nothing to do: one line, and the parent run says so
         tracker.finish_parent(parent, _counts(p))
@@ -433,7 +429,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     procs = [subprocess.Popen(cmd, env=child_env(gpus, i)) for i in range(workers)]
     for line in describe(gpus, [p.pid for p in procs]):
         print(line, flush=True)
-    bar = TrialBar(study, total, spec.train.epochs, progress)
+    bar = TrialBar(study, total, spec.train.epochs, spec.training_of, progress)
     interrupted = False
     try:
         while [p.poll() for p in procs].count(None):  # poll() every child: it reaps the dead

@@ -1,7 +1,7 @@
 """The sweep's trial bar: trials done of total, the configuration running now, the best so far,
 and an ETA for the whole sweep from the epochs trained since it started.
 
-    bar = TrialBar(study, total, epochs, enabled=True)
+    bar = TrialBar(study, total, epochs, spec.training_of, enabled=True)
     bar.epoch(trial_number, epoch)      # after each epoch of a trial this process runs
     bar.refresh()                       # after each trial, or every few seconds (several workers)
     bar.close()
@@ -24,14 +24,12 @@ from vae.progress import duration, interactive, label, num, say
 REFRESH_S = 1.0
 
 
-def _label(t) -> str:
-    p = params_of(t)
-    return label(p.get("z_dim"), p.get("beta"), p.get("seed", 0), p.get("loss", "beta"))
 
 
 class TrialBar:
-    def __init__(self, study, total: int, epochs: int, enabled: bool = True):
-        self.study, self.total, self.epochs = study, total, epochs
+    def __init__(self, study, total: int, epochs: int, training_of, enabled: bool = True):
+        """training_of: a trial's parameters -> how it trains (Spec.training_of), for its label."""
+        self.study, self.total, self.epochs, self.training_of = study, total, epochs, training_of
         self.enabled = enabled
         self.current: dict[int, int] = {}  # trial number -> epochs done, for trials run by this process
         self.start = time.monotonic()
@@ -50,6 +48,10 @@ class TrialBar:
                             dynamic_ncols=True, bar_format="{desc} {n_fmt}/{total_fmt} trials |{bar}| {elapsed}{postfix}")
             threading.Thread(target=self._tick, daemon=True).start()
         self.refresh()
+
+    def _label(self, t) -> str:
+        p = params_of(t)
+        return label(p.get("z_dim"), self.training_of(p), p.get("beta"), p.get("seed", 0))
 
     def _tick(self) -> None:
         while not self._stop.wait(REFRESH_S):
@@ -81,14 +83,14 @@ class TrialBar:
         left = max(0, self.total * self.epochs - done_epochs)
         self.eta_at = time.monotonic() + elapsed / trained * left if trained > 0 else None
         self._running = ", ".join(
-            f"{_label(t)}" + (f" ({self.current[t.number]}/{self.epochs} epochs)" if t.number in self.current else "")
+            f"{self._label(t)}" + (f" ({self.current[t.number]}/{self.epochs} epochs)" if t.number in self.current else "")
             for t in running)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         self._best = ""
         if complete:
             pick = min if self.study.direction.name == "MINIMIZE" else max
             best = pick(complete, key=lambda t: t.value)
-            self._best = f"{num(best.value)} (#{best.number} {_label(best)})"
+            self._best = f"{num(best.value)} (#{best.number} {self._label(best)})"
         self._draw()
         self._announce(ended)
 
@@ -101,7 +103,7 @@ class TrialBar:
         for t in fresh:
             value = f" {self.study.metric_names[0] if self.study.metric_names else 'value'} {num(t.value)}" \
                 if t.value is not None else ""
-            say(f"trial {t.number} ({_label(t)}) {t.state.name}{value}; {self._n}/{self.total} trials done"
+            say(f"trial {t.number} ({self._label(t)}) {t.state.name}{value}; {self._n}/{self.total} trials done"
                 + (f"; best {self._best}" if self._best else "") + (f"; sweep ETA {self._eta}" if self._eta else ""))
 
     @property

@@ -79,13 +79,13 @@ def cost(tracker, run_ids: list[str]) -> dict:
     steps = train_s = wall_s = 0.0
     everything: list = []  # every run of the study, fetched once: a run's attempts are its stem's runs
     for run_id in run_ids:
-        run = tracker.client.get_run(run_id)
+        run = tracker.run(run_id)
         if not everything:
-            everything = tracker.client.search_runs([run.info.experiment_id], max_results=50_000)
+            everything = tracker.runs(run.info.experiment_id)
         p, m = run.data.params, run.data.metrics
         batches = math.ceil(m["data/train_images"] / int(p["batch_size"]))
         steps += int(p["epochs"]) * batches
-        train_s += sum(x.value for x in tracker.client.get_metric_history(run_id, "time/epoch_s"))
+        train_s += sum(value for _, value in tracker.metric_history(run_id, "time/epoch_s"))
         # every attempt: runs killed or failed before a retry resumed them count too
         wall_s += sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000
                       for r in everything if _stem(r) == _stem(run))

@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.report.data import Report, ReportError
-from pipelines.tracking.queries import runs_frame
 from pipelines.tracking.runs import Tracker
 from vae.redact import redact
 
@@ -36,14 +35,14 @@ class Artifacts:
 def load_runs(study: str, tracker: Tracker) -> tuple[str, pd.DataFrame]:
     """(experiment id, its runs as a frame) of a study's MLflow experiment; ReportError without one."""
     tracker.check()
-    exp = tracker.client.get_experiment_by_name(study)
-    if exp is None:
-        names = [e.name for e in tracker.client.search_experiments() if e.name != "Default"]
+    experiment_id = tracker.experiment_id(study)
+    if experiment_id is None:
+        names = tracker.study_names()
         raise ReportError(f"no study named {study!r} in {redact(tracker.uri)} (studies: {', '.join(names) or 'none'})")
-    runs = runs_frame(tracker, exp.experiment_id)
+    runs = tracker.runs_frame(experiment_id)
     if runs.empty or "tags.vae.role" not in runs:
         raise ReportError(f"study {study!r} has no runs yet; run `vae sweep` first")
-    return exp.experiment_id, runs
+    return experiment_id, runs
 
 
 def ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -62,16 +61,15 @@ def fetch_artifacts(report: Report, tracker: Tracker, folder: Path) -> Artifacts
         label = run["tags.mlflow.runName"]
         history = {}
         for key in ("val/r_loss", "val/kld_loss"):
-            for m in tracker.client.get_metric_history(run["run_id"], key):
-                history.setdefault(m.step, {"epoch": m.step})[key] = m.value
+            for step, value in tracker.metric_history(run["run_id"], key):
+                history.setdefault(step, {"epoch": step})[key] = value
         art.histories[label] = [history[k] for k in sorted(history)]
         balance = "σ-VAE" if run["loss"] == "sigma-vae" else f"β = {run['beta']:g}"
         art.captions[label] = f"z-dim = {run['z_dim']}; {balance}; seed {run['seed']}"
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("recon.png", "samples.png", "kl_per_dim.json"):
-                try:
-                    local = Path(tracker.client.download_artifacts(run["run_id"], name, tmp))
-                except Exception:  # runs from before an artifact existed, or a failed upload: left out
+                local = tracker.download(run["run_id"], name, tmp)
+                if local is None:  # runs from before an artifact existed, or a failed upload: left out
                     continue
                 if name.endswith(".json"):
                     art.kl_per_dim[label] = json.loads(local.read_text())
@@ -91,9 +89,7 @@ def fetch_curves(report: Report, tracker: Tracker) -> dict[int, list[dict]]:
     rows = report.runs.dropna(subset=["tags.vae.trained_by"])
     for run_id, z_dim in rows.groupby("tags.vae.trained_by")["z_dim"].first().items():
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = Path(tracker.client.download_artifacts(run_id, "rd_curve.json", tmp))
+            local = tracker.download(run_id, "rd_curve.json", tmp)
+            if local is not None:  # else a training run killed before its curve: the table still stands
                 curves.setdefault(int(z_dim), json.loads(local.read_text()))
-            except Exception:  # a training run killed before its curve: the table still stands
-                continue
     return curves

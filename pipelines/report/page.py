@@ -205,10 +205,10 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
         shutil.rmtree(new, ignore_errors=True)
         raise
     files = {key: out / path.relative_to(new) for key, path in files.items()}
-    parents = tracker.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    if parents:
+    parent = tracker.parent(experiment_id)
+    if parent is not None:
         try:
-            tracker.client.log_artifacts(parents[0].info.run_id, str(out), "report")
+            tracker.log_folder(parent.info.run_id, out, "report")
         except TrackingError:
             raise
         except Exception as e:  # the files on disk are the report; the upload is a copy

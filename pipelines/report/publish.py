@@ -29,8 +29,7 @@ def histories(rep: Report, tracker: Tracker, key: str = "val/elbo_bpd") -> dict[
     """Run name -> the per-epoch values of `key` (MLflow metric history), for the undertraining check."""
     out = {}
     for _, run in rep.runs.iterrows():
-        points = sorted(tracker.client.get_metric_history(run["run_id"], key), key=lambda m: m.step)
-        out[run["tags.mlflow.runName"]] = [m.value for m in points if m.step > 0]
+        out[run["tags.mlflow.runName"]] = [value for step, value in tracker.metric_history(run["run_id"], key) if step > 0]
     return out
 
 
@@ -76,30 +75,28 @@ def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id
     """The chosen model in MLflow's Model Registry (pipelines/tracking/export.py; its URI added to `v` as
     `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`."""
     from pipelines.tracking.export import log_chosen_model
-    from pipelines.tracking.queries import set_tags
 
-    client = tracker.client
     if experiment_id is None:
-        experiment_id = client.get_experiment_by_name(v["study"]).experiment_id
+        experiment_id = tracker.experiment_id(v["study"])
     if v.get("run_id"):
         v["model"] = log_chosen_model(tracker, v["study"], v, v["run_id"])  # None after a one-line warning
-    parents = client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1)
-    if parents:
-        parent = parents[0].info.run_id
+    found = tracker.parent(experiment_id)
+    if found is not None:
+        parent = found.info.run_id
         tags = {"best.z_dim": v["z_dim"], "best.beta": "none" if v["beta"] is None else f"{v['beta']:g}",
                 "best.loss": v["loss"], "best.trial": v["trial"], "best.run": v.get("run"),
                 "best.run_id": v.get("run_id"), "best.model": v.get("model"), "best.rule": v["rule"][:5000],
                 "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
                     f"- {line.strip()}" for line in lines(v)) + "\n"}
-        set_tags(tracker, parent, {k: val for k, val in tags.items() if val is not None})
-        for stale in {k for k, val in tags.items() if val is None} & set(parents[0].data.tags):
-            client.delete_tag(parent, stale)  # an earlier verdict's, when this one names no model
-        client.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")
-    for run in client.search_runs([experiment_id], f"tags.`{CHOSEN_TAG}` = 'chosen'", max_results=100):
+        tracker.set_tags(parent, {k: val for k, val in tags.items() if val is not None})
+        for stale in {k for k, val in tags.items() if val is None} & set(found.data.tags):
+            tracker.delete_tag(parent, stale)  # an earlier verdict's, when this one names no model
+        tracker.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")
+    for run in tracker.runs(experiment_id, f"tags.`{CHOSEN_TAG}` = 'chosen'", max_results=100):
         if run.info.run_id != v.get("run_id"):
-            client.delete_tag(run.info.run_id, CHOSEN_TAG)
+            tracker.delete_tag(run.info.run_id, CHOSEN_TAG)
     if v.get("run_id"):
-        client.set_tag(v["run_id"], CHOSEN_TAG, "chosen")
+        tracker.set_tags(v["run_id"], {CHOSEN_TAG: "chosen"})
     _to_optuna(v, storage)
 
 

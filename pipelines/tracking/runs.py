@@ -32,6 +32,7 @@ from pipelines.engine.stores import (
     scheme,
 )
 from pipelines.tracking import beta_runs
+from pipelines.tracking.queries import Queries
 from vae.config import run_name
 from vae.errors import VAEError, first_line
 from vae.redact import redact
@@ -87,7 +88,7 @@ def _quick_http():
                 os.environ[k] = v
 
 
-class Tracker:
+class Tracker(Queries):
     def __init__(self, uri: str | None = None, create: bool = True, artifacts: str | None = None):
         """create=False (read-only commands): a SQLite store must exist already; none is created.
         artifacts: where a new study's artifacts go (pipelines/tracking/artifacts.py; env VAE_ARTIFACT_LOCATION)."""
@@ -145,10 +146,9 @@ class Tracker:
             return self.client.get_experiment_by_name(study).experiment_id
 
     def parent_run(self, experiment_id: str, study: str, spec: dict) -> str:
-        runs = self.client.search_runs([experiment_id], "tags.`vae.role` = 'parent'", max_results=1,
-                                       order_by=["attributes.start_time ASC"])
-        if runs:
-            run_id = runs[0].info.run_id
+        found = self.parent(experiment_id)
+        if found is not None:
+            run_id = found.info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(experiment_id, run_name=f"{study}-sweep",
