@@ -78,7 +78,7 @@ def test_each_checkpoint_is_announced_before_the_final_measurements(tiny):
 
     train(cfg, callback=lambda epoch, metrics, model: events.append(("callback", epoch, "diag/active_units" in metrics)),
           saved=saved)
-    assert events == [("saved", 1, 1, True), ("callback", 1, False), ("saved", 2, 2, True), ("callback", 2, False),
+    assert events == [("callback", 1, False), ("saved", 1, 1, True), ("callback", 2, False), ("saved", 2, 2, True),
                       ("saved", 3, 3, False), ("callback", 3, True)]
 
 
