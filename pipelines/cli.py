@@ -270,8 +270,8 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifa
         click.echo(warning, err=True)
     from pipelines.engine.gpus import gpu_plan, parse
 
-    plan = [] if child else gpu_plan(workers, parse(gpus))  # [] on a CPU host: nothing changes
     if workers > 1 or gpus is not None:  # --gpus with one worker: a child process, so that it sees its GPU only
+        plan = [] if child else gpu_plan(workers, parse(gpus))  # [] on a CPU host: nothing changes
         argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
         argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
                                 ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]

@@ -167,9 +167,10 @@ class Spec(Strict):
     checkpoint_every: Literal["auto"] | NonNegativeInt = "auto"
     """upload a trial's checkpoint to the study's artifact store every this many epochs (0: never), so
     that a retry on another host resumes from it; auto: every epoch while that costs under 5 % of the
-    trial's time, and never where the artifacts stay on this host (SQLite) (pipelines/checkpoint_store.py)."""
+    trial's time, and never where the artifacts stay on this host (SQLite) (pipelines/tracking/checkpoints.py)."""
     keep_checkpoints: PositiveInt = 2
-    """uploaded checkpoints each trial keeps (its latest); older ones are deleted from the store."""
+    """uploaded checkpoints a running trial keeps (its latest); older ones are deleted from the store,
+    and all of them once it is complete (its model is then the run's checkpoint.pt)."""
     heartbeat_interval: PositiveInt = 10
     """seconds between a running trial's heartbeats in the Optuna storage."""
     grace_period: PositiveInt = 60
@@ -363,7 +364,7 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
             raise SpecError(f"{path}: {key!r} is set per trial; {where}")
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
-        train = TrainConfig.from_dict(train_values)
+        train = TrainConfig.from_dict(train_values).convert()  # every value typed ("1e3" from YAML a float)
         per_trial = {k: getattr(train, k) for k in settings.conditional_only()}  # they need betas: checked per trial, below
         for k, v in settings.conditional_only().items():
             setattr(train, k, v)

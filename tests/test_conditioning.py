@@ -10,6 +10,7 @@ import torch
 
 from vae.conditional import ConditionalVAE, FiLM, loss_weights, split
 from vae.config import TrainConfig, centred_range
+from vae.errors import ConfigError
 from vae.model import VAE
 from vae.train import train
 
@@ -114,6 +115,16 @@ def test_a_conditional_spec_takes_the_settings_and_its_sigma_vae_points_ignore_t
         load_spec(env.spec(extra="beta_span: 1000\n"))
     with pytest.raises(SpecError, match="narrower than betas"):
         load_spec(env.spec(extra="mode: conditional\nbeta_span: 2\n"))
+    # YAML reads 1e3 as a string: the spec holds the declared type, as `vae train --beta-span 1e3` does
+    typed = load_spec(env.spec(extra="mode: conditional\nbeta_span: 1e3\nfilm_hidden: 64\n"))
+    assert typed.train.beta_span == 1000.0 and isinstance(typed.train.beta_span, float)
+    assert typed.trial_config(typed.grid()[0]).training_range == cond[0].training_range
+    with pytest.raises(SpecError, match="beta_span: Input should be a valid number"):
+        load_spec(env.spec(extra="mode: conditional\n"), ["beta_span=wide"])
+    with pytest.raises(SpecError, match="film_hidden is a setting of mode .conditional.; set mode: conditional"):
+        load_spec(env.spec(extra="film_hidden: 64\n"))  # else another study that trains the same models
+    with pytest.raises(ConfigError, match=r"beta_range must be \[low, high\]"):  # one line, not an IndexError
+        TrainConfig(betas=[0.1, 0.01], beta_range=[0.001]).validate()
 
 
 def test_tracked_params_are_the_settings_that_apply():

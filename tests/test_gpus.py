@@ -34,6 +34,21 @@ def test_worker_i_gets_gpu_i_mod_g(gpus, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
     gpus(2)
     assert gpu_plan(3, None) == ["4", "6", "4"]
+    # --gpus there numbers the GPUs as torch does in this process: positions in that list
+    assert gpu_plan(2, parse("1")) == ["6", "6"]
+    with pytest.raises(GpuError, match=r"CUDA_VISIBLE_DEVICES=4,6 leaves 2 GPU\(s\) \(0-1\), not GPU 4"):
+        gpu_plan(2, parse("4"))  # physical GPU 4 under its own name is outside what this process may use
+    with pytest.raises(GpuError, match="GPU-abc is not among CUDA_VISIBLE_DEVICES=4,6"):
+        gpu_plan(2, parse("GPU-abc"))
+
+
+def test_a_worker_names_its_own_gpu(gpus, monkeypatch):
+    from pipelines.engine.gpus import assigned
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # narrowed by hand, no parent assigned one
+    assert (assigned("cuda"), assigned("cuda:1"), assigned("cpu")) == ("2", "3", None)
+    monkeypatch.setenv("VAE_WORKER_GPU", "5")  # a --workers child: its parent's choice
+    assert assigned("cuda") == "5"
 
 
 def test_a_cpu_host_is_left_alone(gpus):

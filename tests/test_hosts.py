@@ -129,9 +129,10 @@ def test_a_trial_whose_host_died_resumes_on_another_host(servers, tmp_path):
     assert [m.step for m in client.get_metric_history(dead.info.run_id, "train/loss")] == [1, 2]
     assert [m.step for m in client.get_metric_history(retry.info.run_id, "time/checkpoint_upload_s")] == [4]
     assert [m.step for m in client.get_metric_history(retry.info.run_id, "train/loss")] == [1, 2, 3, 4]
-    # retention: each finished trial keeps its latest upload only
+    # retention: a finished trial's model is its checkpoint.pt; the per-epoch uploads only served retries
     for r in runs.values():
-        assert [x.path for x in client.list_artifacts(r.info.run_id, "checkpoints")] == ["checkpoints/epoch-0004.pt"]
+        assert client.list_artifacts(r.info.run_id, "checkpoints") == []
+        assert "checkpoint.pt" in {x.path for x in client.list_artifacts(r.info.run_id)}
     parent = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'parent'")[0]
     assert parent.info.status == "FINISHED"
     assert not list((b / "runs").glob("moved/*"))  # b's run folders gone once logged

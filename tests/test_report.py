@@ -297,3 +297,21 @@ def test_the_first_line_says_when_trials_ran_with_different_thread_counts():
     assert "threads" not in meta(build("x", runs.assign(**{"params.threads": "2"})))
     mixed = meta(build("x", runs.assign(**{"params.threads": ["1", "2"]})))
     assert "CPU threads mixed (1, 2)" in mixed and "β-conditional" in mixed
+
+
+def test_the_conditional_curve_markers_are_measured_on_the_curves_images():
+    """rd_curve.json is measured on the evaluation subset: the markers beside it are the rows'
+    `test_subset/` numbers (the same images), not the whole test split's table cells."""
+    from pipelines.report.data import curve_points
+
+    def m(r, kl, subset_r, subset_kl):
+        return {"test/r_loss": r, "test/kl": kl, "test/kld_loss": kl / 8, "test_subset/r_loss": subset_r,
+                "test_subset/kl": subset_kl}
+
+    rep = build("x", fake_runs([(8, 0.1, "beta", m(0.05, 10.0, 0.051, 10.2)), (8, 0.01, "beta", m(0.03, 30.0, 0.031, 29.5)),
+                                (8, 1.0, "sigma-vae", m(0.02, 50.0, 0.02, 50.0))]))
+    points = curve_points(rep)
+    assert points.sort_values("Beta")[["Beta", "KL (nats)", "R-loss"]].values.tolist() == [[0.01, 29.5, 0.031], [0.1, 10.2, 0.051]]
+    assert points["Source"].unique().tolist() == ["trained per β (x)"]
+    old = build("x", fake_runs([(8, 0.1, "beta", {"test/r_loss": 0.05, "test/kl": 10.0, "test/kld_loss": 1.0})]))
+    assert curve_points(old).empty  # runs from before the subset was measured: no marker on other images

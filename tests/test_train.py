@@ -65,6 +65,23 @@ def test_callback_sees_every_epoch(tiny):
     assert [e for e, _ in seen] == [1, 2, 3]
 
 
+def test_each_checkpoint_is_announced_before_the_final_measurements(tiny):
+    """`saved` (a sweep uploads from it) sees every epoch's checkpoint on disk, the last one's before the
+    end-of-training measurements, which take minutes (FID) on CIFAR; `callback` sees that epoch once measured."""
+    from vae.checkpoint import load_checkpoint
+
+    cfg, events = tiny(epochs=3), []
+
+    def saved(epoch):
+        blob = load_checkpoint(cfg.out)
+        events.append(("saved", epoch, blob["epoch"], blob["measured"]))
+
+    train(cfg, callback=lambda epoch, metrics, model: events.append(("callback", epoch, "diag/active_units" in metrics)),
+          saved=saved)
+    assert events == [("callback", 1, False), ("saved", 1, 1, True), ("callback", 2, False), ("saved", 2, 2, True),
+                      ("saved", 3, 3, False), ("callback", 3, True)]
+
+
 def test_divergence_names_the_epoch(tiny):
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         train(tiny(lr=1e3, beta=1e38))

@@ -71,8 +71,6 @@ def setting(default, help: str, role: str, *, ge=None, gt=None, choices=None, bo
     meta = {"help": help, "role": role, "ge": ge, "gt": gt, "choices": choices, "bound": bound, "shown": shown}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -193,16 +191,17 @@ class TrainConfig:
         evaluation computes and what the row of that beta records."""
         return dataclasses.replace(self, betas=None, beta=beta, **conditional_only())
 
-    @property
-    def balance(self) -> str:
-        """How R and KL are balanced, for names and labels: `b0.01`, `sigma`, `cond` (run_name)."""
-        return _balance(self.training, self.beta)
+    def convert(self) -> TrainConfig:
+        """Each value as its setting declares it (type, finiteness, bounds, choices), in place; the
+        first half of `validate`, which adds the rules between settings. Returns self."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _checked(f, getattr(self, f.name)))
+        return self
 
     def validate(self) -> TrainConfig:
         """The one validator of these settings (types, finiteness, declared bounds and choices, the rules
         between settings); converts values in place to their declared types; returns self."""
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _checked(f, getattr(self, f.name)))
+        self.convert()
         self.__post_init__()
         ratio = max(self.betas) / min(self.betas) if self.conditional and min(self.betas) > 0 else 1.0
         checks = [
@@ -218,7 +217,7 @@ class TrainConfig:
              "beta_range is the training range of a conditional model: it needs betas"),
             (self.beta_range is None or (len(self.beta_range) == 2 and 0 < self.beta_range[0] < self.beta_range[1]),
              f"beta_range must be [low, high] with 0 < low < high; got {self.beta_range}"),
-            (self.beta_range is None or not self.conditional or
+            (self.beta_range is None or not self.conditional or len(self.beta_range) != 2 or
              self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
              f"beta_range {self.beta_range} must cover every beta of betas"),
             (self.beta_span is None or self.conditional,
@@ -229,7 +228,7 @@ class TrainConfig:
              f"beta_span {self.beta_span} is narrower than betas (max / min = {ratio:g}): the range must cover every beta"),
             *[(self.conditional or getattr(self, name) == value, f"{name} applies to a conditional model only: it needs betas")
               for name, value in conditional_only().items() if name not in ("beta_range", "beta_span")],
-            (self.conditioning != "mrvae" or all(getattr(self, n) == default(n) for n in ("film_hidden", "film_damping")),
+            (self.conditioning != "mrvae" or all(getattr(self, n) == default(n) for n in FILM),
              "film_hidden and film_damping set FiLM; conditioning 'mrvae' has none"),
             (self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
              f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}"),
@@ -286,10 +285,13 @@ def centred_range(betas: list[float], span: float) -> tuple[float, float]:
     return min(low, middle / half), max(high, middle * half)
 
 
+FILM = ("film_hidden", "film_damping")  # the FiLM conditioning's own settings (vae/conditional.py)
+
+
 def conditional_only() -> dict:
     """The settings of a conditional model only, at their defaults: an ordinary run (one beta of it,
     `TrainConfig.at`; a sigma-VAE point of a conditional spec) has them so."""
-    return {n: default(n) for n in ("beta_range", "beta_span", "conditioning", "film_damping", "normalize_loss_weights")}
+    return {n: default(n) for n in ("beta_range", "beta_span", "conditioning", *FILM, "normalize_loss_weights")}
 
 
 def legacy_defaults(version: int) -> dict:

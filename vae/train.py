@@ -30,7 +30,7 @@ import torch
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import loss_weights, sample_betas
-from vae.config import AUTO_COMPILE_STEPS, MODEL, TrainConfig, conditional_only, names
+from vae.config import AUTO_COMPILE_STEPS, FILM, MODEL, TrainConfig, conditional_only, names
 from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
@@ -79,7 +79,7 @@ def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> 
 def applied(cfg: TrainConfig, data: Data) -> dict:
     """The recorded settings as `train` applies them on this machine to `data`: what a tracker
     logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
-    (CUDA); only the settings that apply to this run (betas, film_hidden and config.conditional_only()
+    (CUDA); only the settings that apply to this run (betas and config.conditional_only()
     only for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0,
     fid_recon only with FID), and
     the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
@@ -94,12 +94,12 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
     if cfg.conditional:
         out["beta_range"] = list(cfg.training_range)
         del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
-        for name in ("film_hidden", "film_damping") if cfg.conditioning != "film" else ():
+        for name in FILM if cfg.conditioning != "film" else ():
             del out[name]
         if cfg.beta_span is None:  # beta_range says it
             del out["beta_span"]
     else:
-        for name in ("betas", "film_hidden", *conditional_only()):
+        for name in ("betas", *conditional_only()):
             del out[name]
     if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
         try:
@@ -117,7 +117,12 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
     return out
 
 
-def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None) -> list[dict]:
+def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None,
+          saved: Callable[[int], None] | None = None) -> list[dict]:
+    """Train `cfg`'s model; the history, one dict of metrics per epoch. `callback(epoch, metrics, model)`
+    after each epoch (the last one's once it is measured); `saved(epoch)` once an epoch's checkpoint is
+    on disk: after the callback, but the last epoch's before the end-of-training measurements (a sweep
+    uploads it from there, so that a host dying during minutes of FID costs no training elsewhere)."""
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -211,9 +216,13 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
                         measured=epoch < cfg.epochs)
         measured = epoch < cfg.epochs
         if not measured:
+            if saved is not None:  # the trained model leaves this host before minutes of measuring
+                saved(epoch)
             failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
         if callback is not None:
             callback(epoch, metrics, model)
+        if measured and saved is not None:
+            saved(epoch)
     if start > cfg.epochs and not measured and history:  # resumed after its measurements failed or were stopped
         failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
         if callback is not None and failure is None:

@@ -5,8 +5,9 @@
 
 Worker i gets GPU i mod G through its own CUDA_VISIBLE_DEVICES, so that inside it the GPU is
 `cuda` (device 0) and nothing else is visible: the trainer's device choice stays "auto". The GPUs
-are `--gpus` (as CUDA numbers them on this host, or their UUIDs), else the ones this process may
-see (its own CUDA_VISIBLE_DEVICES, as given), else every GPU torch counts. With no GPU (a CPU
+are `--gpus` (as torch numbers them in this process, or their UUIDs: under a CUDA_VISIBLE_DEVICES
+of 4,6 `--gpus 1` is GPU 6), else the ones this process may see (its own CUDA_VISIBLE_DEVICES, as
+given), else every GPU torch counts. With no GPU (a CPU
 host) the plan is empty and nothing changes. A worker records its GPU on every trial it runs (the
 MLflow tag `vae.gpu`, and a line when the trial starts).
 
@@ -56,22 +57,34 @@ def parse(value: str | None) -> list[str] | None:
 def gpu_plan(workers: int, gpus: list[str] | None) -> list[str]:
     """The GPU of each worker (worker i: GPU i mod G), or [] on a host without GPUs."""
     count = device_count()
+    visible = _visible(count)  # None, or this process's GPUs as narrowed (by hand, or by a scheduler)
     if gpus is None:
-        visible = os.environ.get(ENV)
-        if visible is not None:  # already narrowed for this process (by hand, or by a scheduler)
-            gpus = [v.strip() for v in visible.split(",") if v.strip()][:count] if count else []
-        else:
-            gpus = [str(i) for i in range(count)]
+        gpus = visible if visible is not None else [str(i) for i in range(count)]
     elif count == 0:
         raise GpuError(f"--gpus {','.join(gpus)}: no CUDA GPU is usable here (torch counts 0); leave --gpus out "
                        "to train on the CPU")
-    elif os.environ.get(ENV) is None:  # numbers as CUDA gives them on this host: 0 .. count-1
+    else:  # numbers as torch gives them in this process, 0 .. count-1: within a narrowed set, its positions
         missing = [g for g in gpus if g.isdigit() and int(g) >= count]
         if missing:
-            raise GpuError(f"--gpus {','.join(gpus)}: this host has {count} GPU(s) (0-{count - 1}), not GPU {missing[0]}")
+            where = f"{ENV}={os.environ[ENV]} leaves" if visible is not None else "this host has"
+            raise GpuError(f"--gpus {','.join(gpus)}: {where} {count} GPU(s) (0-{count - 1}), not GPU {missing[0]}")
+        outside = [g for g in gpus if not g.isdigit() and visible is not None and g not in visible]
+        if outside:
+            raise GpuError(f"--gpus {','.join(gpus)}: {outside[0]} is not among {ENV}={os.environ[ENV]}")
+        if visible is not None:
+            gpus = [visible[int(g)] if g.isdigit() else g for g in gpus]
     if not gpus:
         return []
     return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+def _visible(count: int) -> list[str] | None:
+    """The entries of this process's CUDA_VISIBLE_DEVICES that torch uses (its first `count`), or None
+    where it is unset."""
+    value = os.environ.get(ENV)
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()][:count]
 
 
 def child_env(plan: list[str], i: int) -> dict:
@@ -95,4 +108,6 @@ def assigned(device: str) -> str | None:
         return os.environ[WORKER_ENV]
     if not device.startswith("cuda"):
         return None
-    return os.environ.get(ENV) or (device.split(":", 1)[1] if ":" in device else "0")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    visible = _visible(index + 1) or []
+    return visible[index] if index < len(visible) else str(index)

@@ -151,7 +151,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     data = _data(data_cache, cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     device = pick_device(cfg.device)
     run_id = tracker.start_trial(experiment_id, parent, spec.study, trial.number, applied(cfg, data),
-                                 str(device))
+                                 str(device), cfg.training)
     trial.set_user_attr(RUN_ID, run_id)
     gpu = assigned(str(device))
     if gpu is not None:  # one worker per GPU (pipelines/engine/gpus.py): which one ran this trial
@@ -172,8 +172,6 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             bar.epoch(trial.number, epoch)
         if model is not None and (epoch % spec.images_every == 0 or epoch == cfg.epochs):
             tracker.log_images(run_id, model, x_test, epoch)
-        if model is not None:
-            checkpoints.after_epoch(run_id, folder, epoch)  # every k epochs, to the study's artifact store
         value = metrics.get(spec.metric)
         if value is not None and math.isfinite(value) and epoch not in reported:  # a resumed run's
             reported.add(epoch)  # last epoch comes again once measured: Optuna takes one value per step
@@ -203,7 +201,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
                                            "configuration, whose run (KILLED or FAILED) holds their grids"})
         for metrics in done:
             on_epoch(metrics["epoch"], metrics)
-        history = train(cfg, callback=on_epoch, data=data)
+        history = train(cfg, callback=on_epoch, data=data,  # every k epochs, to the study's artifact store
+                        saved=lambda epoch: checkpoints.after_epoch(run_id, folder, epoch))
     except optuna.TrialPruned as e:
         lease.prune(str(e))  # "pruned after epoch N"
     except TrainingDiverged as e:

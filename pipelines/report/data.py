@@ -34,6 +34,7 @@ METRICS = {
     "FID (samples)": "diag/fid", "FID (recon)": "diag/fid_recon", "KID": "diag/kid",
     "Precision": "diag/precision", "Recall": "diag/recall",
     # used by the rules and the cells, not shown as columns
+    "_subset_kl": "test_subset/kl", "_subset_r_loss": "test_subset/r_loss",  # the rd curve's images (curve_points)
     "_mi_saturated": "diag/mi_saturated", "_mi_se": "diag/mi_se_nats", "_r_loss_eval": "diag/r_loss",
     # the verdict's deciding numbers (pipelines/report/verdict.py): the validation split, with their standard errors
     "_val_r_loss": "val/r_loss", "_val_r_loss_se": "val/r_loss_se", "_val_elbo_bpd": "val/elbo_bpd",
@@ -187,11 +188,18 @@ def _conditional_note(runs: pd.DataFrame) -> str:
 
 def curve_points(*reports: Report) -> pd.DataFrame:
     """The beta rows of these reports as markers for the conditional curve: Z-dim, Beta, KL (nats),
-    R-loss and Source ("trained per β (study)" or "conditional model at grid β (study)")."""
+    R-loss and Source ("trained per β (study)" or "conditional model at grid β (study)"), measured on
+    the images of the curve (rd_curve.json: the evaluation subset of the test split, `test_subset/` at
+    the last epoch), so that a marker's distance from the line is the models' gap, not a difference of
+    images. A run from before `test_subset/` existed has no marker."""
     frames = []
     for r in reports:
         t = r.table[r.table["Loss"] == "beta"]
+        if "_subset_kl" not in t:
+            continue
         source = t["Training"].map({"independent": f"trained per β ({r.study})",
                                     "conditional": f"conditional model at grid β ({r.study})"})
-        frames.append(t[["Z-dim", "Beta", "KL (nats)", "R-loss"]].assign(Source=source))
-    return pd.concat(frames, ignore_index=True)
+        frames.append(t[["Z-dim", "Beta"]].assign(**{"KL (nats)": t["_subset_kl"], "R-loss": t["_subset_r_loss"]},
+                                                  Source=source).dropna(subset=["KL (nats)", "R-loss"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["Z-dim", "Beta", "KL (nats)", "R-loss", "Source"])

@@ -109,7 +109,8 @@ def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", d
 
 def conditional_curve(curves: dict[int, list[dict]], points=None):
     """The continuous rate-distortion curve of each z-dim's beta-conditional model (rd_curve.json:
-    test R-loss against KL in nats at log-spaced betas over its training range), with the models
+    R-loss against KL in nats at log-spaced betas over its training range, on the evaluation subset
+    of the test split), with the models
     trained for one beta each (`points`: Z-dim, Beta, KL (nats), R-loss, Source) as markers; a
     dotted segment joins two sources' points of the same (z-dim, beta): the gap."""
     fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
@@ -132,7 +133,8 @@ def conditional_curve(curves: dict[int, list[dict]], points=None):
             ax.annotate(f"β={beta:g}", (first["KL (nats)"], first["R-loss"]), textcoords="offset points",
                         xytext=(-8, -12), ha="right", fontsize=7, color=line.get_color())
     _rate_distortion_axes(ax)
-    ax.set_title("rate–distortion (test split): one β-conditional model per z-dim (lines) against one model per β",
+    ax.set_title("rate–distortion (evaluation subset of the test split): one β-conditional model per z-dim (lines) "
+                 "against one model per β",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -20,7 +20,8 @@ this worker (each measured: metric `time/checkpoint_upload_s`), else as often as
 allows; `auto` uploads nothing where the artifacts stay on this host anyway (a SQLite store), as
 the run folder beside them serves the same host. The last epoch is always uploaded (a kill during
 the end-of-training measurements then costs no training on another host). Retention
-(`keep_checkpoints`): each trial keeps only its latest few uploads; older ones are deleted. An
+(`keep_checkpoints`): each trial keeps only its latest few uploads; older ones are deleted, and
+all of them once the trial is complete (`discard`: its model is then the run's checkpoint.pt). An
 upload that fails is one note and training goes on; a checkpoint whose upload was cut short is
 skipped by the fetch (it does not load), which takes the one before.
 
@@ -63,6 +64,7 @@ class CheckpointStore:
         self._last_cost = 0.0
         self._start = time.perf_counter()
         self._warned = False
+        self._repo = None  # the run's artifact repository, for deletions
 
     # --- uploads ------------------------------------------------------------------------------
     def _due(self, epoch: int) -> bool:
@@ -76,7 +78,8 @@ class CheckpointStore:
         return self._spent + self._last_cost <= UPLOAD_BUDGET * elapsed
 
     def after_epoch(self, run_id: str, folder: Path, epoch: int) -> None:
-        """After epoch `epoch`'s checkpoint is on disk in `folder` (vae.train's callback)."""
+        """After epoch `epoch`'s checkpoint is on disk in `folder` (vae.train's `saved` hook: the last
+        epoch's before its end-of-training measurements)."""
         if not self._due(epoch) or not (folder / "checkpoint.pt").exists():
             return
         t0 = time.perf_counter()
@@ -105,20 +108,17 @@ class CheckpointStore:
             staged = Path(tmp) / artifact_name(epoch)
             shutil.copyfile(folder / "checkpoint.pt", staged)
             self.tracker.client.log_artifact(run_id, str(staged), PREFIX)
-        if epoch not in self._uploaded:  # a resumed last epoch comes again once measured: the same name
-            self._uploaded.append(epoch)
+        self._uploaded.append(epoch)
 
     def _retire(self, run_id: str) -> None:
         """Keep the latest `keep` uploads of this run; delete the rest."""
         old, self._uploaded = self._uploaded[:-self.keep], self._uploaded[-self.keep:]
         if not old:
             return
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        repo = get_artifact_repository(self.tracker.client.get_run(run_id).info.artifact_uri,
-                                       tracking_uri=self.tracker.uri)
+        if self._repo is None:  # once per trial: the run's artifact location does not move
+            self._repo = _repository(self.tracker, run_id)
         for epoch in old:
-            repo.delete_artifacts(f"{PREFIX}/{artifact_name(epoch)}")
+            self._repo.delete_artifacts(f"{PREFIX}/{artifact_name(epoch)}")
 
     def _note(self, line: str) -> None:
         if not self._warned:
@@ -156,3 +156,19 @@ class CheckpointStore:
                 (folder / "checkpoint.pt.fetched").replace(folder / "checkpoint.pt")
             return run_id, epoch
         return None
+
+
+def _repository(tracker, run_id: str):
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(tracker.client.get_run(run_id).info.artifact_uri, tracking_uri=tracker.uri)
+
+
+def discard(tracker, run_id: str) -> None:
+    """Delete a complete trial's per-epoch uploads: its model is the run's checkpoint.pt, uploaded
+    with its folder, and only a retry needed them. A failure leaves them (one note)."""
+    try:
+        if tracker.client.list_artifacts(run_id, PREFIX):
+            _repository(tracker, run_id).delete_artifacts(PREFIX)
+    except Exception as e:
+        say(f"note: the per-epoch checkpoints of run {run_id} stay in it ({type(e).__name__})")

@@ -31,7 +31,7 @@ from pipelines.engine.stores import (
     is_database,
     scheme,
 )
-from pipelines.tracking import beta_runs
+from pipelines.tracking import beta_runs, checkpoints
 from pipelines.tracking.queries import Queries
 from vae.config import run_name
 from vae.errors import VAEError, first_line
@@ -194,12 +194,12 @@ class Tracker(Queries):
 
     # --- one trial: a child run ---------------------------------------------------------
     def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
-                    device: str) -> str:
-        """A child run for trial `number`; `config`: the settings as applied (vae.train.applied)."""
+                    device: str, training: str) -> str:
+        """A child run for trial `number`; `config`: the settings as applied (vae.train.applied);
+        `training`: how the model trains (TrainConfig.training)."""
         from mlflow.entities import Param
 
-        conditional = bool(config.get("betas"))
-        training = "conditional" if conditional else config.get("loss", "beta")
+        conditional = training == "conditional"
         name = run_name(config["z_dim"], training, config.get("beta"), config["seed"], number)
         tags = {"mlflow.parentRunId": parent_id, "vae.role": "trial", "vae.study": study,
                 "vae.trial": str(number), "vae.state": "RUNNING", "vae.device": device,
@@ -289,6 +289,8 @@ class Tracker(Queries):
             plt.close(fig)
         if run_dir is not None and run_dir.exists():
             self.client.log_artifacts(run_id, str(run_dir))
+            if state == "COMPLETE" and (run_dir / "checkpoint.pt").exists():  # the model is logged: no retry needs them
+                checkpoints.discard(self, run_id)
         self.client.set_tag(run_id, "vae.state", state)
         if reason:
             self.client.set_tag(run_id, "vae.fail_reason", redact(reason)[:5000])
