@@ -115,6 +115,9 @@ def test_cli_writes_every_file(study):
     assert v["noise"].startswith("2 seeds")  # two seeds ran: the spread over seeds is the noise
     tables = md_tables(md)
     assert all([r[0] for r in rows] == ["2", "2", "4", "4"] for rows in tables.values())  # z-dim up, every table
+    key = md[md.index("| Z-dim"):].split("\n\n")[0].splitlines()[2:]  # the key table's rows: the verdict's bold
+    assert [row.startswith("| **") for row in key] == [f"| **{v['z_dim']}** | **{v['beta']:g}**" in row for row in key]
+    assert sum(row.startswith("| **") for row in key) == 1
     assert "±" in md and "## Not in the table" in md
     csv = CliRunner().invoke(cli, ["report", "--study", "r", "--format", "csv", "--tracking-uri", tracking]).output
     assert csv.splitlines()[0].startswith("Z-dim,Beta,R-loss,KLD-loss,AU") and len(csv.splitlines()) == 5
@@ -143,7 +146,7 @@ def md_tables(md: str) -> dict[tuple[str, ...], list[list[str]]]:
             for row in lines[i + 2:]:
                 if not row.startswith("|"):
                     break
-                rows.append([c.strip() for c in row.strip("|").split("|")])
+                rows.append([c.strip().removeprefix("**").removesuffix("**") for c in row.strip("|").split("|")])
             found[tuple(c.strip() for c in line.strip("|").split("|"))] = rows
     return found
 

@@ -55,7 +55,23 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
                 time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)  # twice, as `timeout make ui` does (the group, then make)
         proc.wait(timeout=30)
+    assert proc.returncode == 143  # "terminated (SIGTERM)", not a traceback from the second one
+
+
+def test_a_second_sigterm_during_the_clean_up_is_ignored(monkeypatch):
+    from pipelines.engine import signals
+    from pipelines.engine.trial import CTRL_C
+
+    monkeypatch.setattr(signals, "TERMINATED", __import__("threading").Event())
+    try:
+        with pytest.raises(signals.Terminated):
+            signals.on_sigterm()
+        assert signals.on_sigterm() is None and CTRL_C.is_set()  # the clean-up of the first goes on
+    finally:
+        CTRL_C.clear()
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,24 @@ class Terminated(KeyboardInterrupt):
 
 
 def on_sigterm(signum=None, frame=None):
+    """The first SIGTERM raises Terminated; a second one (`timeout` signals the whole process group,
+    and `make` passes its own on) arrives while the first is being cleaned up after, and is ignored:
+    raising again would cut that clean-up short."""
+    if TERMINATED.is_set():
+        return
+    TERMINATED.set()
+    _ctrl_c().set()  # the sweep's "interrupted, not failed" rule applies to it too
+    raise Terminated()
+
+
+def _ctrl_c() -> threading.Event:
     from pipelines.engine.trial import CTRL_C
 
-    TERMINATED.set()
-    CTRL_C.set()  # the sweep's "interrupted, not failed" rule applies to it too
-    raise Terminated()
+    return CTRL_C
 
 
 def watch_sigterm() -> None:
     """Raise Terminated on SIGTERM, unless it is ignored or someone else's handler is installed."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        _ctrl_c()  # imported now, not inside the handler, where a signal may interrupt an import
         signal.signal(signal.SIGTERM, on_sigterm)

@@ -172,10 +172,12 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
         first, *rest = verdict_lines(verdict)
         lines += ["## Verdict", "", f"**{first.removeprefix('verdict: ')}**", "",
                   *[f"- {line.strip()}" for line in rest], ""]
+    chosen = row_index(report.table, verdict) if verdict else None
     lines += [
-             f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C)); "
-             f"×B = times the batch size {report.batch_size}, the original README's units.", "",
-             tables.markdown(frame, grouped.pop(tables.KEY)), ""]
+             f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C))"
+             + (", the verdict's row in bold" if chosen is not None else "") + "; "
+             f"×B (under Original units) = times the batch size {report.batch_size}, the original README's units.", "",
+             tables.markdown(frame, grouped.pop(tables.KEY), chosen), ""]
     if grouped:
         lines += ["## More columns", ""]
         for title, cols in grouped.items():

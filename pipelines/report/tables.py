@@ -103,9 +103,12 @@ def groups(frame: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def markdown(frame: pd.DataFrame, cols: list[str]) -> str:
+def markdown(frame: pd.DataFrame, cols: list[str], highlight=None) -> str:
+    """A Markdown table; `highlight`: the index of the row to mark (the verdict's), in bold."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame[cols].itertuples(index=False)]
+    for i, row in zip(frame.index, frame[cols].itertuples(index=False)):
+        cells = [f"**{v}**" if i == highlight else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
