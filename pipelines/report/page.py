@@ -174,7 +174,7 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
                   *[f"- {line.strip()}" for line in rest], ""]
     chosen = row_index(report.table, verdict) if verdict else None
     lines += [
-             f"Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C))"
+             "Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C))"
              + (", the verdict's row in bold" if chosen is not None else "") + "; "
              f"×B (under Original units) = times the batch size {report.batch_size}, the original README's units.", "",
              tables.markdown(frame, grouped.pop(tables.KEY), chosen), ""]
