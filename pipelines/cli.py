@@ -356,11 +356,8 @@ def ui(study, tracking_uri, host, port):
         raise click.UsageError(f"{redact(uri)} is a tracking server already: open it in a browser")
     tracker = Tracker(uri)
     tracker.check()
-    try:
-        url, what = runs_url(tracker, study, host, port), f"runs of {study}" if study else "every study"
-    except VAEError as e:  # no such study yet: serve the store anyway
-        click.echo(f"note: {redact(e)}; serving every experiment")
-        url, what = runs_url(tracker, None, host, port), "every study"
+    # an unknown study is refused (one line, exit 2) before a server starts, as `vae report` does
+    url, what = runs_url(tracker, study, host, port), f"runs of {study}" if study else "every study"
     sys.exit(serve(uri, host, port, on_ready=lambda: click.echo(f"{what}: {url}  (Ctrl-C stops the server)")))
 
 

@@ -229,6 +229,8 @@ CASES = [
     Case("export --storage an MLflow store", ["export", "--study", "bad", "out", "--storage", MLFLOW_DB],
          AS_STORAGE, swapped),
     Case("ui --tracking-uri an Optuna storage", ["ui", "--tracking-uri", OPTUNA_DB], AS_TRACKING, swapped),
+    Case("ui --study unknown (a typo, or make ui before its sweep)", ["ui", "--study", "typo"],
+         f"no study named 'typo' in {MLFLOW_DB} (studies: none yet; run `vae sweep` first)", swapped),
     # --- passwords ------------------------------------------------------------------------
     Case("password in an http tracking URI", [*SWEEP, "--tracking-uri", "http://alice:" + SECRET + "@127.0.0.1:{closed}"],
          "cannot use tracking store http://alice:***@127.0.0.1"),

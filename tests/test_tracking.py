@@ -29,7 +29,7 @@ def test_runs_url_opens_the_machine_learning_view(tmp_path):
     assert view["columnOrder"][:2] == ["params.`z_dim`", "params.`beta`"] == view["selectedColumns"][:2]
     assert view["orderByKey"] == "tags.`vae.verdict`" and "tags.`vae.verdict`" in view["columnOrder"]  # chosen first
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
-    with pytest.raises(TrackingError, match="no experiment named 'nope'"):
+    with pytest.raises(TrackingError, match=r"no study named 'nope' .*\(studies: s\)"):
         runs_url(tracker, "nope")
     assert artifact_root(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "artifacts"
 

@@ -56,8 +56,9 @@ def runs_url(tracker: Tracker, study: str | None, host: str = "127.0.0.1", port:
     if study is None:
         return f"{base}/#/experiments?workflowType=machine_learning"
     found = tracker.client.get_experiment_by_name(study)
-    if found is None:
-        raise TrackingError(f"no experiment named {study!r} in {redact(tracker.uri)}; run `vae sweep` first")
+    if found is None:  # a typo, or `make ui` before its sweep: as `vae report` says it
+        names = ", ".join(tracker.study_names()) or "none yet; run `vae sweep` first"
+        raise TrackingError(f"no study named {study!r} in {redact(tracker.uri)} (studies: {names})")
     view = dashboard_view()
     tracker.client.set_experiment_tag(found.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view))
     return (f"{base}/#/experiments/{found.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
