@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -119,6 +120,11 @@ def test_cli_writes_every_file(study):
     assert [row.startswith("| **") for row in key] == [f"| **{v['z_dim']}** | **{v['beta']:g}**" in row for row in key]
     assert sum(row.startswith("| **") for row in key) == 1
     assert "±" in md and "## Not in the table" in md
+    # the page's caption names the detail columns this study has: no FID here, so no KID or precision
+    page = (out / "report.html").read_text()
+    caption = page[page.index("More columns below:"):].split("</p>")[0]
+    assert "epochs and seeds. table.csv" in caption and "−ELBO" in caption
+    assert not {"KID", "precision", "recall", "FID"} & set(re.findall(r"[A-Za-z]+", caption))
     csv = CliRunner().invoke(cli, ["report", "--study", "r", "--format", "csv", "--tracking-uri", tracking]).output
     assert csv.splitlines()[0].startswith("Z-dim,Beta,R-loss,KLD-loss,AU") and len(csv.splitlines()) == 5
     assert csv == to_csv(build("r", load_runs("r", Tracker(tracking))[1]))
@@ -318,3 +324,11 @@ def test_the_conditional_curve_markers_are_measured_on_the_curves_images():
     assert points["Source"].unique().tolist() == ["trained per β (x)"]
     old = build("x", fake_runs([(8, 0.1, "beta", {"test/r_loss": 0.05, "test/kl": 10.0, "test/kld_loss": 1.0})]))
     assert curve_points(old).empty  # runs from before the subset was measured: no marker on other images
+
+
+def test_the_caption_names_only_the_columns_there():
+    from pipelines.report.page import _more
+
+    assert _more(pd.DataFrame(columns=["Z-dim", "FID (recon)", "KID", "Epochs"]), 64) == \
+        "FID of the reconstructions, KID and epochs"
+    assert "batch size 64" in _more(pd.DataFrame(columns=["R-loss ×B"]), 64)

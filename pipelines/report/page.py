@@ -58,10 +58,7 @@ details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
 <p>Final values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C); AU = active
 units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); FID measures the prior samples
 (generation); Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.
-More columns below: the rate (KL, MI, at most log N), −ELBO, the ×B columns (the same times the
-batch size {batch}, the units the original README's table appears to use), σ implied = √(β·D / 2z)
-(the decoder σ the loss stands for), FID of the reconstructions, KID, precision, recall, epochs and
-seeds. table.csv holds every column.</p>
+More columns below: {more}. table.csv holds every column.</p>
 <div class="scroll">{key_table}</div>
 <details><summary>More columns: {detail_titles}</summary>{details}</details>
 <p>Where each number comes from:</p><ul class="sources">{sources}</ul>
@@ -122,6 +119,25 @@ def _comparison_markdown(c) -> list[str]:
             tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
 
 
+# what the caption says of each detail column, in its words; a column the study did not measure
+# (KID without FID, say) is not in the frame (pipelines/report/data.py) and so not in the caption
+DESCRIBED = {
+    "KL (nats)": "the rate (KL, MI, at most log N)",
+    "-ELBO (bits/dim)": "−ELBO",
+    "R-loss ×B": "the ×B columns (the same times the batch size {batch}, the units the original README's table "
+                 "appears to use)",
+    "σ implied": "σ implied = √(β·D / 2z) (the decoder σ the loss stands for)",
+    "FID (recon)": "FID of the reconstructions", "KID": "KID", "Precision": "precision", "Recall": "recall",
+    "Epochs": "epochs", "Seeds": "seeds",
+}
+
+
+def _more(frame, batch: int) -> str:
+    """The caption's list of the detail columns this study has: "a, b and c"."""
+    said = [text.format(batch=batch) for col, text in DESCRIBED.items() if col in frame]
+    return ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1] if said else "none"
+
+
 def _verdict_html(v: dict | None) -> str:
     if not v:
         return ""
@@ -148,7 +164,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
     grids = "".join(f"<img alt='{html.escape(name[5:])}' src='{_data_uri(path)}'>"
                     for name, path in files.items() if name.startswith("grid/"))
     return PAGE.format(
-        study=html.escape(report.study), meta=html.escape(meta_line), batch=report.batch_size,
+        study=html.escape(report.study), meta=html.escape(meta_line), more=html.escape(_more(frame, report.batch_size)),
         key_table=tables.html(frame, key, highlight=row_index(report.table, verdict)),
         verdict=_verdict_html(verdict),
         heatmaps=_img(files, "heatmaps", "z-dim × beta at a glance (the verdict outlined)"),
