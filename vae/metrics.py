@@ -62,7 +62,7 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
 
 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                             chunk: int = 256) -> torch.Tensor:
+                             chunk: int = 1024) -> torch.Tensor:
     """The per-image terms -H(q(z|x_i)) - log q(z_i), z_i ~ q(z|x_i), whose mean is the MI estimate
     (their spread gives its standard error)."""
     mu, logvar = mu.double(), logvar.double()
@@ -70,13 +70,28 @@ def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: 
     neg_entropy = -0.5 * z_dim * LOG_2PI - 0.5 * (1 + logvar).sum(-1)
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     z = mu + noise * (0.5 * logvar).exp()
-    var = logvar.exp()
+    precision = (-logvar).exp()
+    norm = z_dim * LOG_2PI + logvar.sum(-1)  # per posterior j
+    # log q(z_i | x_j) for every pair through the expanded square, sum_d (z_id - mu_jd)^2 / var_jd =
+    # z_i^2 · (1/var_j) - 2 z_i · (mu_j/var_j) + sum_d mu_jd^2 / var_jd: two N x N matrix products
+    # instead of an N x N x z_dim tensor (~10x fewer seconds at N = 2,000, z = 100). Its rounding
+    # error grows with mu^2/var (narrow posteriors far from 0), so each row's TOP largest terms,
+    # which carry the log-sum-exp, are computed again exactly (tests/test_metrics.py: equal to
+    # the estimator written out to 1e-9 relative)
+    const = (mu.pow(2) * precision).sum(-1) + norm
     log_qz = []
-    for i in range(0, n, chunk):  # chunk x N x z_dim at a time
-        dev = z[i:i + chunk, None, :] - mu[None]
-        log_density = -0.5 * (dev.pow(2) / var[None]).sum(-1) - 0.5 * (z_dim * LOG_2PI + logvar.sum(-1))[None]
+    for i in range(0, n, chunk):  # chunk x N at a time
+        zc = z[i:i + chunk]
+        log_density = -0.5 * (zc.pow(2) @ precision.T - 2 * zc @ (mu * precision).T + const[None])
+        top = log_density.topk(min(TOP, n), dim=1).indices  # chunk x TOP
+        exact = -0.5 * ((zc[:, None] - mu[top]).pow(2) * precision[top]).sum(-1) - 0.5 * norm[top]
+        log_density.scatter_(1, top, exact)
         log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
     return neg_entropy - torch.cat(log_qz)
+
+
+TOP = 16
+"""Terms per row of the MI estimate recomputed exactly (mutual_information_terms)."""
 
 
 def mi_saturated(mi: float, standard_error: float, n: int) -> bool:
