@@ -26,7 +26,7 @@ def test_runs_url_opens_the_machine_learning_view(tmp_path):
     view = json.loads(tracker.client.get_experiment(experiment_id).tags["mlflow.sharedViewState.vae-balance"])
     assert view["searchFilter"].startswith("tags.`vae.role` = 'trial'") and "!= 'KILLED'" in view["searchFilter"] and "params.`z_dim`" in view["selectedColumns"]
     # z_dim and beta first: the column order is part of the view (else MLflow puts metrics before params)
-    assert view["columnOrder"][:2] == ["params.`z_dim`", "params.`beta`"] == view["selectedColumns"][:2]
+    assert view["columnOrder"][:3] == ["tags.`vae.verdict`", "params.`z_dim`", "params.`beta`"] == view["selectedColumns"][:3]
     assert view["orderByKey"] == "tags.`vae.verdict`" and "tags.`vae.verdict`" in view["columnOrder"]  # chosen first
     assert tracker.client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     with pytest.raises(TrackingError, match=r"no study named 'nope' .*\(studies: s\)"):
@@ -148,7 +148,7 @@ def chromium():
 def dump_dom(url: str, profile) -> str:
     flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url]
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--window-size=1100,1000", "--dump-dom", url]
     return subprocess.run(flags, capture_output=True, text=True, timeout=180).stdout
 
 
@@ -165,13 +165,17 @@ def test_ui_shows_the_trials_and_a_trial_page_its_params(swept):
         first = proc.stdout.readline()  # printed once the server answers
         url = first.split(": ", 1)[1].split()[0]
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and "viewStateShareKey=" in url, first
-        runs = dump_dom(url, tmp / "p1")
         client = MlflowClient(tracking)
         exp = client.get_experiment_by_name("s")
         trials = client.search_runs([exp.experiment_id], "tags.`vae.role` = 'trial'")
+        # this tiny study's models all collapse (no verdict): tag one as `vae report` tags the chosen run
+        client.set_tag(trials[-1].info.run_id, "vae.verdict", "chosen")
+        runs = dump_dom(url, tmp / "p1")
         for run in trials:  # the trials are rows, not hidden under a collapsed parent
             assert run.info.run_name in runs
         assert "s-sweep" not in runs
+        # the verdict's column is in view on an 1,100 px window (the grid leaves out columns out of view)
+        assert "vae.verdict" in runs and ">chosen<" in runs
         run = trials[0]
         page = dump_dom(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}"
                         "?workflowType=machine_learning", tmp / "p2")
