@@ -166,3 +166,26 @@ def test_mi_terms_equal_the_definition(spread, logvar_range):
     fast = mutual_information_terms(mu, logvar, torch.Generator().manual_seed(9))
     reference = _mi_terms_by_definition(mu, logvar, torch.Generator().manual_seed(9))
     assert torch.allclose(fast, reference, rtol=1e-9, atol=1e-7)
+
+
+def test_measuring_uses_a_channels_last_copy_with_the_same_numbers():
+    """Measurement runs on a channels-last copy (faster on CPUs): the training model keeps its
+    layout and mode, and the losses are those of the model as it is, to float rounding."""
+    from vae.config import TrainConfig
+    from vae.measure import evaluate, for_measuring
+    from vae.model import VAE
+
+    torch.manual_seed(0)
+    model = VAE(3, 32, 32, 8, base=8).train()
+    # images of different brightness (their SSEs differ: the standard errors are not all cancellation)
+    x = (torch.rand(300, 1, 1, 1) * 200 + torch.rand(300, 3, 32, 32) * 55).to(torch.uint8)
+    copy = for_measuring(model)
+    assert copy is not model and not copy.training and model.training
+    assert all(p.is_contiguous() for p in model.parameters())  # NCHW, as training compiled it
+    assert for_measuring(copy) is copy  # measured as it is once in that layout
+    with torch.no_grad():
+        xb = x[:64].float() / 255
+        assert torch.allclose(copy.decode(copy.encode(xb)[0]), model.decode(model.encode(xb)[0]), atol=1e-6)
+    cfg = TrainConfig(z_dim=8, beta=0.01)
+    by_batches = evaluate(model, x, cfg, batch_size=1024)  # one pass: the noise is the same stream
+    assert evaluate(model, x, cfg) == pytest.approx(by_batches, rel=1e-5)

@@ -30,6 +30,23 @@ from vae.model import VAE
 from vae.progress import phase, say
 
 TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
+BATCH = 256
+"""Images per forward pass when measuring: on these CPUs batches of 256 run 1.5x faster than 1,024
+(the activations of a batch fit the caches). The posterior noise is the same stream either way."""
+
+
+def for_measuring(model: VAE) -> VAE:
+    """The model as every number is measured (`evaluate`, the diagnostics, FID's samples): in eval
+    mode, and on a CPU a copy in channels-last memory (its transposed convolutions run 1.2-1.4x
+    faster; the same outputs to float rounding). A copy, so the training model and its compiled
+    graph keep their layout; a model already in that layout is used as it is."""
+    import copy
+
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    if next(model.parameters()).device.type != "cpu" or all(
+            w.is_contiguous(memory_format=torch.channels_last) for w in weights):
+        return model.eval()
+    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -38,14 +55,14 @@ def autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: VAE, x: torch.Tensor, cfg: TrainConfig, batch_size: int = BATCH) -> dict[str, float]:
     """Losses on a split (per image, averaged over x, a uint8 tensor), at the full KL weight, plus
     the calibrated -ELBO in bits/dim, and the standard errors of R-loss and of that -ELBO over the
     images (`r_loss_se`, `elbo_bpd_se`: the estimator's own noise, which the verdict weighs margins
     against; unpaired, so conservative for two models measured on the same images). The posterior
     noise is seeded (cfg.seed): the same model and images give the same numbers, in training and in
     `vae evaluate`."""
-    model.eval()
+    model = for_measuring(model)
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     beta = cfg.kl_weight
@@ -130,6 +147,7 @@ def final_diagnostics(model: VAE, data: Data, cfg: TrainConfig, log=say,
 def measure(model: VAE, splits: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
     """`evaluate` on each split, keys `<split>/<term>`; for a conditional run at each beta
     (`b0.01/val/r_loss`) plus `<split>/<term>` as the mean over its betas."""
+    model = for_measuring(model)
     if not cfg.conditional:
         return {f"{name}/{k}": v for name, x in splits.items() for k, v in evaluate(model, x, cfg).items()}
     from vae.conditional import prefix
@@ -148,6 +166,7 @@ def final(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tens
     """The end-of-training diagnostics (`diag/...`), kl_per_dim.json in `out`; for a conditional
     run at each beta (`b0.01/diag/...`, `out/b0.01/kl_per_dim.json`) and rd_curve.json."""
     parts = ", ".join(final_parts(cfg, data.shape)) or "none on (--iw-samples 0, --fid-samples 0)"
+    model = for_measuring(model)
     if not cfg.conditional:
         with phase(f"diagnostics: {parts}", enabled=cfg.progress):
             diag, kl_dims = final_diagnostics(model, data, cfg, x_val=x_val)
