@@ -38,9 +38,11 @@ data/cifar10:
 train: $(STAMP) $(DATA_DEPS)
 	$(BIN)/vae train --dataset $(DATASET) --z-dim $(Z_DIM) --beta $(BETA) --epochs $(EPOCHS) --out $(OUT)
 
+# two test processes, one per core (each test runs one CPU thread: tests/conftest.py); TEST_JOBS=0: one
+TEST_JOBS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check vae pipelines tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadgroup)
 
 # the long checks (a random fault loop, ...): minutes each
 test-slow: $(STAMP)

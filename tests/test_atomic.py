@@ -19,6 +19,9 @@ from vae.atomic import (
     staging_folder,
 )
 
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = pytest.mark.xdist_group("atomic")
+
 SPEC = """study: a
 dataset: digits
 data_dir: {data}

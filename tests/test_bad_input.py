@@ -22,6 +22,9 @@ from conftest import make_image_folder
 from pipelines.cli import cli
 from vae.redact import redact
 
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = pytest.mark.xdist_group("bad_input")
+
 SECRET = "PASSWORD"  # in every URL that carries a password below; never in any output
 SPEC = """study: bad
 dataset: digits

@@ -19,6 +19,9 @@ from pipelines.tracking.runs import Tracker
 from vae.data import load_dataset
 from vae.measure import evaluate
 
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = pytest.mark.xdist_group("export")
+
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):

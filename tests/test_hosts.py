@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from servers import mlflow_server, pg_bin, postgres
 
-pytestmark = pytest.mark.skipif(pg_bin("initdb") is None, reason="needs PostgreSQL's initdb/pg_ctl")
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = [pytest.mark.xdist_group("hosts"),
+              pytest.mark.skipif(pg_bin("initdb") is None, reason="needs PostgreSQL's initdb/pg_ctl")]
 
 SPEC = """study: {study}
 dataset: digits

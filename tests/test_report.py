@@ -16,6 +16,9 @@ from pipelines.report.tables import GROUPS, KEY, MAX_KEY_COLUMNS, ROW_ID, to_csv
 from pipelines.spec import load_spec
 from pipelines.tracking.runs import Tracker
 
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = pytest.mark.xdist_group("report")
+
 SPEC = """study: r
 dataset: digits
 data_dir: {data}

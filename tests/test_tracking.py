@@ -17,6 +17,9 @@ from servers import free_port
 from pipelines.tracking.runs import Tracker, TrackingError, artifact_root
 from pipelines.tracking.ui import runs_url
 
+# its module-scoped fixtures are built once: `make test` keeps the module on one test process
+pytestmark = pytest.mark.xdist_group("tracking")
+
 
 def test_runs_url_opens_the_machine_learning_view(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
