@@ -161,6 +161,26 @@ def config_from_options(options: dict) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
+def resumed_options(options: dict) -> dict:
+    """`vae train --resume`: each setting that defines the run (vae/config.py IDENTITY roles) and that
+    the command line leaves at its default reads as the run folder recorded it (config.json), so that
+    a run resumes as it was started, also after a default has changed since; an option given on the
+    command line still overrides it (and `train` refuses a model setting that differs from the
+    checkpoint's). A setting its config.json predates reads as version 1 had it (legacy_defaults)."""
+    import json
+
+    from vae.config import IDENTITY, legacy_defaults
+
+    out = Path(TrainConfig(**{k: v for k, v in options.items() if k != "data_dir" or v is not None}).run_dir)
+    try:
+        recorded = {**legacy_defaults(1), **json.loads((out / "config.json").read_text())}
+    except (OSError, ValueError):  # no run there yet (train says so), or not ours: train decides
+        return options
+    source = click.get_current_context().get_parameter_source
+    return {**options, **{k: recorded[k] for k in names(IDENTITY)
+                          if k in recorded and source(k) is click.core.ParameterSource.DEFAULT}}
+
+
 @cli.command()
 @train_options
 def train(**options):
@@ -168,7 +188,7 @@ def train(**options):
     source = click.get_current_context().get_parameter_source("beta")
     if options.get("betas") and source is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("give --beta (one model) or --betas (one conditional model for several), not both")
-    cfg = config_from_options(options)
+    cfg = config_from_options(resumed_options(options) if options["resume"] else options)
     from vae.errors import MeasurementFailed
     from vae.train import train as run_training
 

@@ -40,6 +40,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -180,6 +181,8 @@ class Spec(Strict):
     beta of search.beta (its value: the mean over the betas of the metric); sigma-vae points run as
     ordinary trials."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    _given: frozenset = PrivateAttr(default_factory=frozenset)
+    """the training settings the spec file or --set gives; the others are defaults (`for_study`)"""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -287,6 +290,19 @@ class Spec(Strict):
         train = {k: v for k, v in self.train.record().items() if k not in NOT_IN_SPEC}
         return {**self.model_dump(exclude={"train"}), "train": train}
 
+    def for_study(self, stored: dict, version: int) -> Spec:
+        """This spec as it runs an existing study stored with spec `stored` at settings `version`: a
+        setting that defines the study (IDENTITY roles) and that this spec leaves at its default reads
+        as the study has it (its stored spec, else that version's default: vae/config.py
+        legacy_defaults), so that a later change of a default changes no study; a setting the file or
+        --set gives stays as given, and `changes` names it where it differs."""
+        old = {**settings.legacy_defaults(version), **stored.get("train", {})}
+        keep = {k: old[k] for k in settings.names(settings.IDENTITY)
+                if k not in self._given and k not in NOT_IN_SPEC and k in old}
+        spec = self.model_copy(update={"train": dataclasses.replace(self.train, **keep)})
+        spec.train.convert()  # JSON's lists and numbers as the settings declare them
+        return spec
+
     def changes(self, stored: dict, version: int) -> list[str]:
         """How this spec differs from the one stored with a study of settings `version`, in what
         defines a study (the IDENTITY roles' settings, the search, sampler, objective and mode):
@@ -372,6 +388,7 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
         for k, v in per_trial.items():
             setattr(train, k, v)
         spec = Spec(**values, train=train)
+        spec._given = frozenset(train_values)
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling
         err = next((x for x in errors if x["type"] == "extra_forbidden"), None) or max(

@@ -165,3 +165,43 @@ def test_a_new_study_stores_its_whole_resolved_spec(env):  # noqa: F811
     attrs["train"] = {k: v for k, v in stored.items() if k != "eval_images"}
     study.set_user_attr("spec", attrs)
     assert env.sweep(env.spec(epochs=1)).complete == 0
+
+
+def test_a_changed_default_changes_no_study(env):  # noqa: F811
+    """A study keeps each setting as it began with it: one stored at a value that is no longer the
+    default (as after a release changes a default, say kl_warmup_epochs 1 -> 0) and that the spec
+    does not give is not a change of settings, and the study's trials train at the stored value;
+    given by --set, it is a change, refused with its name."""
+    import optuna
+
+    from pipelines.spec import SpecError, load_spec
+
+    path = env.spec(epochs=1)
+    stored = load_spec(path).describe()
+    stored["train"]["kl_warmup_epochs"] = 1  # the default when this study began
+    study = optuna.create_study(study_name="t", storage=env.storage)
+    for key, value in {"spec": stored, "settings_version": SETTINGS_VERSION, "total": 4,
+                       "fingerprint": "0" * 12}.items():
+        study.set_user_attr(key, value)
+    with pytest.raises(SpecError, match="other settings.*kl_warmup_epochs: 1 -> 0"):
+        env.sweep(path, "kl_warmup_epochs=0")
+    assert env.sweep(path).complete == 4
+    runs = env.runs()
+    trials = runs[runs["tags.vae.role"] == "trial"]
+    assert len(trials) == 4 and set(trials["params.kl_warmup_epochs"]) == {"1"}
+
+
+def test_train_resume_reads_the_settings_its_run_recorded(tmp_path):
+    """`vae train --resume` continues a run as it was started: a setting left off the command line
+    reads as the run recorded it (not as today's default), and one given still overrides."""
+    common = ["train", "--dataset", "digits", "--data-dir", str(tmp_path / "data"), "--limit", "128",
+              "--z-dim", "2", "--width", "8", "--batch-size", "32", "--iw-samples", "0", "--device", "cpu",
+              "--no-progress", "--out", str(tmp_path / "run")]
+    first = CliRunner().invoke(cli, [*common, "--betas", "0.1,0.01", "--film-hidden", "8", "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, [*common, "--resume", "--epochs", "2"])
+    assert again.exit_code == 0, again.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["epochs"], saved["film_hidden"], saved["betas"]) == (2, 8, [0.1, 0.01])
+    other = CliRunner().invoke(cli, [*common, "--resume", "--epochs", "3", "--film-hidden", "16"])
+    assert other.exit_code == 2 and "checkpoint has film_hidden 8" in other.output

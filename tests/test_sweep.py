@@ -258,7 +258,7 @@ def test_heartbeat_recovers_a_trial_of_another_host(env):
     spec = load_spec(path)
     tracker = Tracker(env.tracking)
     storage = make_storage(env.storage, spec)
-    study, _, _ = open_study(spec, storage, tracker, env.storage)
+    _, study, _, _ = open_study(spec, storage, tracker, env.storage)
     lost = claim(study, storage, spec, None).trial
     storage.set_trial_system_attr(lost._trial_id, "vae_worker", {"host": "elsewhere", "pid": 1})
     storage.record_heartbeat(lost._trial_id)
@@ -280,7 +280,7 @@ def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
     spec = load_spec(env.spec(epochs=1))
     tracker = Tracker(env.tracking)
     storage = make_storage(env.storage, spec)
-    study, _, _ = open_study(spec, storage, tracker, env.storage)
+    _, study, _, _ = open_study(spec, storage, tracker, env.storage)
     dead = claim(study, storage, spec, None).trial
     storage.set_trial_system_attr(dead._trial_id, "vae_worker", {"host": "h", "pid": 12345})
     dead.set_user_attr("mlflow_run_id", "abc")

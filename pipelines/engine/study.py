@@ -103,9 +103,10 @@ def _pruner(spec: Spec):
 
 def open_study(spec: Spec, storage, tracker: Tracker, url: str):
     """Create the study or load it, check that it was run with the same settings, make its state
-    right (pipelines/engine/recovery.py: enqueue the grid, recover dead trials); return
-    (study, experiment_id, parent_run_id). Safe with any number of workers starting at once: all of
-    it runs under the study lock, and a creator killed halfway leaves what the next start completes."""
+    right (pipelines/engine/recovery.py: enqueue the grid, recover dead trials); return (the spec as
+    the study runs it: Spec.for_study, study, experiment_id, parent_run_id). Safe with any number of
+    workers starting at once: all of it runs under the study lock, and a creator killed halfway
+    leaves what the next start completes."""
     import optuna
 
     from pipelines.engine.recovery import recover
@@ -123,6 +124,7 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
             study.set_user_attr("fingerprint", spec.fingerprint())  # the last: the study is described
         else:
             version = study.user_attrs.get("settings_version", 1)
+            spec = spec.for_study(study.user_attrs.get("spec", {}), version)  # a changed default changes no study
             changes = spec.changes(study.user_attrs.get("spec", {}), version)
             if changes and not (version == 1 and fingerprint == spec.fingerprint()):
                 raise SpecError(_mismatch(spec, changes))
@@ -131,7 +133,7 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
         experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
-    return study, experiment_id, parent
+    return spec, study, experiment_id, parent
 
 
 def _mismatch(spec: Spec, changes: list[str]) -> str:

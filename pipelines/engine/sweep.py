@@ -323,8 +323,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    tracker, url, store, study, experiment_id, parent, total = _open(spec, storage, data_cache, tracking_uri,
-                                                                     artifact_location)
+    spec, tracker, url, store, study, experiment_id, parent, total = _open(spec, storage, data_cache, tracking_uri,
+                                                                           artifact_location)
 
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
@@ -392,8 +392,9 @@ def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str |
           artifact_location: str | None) -> tuple:
     """The study to work on, after everything that can refuse a sweep (pipelines/engine/accept.py,
     cheapest first, before any study, experiment, run or file exists; the data decoded into
-    `data_cache`, and on disk for `--workers` children): (tracker, storage URL, Optuna storage, study,
-    experiment id, parent run id, the study's number of configurations)."""
+    `data_cache`, and on disk for `--workers` children): (the spec as the study runs it, tracker,
+    storage URL, Optuna storage, study, experiment id, parent run id, the study's number of
+    configurations)."""
     from pipelines.engine.accept import check_inputs
 
     check_inputs(spec, storage, tracking_uri, data_cache, _data, artifact_location)
@@ -401,8 +402,8 @@ def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str |
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
-    study, experiment_id, parent = open_study(spec, store, tracker, url)
-    return tracker, url, store, study, experiment_id, parent, study.user_attrs.get("total", spec.total)
+    spec, study, experiment_id, parent = open_study(spec, store, tracker, url)
+    return spec, tracker, url, store, study, experiment_id, parent, study.user_attrs.get("total", spec.total)
 
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
@@ -416,7 +417,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     from pipelines.engine.gpus import child_env, describe
 
     quiet_optuna()
-    tracker, url, store, study, _, parent, total = _open(spec, storage, {}, tracking_uri, artifact_location)
+    spec, tracker, url, store, study, _, parent, total = _open(spec, storage, {}, tracking_uri, artifact_location)
     p = study_progress(study, total)
     if p["done"]:  # nothing to do: one line, and the parent run says so
         tracker.finish_parent(parent, _counts(p))
