@@ -274,10 +274,11 @@ class Spec(Strict):
         """Version 1's identity of a study, a hash (stored as the study's `fingerprint`): a study of
         version 1 whose stored spec differs only in what that version did not store still resumes
         when its fingerprint matches. Identity itself is `changes()`, setting by setting."""
-        # the settings version 1 added late, and the conditional model's added since: hashed only off their defaults
-        v1 = {**settings.LEGACY_DEFAULTS[1], **settings.conditional_only(), "fid_recon": False}
+        # the settings version 1 added late, and the conditional model's added since: hashed only off their
+        # defaults (as version 1 had them, or as today)
+        v1 = {**settings.conditional_only(), **settings.LEGACY_DEFAULTS[1], "fid_recon": False}
         train = {k: v for k, v in self.train.to_dict().items() if k not in NOT_IN_FINGERPRINT
-                 and not (k in v1 and v == v1[k])}
+                 and not (k in v1 and v in (v1[k], settings.default(k)))}
         blob = {"train": train, "search": self.search.model_dump(), "sampler": self.sampler,
                 "metric": self.metric, "direction": self.direction}
         if self.mode != "independent":

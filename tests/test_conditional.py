@@ -59,7 +59,10 @@ def test_a_briefly_trained_model_orders_the_betas(tiny, conditioning):
     # the objective is the mean over the betas of the per-beta validation loss
     assert final["val/loss"] == pytest.approx(sum(per[b]["val/loss"] for b in BETAS) / 3)
     curve = json.loads((Path(cfg.out) / "rd_curve.json").read_text())
-    assert len(curve) == 25 and curve[0]["beta"] == pytest.approx(0.001) and curve[-1]["beta"] == pytest.approx(0.1)
+    # over the training range: by default 1000x wide, centred on the betas
+    low, high = cfg.training_range
+    assert (low, high) == pytest.approx((0.01 / 1000 ** 0.5, 0.01 * 1000 ** 0.5))
+    assert len(curve) == 25 and curve[0]["beta"] == pytest.approx(low, rel=1e-5) and curve[-1]["beta"] == pytest.approx(high, rel=1e-5)
     assert curve[0]["kl"] > curve[-1]["kl"]
     for b in BETAS:
         assert (Path(cfg.out) / f"b{b:g}" / "recon.png").exists()
@@ -93,7 +96,7 @@ def test_a_checkpoint_of_another_conditional_model_is_not_resumed(tiny, tmp_path
     (dict(betas=[0.1, 0.01], free_bits=0.1), "free_bits"),
     (dict(betas=[0.1]), "at least two"),
     (dict(beta_range=[0.001, 0.1]), "needs betas"),
-    (dict(beta_span=1000.0), "needs betas"),
+    (dict(beta_span=100.0), "needs betas"),
     (dict(conditioning="mrvae"), "needs betas"),
     (dict(film_damping=1.0), "needs betas"),
     (dict(normalize_loss_weights=True), "needs betas"),

@@ -3,13 +3,14 @@ training range given as a span centred on the grid, FiLM's damping, and YOTO's n
 weights; each reaches the model from `vae train`, a sweep spec and a checkpoint, and is tracked.
 (That each conditioning orders the betas and resumes exactly: tests/test_conditional.py.)"""
 
+import json
 import math
 
 import pytest
 import torch
 
 from vae.conditional import ConditionalVAE, FiLM, loss_weights, split
-from vae.config import TrainConfig, centred_range
+from vae.config import BETA_SPAN, TrainConfig, centred_range
 from vae.errors import ConfigError
 from vae.model import VAE
 from vae.train import train
@@ -58,7 +59,7 @@ def test_a_span_is_centred_in_log_space_on_the_betas():
     assert centred_range([0.1, 0.005], 20.0) == pytest.approx((0.005, 0.1))
     # a conditional model's betas as an ordinary run carry none of its settings
     at = TrainConfig(betas=[0.1, 0.01], beta_span=1000.0, conditioning="mrvae", normalize_loss_weights=True).at(0.01)
-    assert (at.beta, at.beta_span, at.conditioning, at.normalize_loss_weights) == (0.01, None, "film", False)
+    assert (at.beta, at.beta_span, at.conditioning, at.normalize_loss_weights) == (0.01, BETA_SPAN, "film", False)
     at.validate()
 
 
@@ -110,9 +111,9 @@ def test_a_conditional_spec_takes_the_settings_and_its_sigma_vae_points_ignore_t
     cond = [c for c in configs if c.conditional]
     sigma = [c for c in configs if not c.conditional]
     assert cond and all(c.conditioning == "mrvae" and c.beta_span == 1000 and c.normalize_loss_weights for c in cond)
-    assert sigma and all(c.conditioning == "film" and c.beta_span is None for c in sigma)
+    assert sigma and all(c.conditioning == "film" and c.beta_span == BETA_SPAN for c in sigma)
     with pytest.raises(SpecError, match="set mode: conditional"):
-        load_spec(env.spec(extra="beta_span: 1000\n"))
+        load_spec(env.spec(extra="beta_span: 100\n"))
     with pytest.raises(SpecError, match="narrower than betas"):
         load_spec(env.spec(extra="mode: conditional\nbeta_span: 2\n"))
     # YAML reads 1e3 as a string: the spec holds the declared type, as `vae train --beta-span 1e3` does
@@ -136,7 +137,32 @@ def test_tracked_params_are_the_settings_that_apply():
     assert mrvae["conditioning"] == "mrvae" and mrvae["beta_span"] == 1000.0 and mrvae["normalize_loss_weights"] is False
     assert mrvae["beta_range"] == pytest.approx([0.01 * math.sqrt(10) / math.sqrt(1000), 0.01 * math.sqrt(10) * math.sqrt(1000)])
     assert not {"film_hidden", "film_damping"} & set(mrvae)  # FiLM's settings: not of this model
-    film = applied(TrainConfig(betas=[0.1, 0.01], device="cpu"), data)
-    assert film["conditioning"] == "film" and film["film_damping"] == 0.1 and "beta_span" not in film
+    film = applied(TrainConfig(betas=[0.1, 0.01], beta_range=[0.005, 0.2], device="cpu"), data)
+    assert film["conditioning"] == "film" and film["film_damping"] == 0.1 and "beta_span" not in film  # the range says it
+    assert applied(TrainConfig(betas=[0.1, 0.01], device="cpu"), data)["beta_span"] == BETA_SPAN  # the default
     plain = applied(TrainConfig(device="cpu"), data)
     assert not {"conditioning", "beta_span", "film_damping", "normalize_loss_weights"} & set(plain)
+
+
+def test_a_conditional_study_begun_before_the_wide_default_keeps_its_range(env):
+    """Until settings version 3 a conditional model trained on the span of its grid (beta_span none);
+    such a study resumes so, while a new study of the same spec trains on the 1000x default."""
+    import optuna
+
+    from pipelines.spec import load_spec
+
+    path = env.spec(epochs=1, extra="mode: conditional\n")
+    stored = load_spec(path).describe()
+    stored["train"]["beta_span"] = None
+    study = optuna.create_study(study_name="t", storage=env.storage)
+    for key, value in {"spec": stored, "settings_version": 2, "total": 2, "fingerprint": "0" * 12}.items():
+        study.set_user_attr(key, value)
+    assert env.sweep(path).complete == 2
+    env.sweep(env.spec(study="new", epochs=1, extra="mode: conditional\n"))
+    middle = (0.01 * 0.1) ** 0.5  # the grid's geometric midpoint
+    for name, expected in (("t", [0.01, 0.1]), ("new", [middle / 1000 ** 0.5, middle * 1000 ** 0.5])):
+        runs = env.runs(name)
+        trained = runs[runs["params.beta_range"].notna() & runs["tags.vae.trained_by"].isna()]  # not its beta rows
+        assert len(trained) == 2, runs.filter(like="params.").T
+        for value in trained["params.beta_range"]:
+            assert json.loads(value) == pytest.approx(expected, rel=1e-5), (name, value)

@@ -50,16 +50,22 @@ LOGGED = (*IDENTITY, "runtime")
 MODEL = ("model",)
 """The roles `vae train --resume` refuses to change: its checkpoint's weights fit only these."""
 
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 """Of the declarations: 1 before studies stored every setting (their stored spec may lack some), 2
-since. A change of a default bumps it and records the old version's defaults in LEGACY_DEFAULTS."""
+since, 3 since a conditional model trains on a range 1000x wide by default (beta_span). A change of
+a default bumps it and records the old version's defaults in LEGACY_DEFAULTS."""
 LEGACY_DEFAULTS: dict[int, dict] = {
     # version 1: before the declarations; a study stored then lacks the settings added after it
-    # began, which it ran at these values (today's defaults, recorded once)
-    1: {"betas": None, "beta_range": None, "film_hidden": 512},
+    # began, which it ran at these values
+    1: {"betas": None, "beta_range": None, "film_hidden": 512, "beta_span": None},
     # (version 1 also measured FID (recon) whenever FID was on; fid_recon reads as today's False, so
     # that its studies resume unchanged: their later trials leave the FID (recon) column empty)
+    # version 2: a conditional model trained on the span of its betas (beta_span none)
+    2: {"beta_span": None},
 }
+BETA_SPAN = 1000.0
+"""A conditional model's default training range, high / low, centred on its betas: the variant that
+came closest to independent training (benchmarks/conditional_accuracy.py, README)."""
 
 
 def setting(default, help: str, role: str, *, ge=None, gt=None, choices=None, bound: str | None = None,
@@ -95,10 +101,11 @@ class TrainConfig:
                                         "each (metric keys b0.01/val/r_loss).", "model", shown="none")
     beta_range: list[float] | None = setting(None, "LOW,HIGH: the betas a conditional model trains on (or --beta-span).",
                                              "model", shown="the span of --betas")
-    beta_span: float | None = setting(None, "A conditional model's training range as one number, high/low, centred in "
-                                      "log space on --betas (on sqrt(min*max)): 1000 trains betas 0.1-0.005 on "
-                                      "0.00071-0.71 (MR-VAE's width; YOTO's CIFAR-10 VAE: 4096); at least "
-                                      "max/min of --betas; instead of --beta-range.", "model", shown="none")
+    beta_span: float | None = setting(BETA_SPAN, "A conditional model's training range as one number, high/low, "
+                                      "centred in log space on --betas (on sqrt(min*max)), never narrower than "
+                                      "they span: 1000 trains betas 0.1-0.005 on 0.00071-0.71 (MR-VAE's width; "
+                                      "YOTO's CIFAR-10 VAE: 4096), 1 on their own span; --beta-range gives the "
+                                      "ends instead.", "model", gt=0)
     conditioning: str = setting("film", "How a conditional model is fed beta (vae/conditional.py): film, YOTO's FiLM "
                                 "(an MLP of log beta gives a per-channel scale and shift after every conv block); "
                                 "mrvae, Multi-Rate VAE's gates (Bae et al., 2023: a linear map of log beta per "
@@ -180,7 +187,7 @@ class TrainConfig:
         `betas`, or the span of `betas`."""
         if self.beta_range:
             low, high = self.beta_range
-        elif self.beta_span:
+        elif self.beta_span:  # none: a study of settings version 2 or older (LEGACY_DEFAULTS)
             low, high = centred_range(self.betas, self.beta_span)
         else:
             low, high = min(self.betas), max(self.betas)
@@ -220,11 +227,12 @@ class TrainConfig:
             (self.beta_range is None or not self.conditional or len(self.beta_range) != 2 or
              self.beta_range[0] <= min(self.betas) and max(self.betas) <= self.beta_range[1],
              f"beta_range {self.beta_range} must cover every beta of betas"),
-            (self.beta_span is None or self.conditional,
+            # beta_span at its default (or none) is no choice: an ordinary run and a given beta_range leave it so
+            (self.beta_span in (None, BETA_SPAN) or self.conditional,
              "beta_span is the training range of a conditional model: it needs betas"),
-            (self.beta_span is None or self.beta_range is None,
+            (self.beta_span in (None, BETA_SPAN) or self.beta_range is None,
              "give the training range as beta_range or as beta_span, not both"),
-            (self.beta_span is None or self.beta_span >= ratio * (1 - 1e-9),
+            (self.beta_span in (None, BETA_SPAN) or self.beta_span >= ratio * (1 - 1e-9),
              f"beta_span {self.beta_span} is narrower than betas (max / min = {ratio:g}): the range must cover every beta"),
             *[(self.conditional or getattr(self, name) == value, f"{name} applies to a conditional model only: it needs betas")
               for name, value in conditional_only().items() if name not in ("beta_range", "beta_span")],
@@ -292,6 +300,15 @@ def conditional_only() -> dict:
     """The settings of a conditional model only, at their defaults: an ordinary run (one beta of it,
     `TrainConfig.at`; a sigma-VAE point of a conditional spec) has them so."""
     return {n: default(n) for n in ("beta_range", "beta_span", "conditioning", *FILM, "normalize_loss_weights")}
+
+
+def applying(settings: dict) -> dict:
+    """`settings` (TrainConfig's fields by name) without those that do not apply to its run: an
+    ordinary run (no betas) has no conditional-only setting, whatever value it records (their
+    defaults change: LEGACY_DEFAULTS). What two runs are compared on, to resume one from the other."""
+    if settings.get("betas"):
+        return dict(settings)
+    return {k: v for k, v in settings.items() if k not in conditional_only()}
 
 
 def legacy_defaults(version: int) -> dict:

@@ -30,7 +30,15 @@ import torch
 from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import loss_weights, sample_betas
-from vae.config import AUTO_COMPILE_STEPS, FILM, MODEL, TrainConfig, conditional_only, names
+from vae.config import (
+    AUTO_COMPILE_STEPS,
+    FILM,
+    MODEL,
+    TrainConfig,
+    applying,
+    conditional_only,
+    names,
+)
 from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
 from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
@@ -96,7 +104,7 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
         del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
         for name in FILM if cfg.conditioning != "film" else ():
             del out[name]
-        if cfg.beta_span is None:  # beta_range says it
+        if cfg.beta_span is None or cfg.beta_range:  # beta_range says it
             del out["beta_span"]
     else:
         for name in ("betas", *conditional_only()):
@@ -302,6 +310,8 @@ def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], 
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
     saved = blob.get("config", {})
     for name in names(MODEL):
+        if name not in applying(cfg.to_dict()):
+            continue  # a conditional model's setting on an ordinary run (vae/config.py)
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
                               f"asks for {getattr(cfg, name)}; use the same setting or another --out")

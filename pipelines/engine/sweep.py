@@ -47,7 +47,7 @@ from pipelines.engine.trial_bar import TrialBar
 from pipelines.spec import Range, Spec
 from pipelines.tracking.checkpoints import CheckpointStore
 from pipelines.tracking.runs import Tracker
-from vae.config import default, identity, names
+from vae.config import applying, default, identity, names
 from vae.errors import VAEError, first_line
 from vae.progress import say
 from vae.redact import redact
@@ -113,7 +113,7 @@ def _resumable(folder: Path, cfg) -> list[dict]:
     try:
         blob = load_checkpoint(folder)
         saved = {**{k: default(k) for k in names()}, **blob["config"]}  # a setting it predates: its default
-        same = identity(saved) == identity(cfg.to_dict())
+        same = identity(applying(saved)) == identity(applying(cfg.to_dict()))
     except (CheckpointError, KeyError):
         same = False
     if not same:
