@@ -38,7 +38,7 @@ data/cifar10:
 train: $(STAMP) $(DATA_DEPS)
 	$(BIN)/vae train --dataset $(DATASET) --z-dim $(Z_DIM) --beta $(BETA) --epochs $(EPOCHS) --out $(OUT)
 
-# two test processes, one per core (each test runs one CPU thread: tests/conftest.py); TEST_JOBS=0: one
+# two test processes, one per core (each test runs one CPU thread: tests/conftest.py); TEST_JOBS=0: in one process
 TEST_JOBS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check vae pipelines tests benchmarks
