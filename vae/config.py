@@ -100,7 +100,7 @@ class TrainConfig:
                                         "image, log-uniform over --beta-range; losses and diagnostics measured at "
                                         "each (metric keys b0.01/val/r_loss).", "model", shown="none")
     beta_range: list[float] | None = setting(None, "LOW,HIGH: the betas a conditional model trains on (or --beta-span).",
-                                             "model", shown="the span of --betas")
+                                             "model", shown="--beta-span around --betas")
     beta_span: float | None = setting(BETA_SPAN, "A conditional model's training range as one number, high/low, "
                                       "centred in log space on --betas (on sqrt(min*max)), never narrower than "
                                       "they span: 1000 trains betas 0.1-0.005 on 0.00071-0.71 (MR-VAE's width; "
