@@ -113,13 +113,13 @@ def conditional_curve(curves: dict[int, list[dict]], points=None):
     of the test split), with the models
     trained for one beta each (`points`: Z-dim, Beta, KL (nats), R-loss, Source) as markers; a
     dotted segment joins two sources' points of the same (z-dim, beta): the gap."""
-    fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8.5, 6), constrained_layout=True)
     markers = {}
     for z_dim in sorted(curves):
         c = sorted(curves[z_dim], key=lambda r: r["kl"])
         line = ax.plot([r["kl"] for r in c], [r["r_loss"] for r in c], "-", lw=2, alpha=0.7,
-                       label=f"z-dim {z_dim}: one β-conditional model, β {min(r['beta'] for r in c):g}–"
-                             f"{max(r['beta'] for r in c):g}")[0]
+                       label=f"z-dim {z_dim}: one β-conditional model, β {min(r['beta'] for r in c):.2g}–"
+                             f"{max(r['beta'] for r in c):.2g}")[0]
         if points is None:
             continue
         mine = points[points["Z-dim"] == z_dim]
@@ -133,11 +133,10 @@ def conditional_curve(curves: dict[int, list[dict]], points=None):
             ax.annotate(f"β={beta:g}", (first["KL (nats)"], first["R-loss"]), textcoords="offset points",
                         xytext=(-8, -12), ha="right", fontsize=7, color=line.get_color())
     _rate_distortion_axes(ax)
-    ax.set_title("rate–distortion (evaluation subset of the test split): one β-conditional model per z-dim (lines) "
-                 "against one model per β",
-                 fontsize=10)
+    ax.set_title("rate–distortion (evaluation subset of the test split):\none β-conditional model per z-dim (lines) "
+                 "against one model per β", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(fontsize=8, loc="upper right")  # the curves fall from upper left to lower right
     return fig
 
 
