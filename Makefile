@@ -41,7 +41,7 @@ train: $(STAMP) $(DATA_DEPS)
 # two test processes, one per core (each test runs one CPU thread: tests/conftest.py); TEST_JOBS=0: in one process
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/ruff check vae pipelines tests benchmarks
+	$(BIN)/ruff check vae pipelines tests benchmarks docs
 	$(BIN)/pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadgroup)
 
 # the long checks (a random fault loop, ...): minutes each
@@ -66,7 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check vae pipelines tests benchmarks
+	$(BIN)/ruff check vae pipelines tests benchmarks docs
 
 clean:
 	rm -rf runs reports .pytest_cache
