@@ -191,8 +191,8 @@ def test_bad_input(stores, tmp_path, case):
         argv = ["--study", "c", "--trial", conditional, out]
         message = f"trial {conditional} is a β-conditional model (betas 0.1, 0.01): pass --beta B"
     elif case == "beta outside the range":
-        argv = ["--study", "c", "--trial", conditional, "--beta", 0.5, out]
-        message = "beta 0.5 is outside the range"
+        argv = ["--study", "c", "--trial", conditional, "--beta", 5, out]
+        message = "beta 5 is outside the range"
     before = files(tmp_path), files(tmp)
     if case == "no Optuna storage":
         result = CliRunner().invoke(cli, ["export", *map(str, argv), "--storage", f"sqlite:///{tmp_path}/none.db"])

@@ -203,7 +203,7 @@ def test_applied_settings_of_a_conditional_run_and_one_without_diagnostics():
 
     data = Data("x", torch.zeros(40, 3, 32, 32, dtype=torch.uint8), torch.zeros(30, 3, 32, 32, dtype=torch.uint8))
     cond = applied(TrainConfig(betas=[0.1, 0.01], device="cpu"), data)
-    assert cond["betas"] == [0.1, 0.01] and cond["beta_range"] == [0.01, 0.1] and cond["film_hidden"] == 512
+    assert cond["betas"] == [0.1, 0.01] and cond["beta_range"] == [0.001, 1.0] and cond["film_hidden"] == 512
     assert "beta" not in cond and cond["fid_samples"] == 500 and cond["eval_images"] == 30 and cond["iw_images"] == 30
     bare = applied(TrainConfig(iw_samples=0, fid_samples=0, device="cpu"), data)
     assert not {"iw_images", "betas", "fid_recon"} & set(bare) and bare["iw_samples"] == 0 and bare["beta"] == 0.01

@@ -290,7 +290,8 @@ def centred_range(betas: list[float], span: float) -> tuple[float, float]:
     geometric midpoint sqrt(min * max)), never narrower than they are."""
     low, high = min(betas), max(betas)
     middle, half = math.sqrt(low * high), math.sqrt(span)
-    return min(low, middle / half), max(high, middle * half)
+    # 12 significant digits: the range a user reads back (1.0, not 0.9999999999999999)
+    return min(low, float(f"{middle / half:.12g}")), max(high, float(f"{middle * half:.12g}"))
 
 
 FILM = ("film_hidden", "film_damping")  # the FiLM conditioning's own settings (vae/conditional.py)
