@@ -202,6 +202,46 @@ def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     out = result.stdout.strip().splitlines()
     assert out[-len(lines(v)):] == lines(v)  # the last lines of `vae sweep`: the verdict
 
+def test_an_unfinished_study_gets_a_provisional_verdict_that_registers_and_exports_nothing(env, tmp_path):
+    import json
+    import os
+
+    import mlflow
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    path = env.spec(epochs=3)
+    path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: [4]").replace("beta: [0.1, 0.01]", "beta: [0.001, 0.0001]")
+                    .replace("limit: 200", "limit: 600\nlr: 0.005"))  # two models that learn something
+    # SIGTERM once the first trial's result is stored: one configuration finished, one left
+    stopped = subprocess.run(env.cli(path), env={**os.environ, "VAE_FAULT": "result@TERM"}, capture_output=True, text=True)
+    assert stopped.returncode == 143, stopped.stderr
+    stores = ["--storage", env.storage, "--tracking-uri", env.tracking]
+    result = CliRunner().invoke(cli, ["report", "--study", "t", "--out", str(tmp_path / "rep"), *stores])
+    assert result.exit_code == 0, result.output
+    head = "provisional verdict (1 of 2 configurations finished, 1 left; rerun `vae sweep` to finish, then `vae report`): "
+    assert result.output.startswith(head + "z-dim 4, beta "), result.output
+    assert json.loads((tmp_path / "rep" / "verdict.json").read_text())["provisional"] == "1 of 2 configurations finished, 1 left"
+    assert "Provisional verdict" in (tmp_path / "rep" / "report.html").read_text()
+    client = mlflow.MlflowClient(env.tracking)
+    assert client.search_registered_models(filter_string="name = 't'") == []  # nothing to take away yet
+    runs = env.runs()
+    assert "tags.best.trial" not in runs or runs["tags.best.trial"].isna().all()
+    assert "tags.vae.verdict" not in runs or runs["tags.vae.verdict"].isna().all()
+    out = tmp_path / "model"
+    refused = CliRunner().invoke(cli, ["export", "--study", "t", str(out), *stores])
+    assert refused.exit_code == 2 and not out.exists()
+    assert "study 't' is not finished (1 of 2 configurations finished, 1 left): its verdict is provisional" in refused.output
+    # finished, the sweep states the verdict itself: registered, exported
+    assert env.sweep(path).progress["done"]
+    result = CliRunner().invoke(cli, ["report", "--study", "t", "--out", str(tmp_path / "rep"), *stores])
+    assert result.output.startswith("verdict: z-dim 4, beta "), result.output
+    assert "provisional" not in (tmp_path / "rep" / "verdict.json").read_text()
+    assert len(client.search_registered_models(filter_string="name = 't'")) == 1
+    assert CliRunner().invoke(cli, ["export", "--study", "t", str(out), *stores]).exit_code == 0 and out.exists()
+
+
 def test_heatmaps_show_measured_columns_and_outline_the_verdict():
     from pipelines.report.heatmaps import heatmaps
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -138,6 +139,20 @@ def _more(frame, batch: int) -> str:
     return ", ".join(said[:-1]) + (" and " if len(said) > 1 else "") + said[-1] if said else "none"
 
 
+def _inline(text: str) -> str:
+    """Plain text as HTML, its `code` spans (commands, settings) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _headline(v: dict, first: str) -> tuple[str, str]:
+    """(heading, answer) of the verdict's first line: "Provisional verdict (2 of 4 configurations
+    finished, 2 left; ...)" while configurations are left."""
+    answer = first.partition(": ")[2]
+    if v.get("provisional"):
+        return f"Provisional verdict ({v['provisional']}; rerun `vae sweep` to finish, then `vae report`)", answer
+    return "Verdict", answer
+
+
 def _verdict_html(v: dict | None) -> str:
     if not v:
         return ""
@@ -146,9 +161,10 @@ def _verdict_html(v: dict | None) -> str:
     for line in rest:
         head, _, text = line.strip().partition(": ")
         css = " class='warn'" if head == "warning" else ""
-        items.append(f"<li{css}><b>{html.escape(head)}</b>: {html.escape(text)}</li>")
-    return (f"<section class='verdict' id='verdict'><h2>Verdict</h2><p class='answer'>"
-            f"{html.escape(first.removeprefix('verdict: '))}</p><ul>{''.join(items)}</ul>"
+        items.append(f"<li{css}><b>{html.escape(head)}</b>: {_inline(text)}</li>")
+    title, answer = _headline(v, first)
+    return (f"<section class='verdict' id='verdict'><h2>{_inline(title)}</h2><p class='answer'>"
+            f"{_inline(answer)}</p><ul>{''.join(items)}</ul>"
             "<p>verdict.json beside this page holds the same, for scripts.</p></section>")
 
 
@@ -186,7 +202,8 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
     lines = [f"# Balance table: {report.study}", ""]
     if verdict:
         first, *rest = verdict_lines(verdict)
-        lines += ["## Verdict", "", f"**{first.removeprefix('verdict: ')}**", "",
+        title, answer = _headline(verdict, first)
+        lines += [f"## {title}", "", f"**{answer}**", "",
                   *[f"- {line.strip()}" for line in rest], ""]
     chosen = row_index(report.table, verdict) if verdict else None
     lines += [

@@ -64,38 +64,63 @@ def optuna_best(study: str, storage: str | None) -> dict | None:
     return {"trial": best.number, "metric": metric, "value": float(best.value)}
 
 
+def unfinished(study: str, storage: str | None) -> str | None:
+    """Why the study's verdict can only be provisional ("1 of 4 configurations finished, 3 left"), or
+    None when every configuration has finished (pipelines/engine/study.py `progress`, what `vae status`
+    counts) or the runs' Optuna storage is elsewhere."""
+    from pipelines.engine.study import progress
+
+    with _existing_study(study, storage) as s:
+        if s is None:
+            return None
+        info = progress(s, s.user_attrs.get("total", len(s.trials)))
+    if info["done"]:
+        return None
+    return f"{info['finished']} of {info['total']} configurations finished, {info['left']} left"
+
+
 def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
                   rep: Report | None = None) -> tuple[Report, dict]:
+    """The verdict of the study's complete runs; `provisional` (why) while configurations are left:
+    the best so far, which the remaining ones may beat."""
     if rep is None:
         rep = build(study, load_runs(study, tracker)[1])
-    return rep, decide(rep, histories(rep, tracker), optuna_best(study, storage))
+    v = decide(rep, histories(rep, tracker), optuna_best(study, storage))
+    if (why := unfinished(study, storage)) is not None:
+        v["provisional"] = why
+    return rep, v
 
 
 def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id: str | None = None) -> None:
     """The chosen model in MLflow's Model Registry (pipelines/tracking/export.py; its URI added to `v` as
-    `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`."""
+    `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`.
+    A provisional verdict (configurations left) registers no model and tags no run: the parent run's
+    description and verdict.json say it, an earlier verdict's best.* tags go, and `vae export` refuses it."""
     from pipelines.tracking.export import log_chosen_model
 
     if experiment_id is None:
         experiment_id = tracker.experiment_id(v["study"])
-    if v.get("run_id"):
+    final = not v.get("provisional")
+    if v.get("run_id") and final:
         v["model"] = log_chosen_model(tracker, v["study"], v, v["run_id"])  # None after a one-line warning
     found = tracker.parent(experiment_id)
     if found is not None:
         parent = found.info.run_id
         tags = {"best.z_dim": v["z_dim"], "best.beta": "none" if v["beta"] is None else f"{v['beta']:g}",
                 "best.loss": v["loss"], "best.trial": v["trial"], "best.run": v.get("run"),
-                "best.run_id": v.get("run_id"), "best.model": v.get("model"), "best.rule": v["rule"][:5000],
-                "mlflow.note.content": "**Verdict**\n\n" + "\n".join(
-                    f"- {line.strip()}" for line in lines(v)) + "\n"}
+                "best.run_id": v.get("run_id"), "best.model": v.get("model"), "best.rule": v["rule"][:5000]}
+        if not final:
+            tags = dict.fromkeys(tags)  # none: the best so far is no answer yet
+        tags["mlflow.note.content"] = ("**Verdict**" if final else "**Provisional verdict**") + "\n\n" + "\n".join(
+            f"- {line.strip()}" for line in lines(v)) + "\n"
         tracker.set_tags(parent, {k: val for k, val in tags.items() if val is not None})
         for stale in {k for k, val in tags.items() if val is None} & set(found.data.tags):
             tracker.delete_tag(parent, stale)  # an earlier verdict's, when this one names no model
         tracker.log_text(parent, json.dumps(v, indent=2) + "\n", "verdict.json")
     for run in tracker.runs(experiment_id, f"tags.`{CHOSEN_TAG}` = 'chosen'", max_results=100):
-        if run.info.run_id != v.get("run_id"):
+        if run.info.run_id != v.get("run_id") or not final:
             tracker.delete_tag(run.info.run_id, CHOSEN_TAG)
-    if v.get("run_id"):
+    if v.get("run_id") and final:
         tracker.set_tags(v["run_id"], {CHOSEN_TAG: "chosen"})
     _to_optuna(v, storage)
 

@@ -297,10 +297,14 @@ def row_index(table: pd.DataFrame, v: dict | None):
 
 
 def lines(v: dict) -> list[str]:
-    """The verdict as sentences: the answer first, then why, then how sure."""
+    """The verdict as sentences: the answer first, then why, then how sure. A provisional one (configurations
+    left) says so first: the best so far, which a configuration still to run may beat."""
+    head = "verdict"
+    if v.get("provisional"):
+        head = f"provisional verdict ({v['provisional']}; rerun `vae sweep` to finish, then `vae report`)"
     if v.get("trial") is None:
-        return [f"verdict: {v['rule']}"]
-    out = [f"verdict: {v['label']} (trial {v['trial']}, run {v['run']})"
+        return [f"{head}: {v['rule']}"]
+    out = [f"{head}: {v['label']} (trial {v['trial']}, run {v['run']})"
            + (f"; model {v['model']}" if v.get("model") else ""),
            f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  {v['z_dim_answer']}",
            f"  generation: {v['generation']}"]

@@ -62,11 +62,15 @@ def open_study(name: str, storage: str | None):
 def choose(study, trial: int | None) -> tuple:
     """(the complete trial to export, the verdict if it chose that trial, else None)."""
     verdict = study.user_attrs.get(VERDICT)
-    chosen = _verdict_trial(verdict)
+    provisional = isinstance(verdict, dict) and verdict.get("provisional")
+    chosen = None if provisional else _verdict_trial(verdict)  # a provisional verdict chooses nothing yet
     if trial is None:
         if not verdict:
             raise ExportError(f"study {study.study_name!r} has no verdict yet: run `vae report --study "
                               f"{study.study_name}` first, or pass --trial N")
+        if provisional:
+            raise ExportError(f"study {study.study_name!r} is not finished ({provisional}): its verdict is "
+                              f"provisional; finish it with `vae sweep` and `vae report`, or pass --trial N")
         if chosen is None:
             raise ExportError(f"the verdict of study {study.study_name!r} names no trial: pass --trial N")
         trial = chosen
