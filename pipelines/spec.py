@@ -193,8 +193,10 @@ class Spec(Strict):
     def _metric(cls, v):
         split, _, term = v.partition("/")
         if split in ("test", "test_subset") and f"val/{term}" in OBJECTIVES:
+            biased = (f" (when the search spans several betas: {' or '.join(BETA_FREE)}, as 'val/{term}' moves "
+                      f"with beta by construction)") if f"val/{term}" in BETA_BIASED else ""
             raise ValueError(f"{v!r} is measured on the test split, which reports models but must not choose "
-                             f"them; use 'val/{term}', the same measure on the validation split")
+                             f"them; use 'val/{term}', the same measure on the validation split{biased}")
         if v in METRICS and v not in OBJECTIVES:
             raise ValueError(f"{v!r} is an end-of-training diagnostic on the test split, not an objective; "
                              f"use a val/ metric (one of: {', '.join(sorted(m for m in OBJECTIVES if m.startswith('val/')))})")
@@ -329,8 +331,8 @@ def _set(values: dict, override: str) -> None:
     key, raw = override.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError:
-        value = raw
+    except yaml.YAMLError as e:
+        raise SpecError(f"--set {key.strip()}: {raw!r} is malformed YAML: {getattr(e, 'problem', e)}") from None
     if isinstance(value, (int, float, bool)) and key.strip() in ("study", "dataset"):
         value = raw  # names stay strings
     *parents, leaf = key.strip().split(".")
@@ -399,9 +401,13 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key{_did_you_mean(err['loc'], train_names)}"
-        raise SpecError(f"{path}: {where}: {msg}") from None
+        given = {o.split("=", 1)[0].strip() for o in overrides}  # a key --set gave is its fault, not the file's
+        origin = "--set " if where in given or where.split(".")[0] in given else f"{path}: "
+        raise SpecError(f"{origin}{where}: {msg}") from None
     except VAEError as e:
-        raise SpecError(f"{path}: {e}") from None
+        key = re.match(r"[\w.]*", str(e)).group()  # "epochs must be >= 1": the message names its setting first
+        given = {o.split("=", 1)[0].strip() for o in overrides}
+        raise SpecError(f"{'--set ' if key in given else f'{path}: '}{e}") from None
     if spec.sampler == "grid":  # each trial's settings as it will train (a conditional one's beta_range, ...)
         try:
             for point in spec.grid():

@@ -50,12 +50,24 @@ def test_shipped_specs_load():
     ("- a list\n", "expected a mapping"),
     (GOOD.replace("search:", "sampler: tpe\nsearch:"), "needs n_trials"),
     (GOOD + "metric: test/los\n", "metric: unknown metric 'test/los'"),
-    (GOOD + "metric: test/loss\n", "'test/loss' is measured on the test split.*use 'val/loss'"),
+    (GOOD + "metric: test/loss\n", "'test/loss' is measured on the test split.*use 'val/loss'.*several betas: val/elbo_bpd"),
     (GOOD + "metric: diag/nll_bpd\n", "end-of-training diagnostic on the test split, not an objective"),
 ])
 def test_bad_specs(tmp_path, text, message):
     with pytest.raises(SpecError, match=message):
         load_spec(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochz=5", "--set epochz: unknown key; did you mean 'epochs'?"),
+    ("search.beta=[0.01", "--set search.beta: '[0.01' is malformed YAML"),
+    ("epochs=-1", "--set epochs must be >= 1"),
+    ("sampler=nope", "--set sampler: Input should be"),
+])
+def test_a_bad_override_is_blamed_on_the_set_not_the_file(tmp_path, override, message):
+    with pytest.raises(SpecError) as e:
+        load_spec(write(tmp_path, GOOD), [override])
+    assert str(e.value).startswith(message) and "spec.yaml" not in str(e.value), str(e.value)
 
 
 def test_missing_spec(tmp_path):
