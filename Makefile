@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml
 
 # CIFAR-10 as an ImageFolder, from the offline copy beside the project (never committed)
 data/cifar10:
+	@test -f $(SHARED_CIFAR) || { echo "error: no CIFAR-10 copy at $(SHARED_CIFAR): pass SHARED_CIFAR=PATH/cifar10-jpg.tar.gz, or train with DATASET=cifar10 (downloads it)" >&2; exit 2; }
 	mkdir -p data && tar xzf $(SHARED_CIFAR) -C data
 
 train: $(STAMP) $(DATA_DEPS)

@@ -34,7 +34,7 @@ def test_train_and_evaluate(tmp_path):
     lines = result.output.splitlines()
     assert lines[1].split() == ["validation", "test"], result.output
     table = {line.split("  ")[1].strip(): line for line in lines[2:-1]}
-    assert {"R-loss", "KLD-loss", "KL (nats)", "AU", "NLL (bits/dim)", "-ELBO (bits/dim)", "MI (nats)"} <= set(table)
+    assert {"R-loss", "KLD-loss", "KL (nats)", "AU", "NLL (bits/dim)", "−ELBO (bits/dim)", "MI (nats)"} <= set(table)
     assert len(table["R-loss"].split()) == 3 and len(table["AU"].split()) == 2  # AU: test (its evaluation subset) only
     assert "diag/" not in result.output and len(lines) < 20
     assert lines[-1] == (f"wrote {out / 'evaluation.json'} (every number); grids: {out / 'recon.png'}, "

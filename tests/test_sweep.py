@@ -121,7 +121,7 @@ def test_sigkill_then_rerun_completes_each_point_once(env):
     assert (runs["status"] == "KILLED").sum() == 1 and (runs["status"] == "FINISHED").sum() == 5
 
 
-def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
+def test_ctrl_c_marks_the_trial_failed_and_resumes(env, capsys):
     path = env.spec(epochs=15)
     # a shell without job control starts background jobs with SIGINT ignored; a terminal does not
     proc = subprocess.Popen(env.cli(path), stderr=subprocess.PIPE, text=True,
@@ -136,8 +136,11 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env):
     stopped_run = runs[runs["tags.vae.state"] == "INTERRUPTED"]
     assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "KILLED"
     assert set(runs[runs["tags.vae.role"] == "parent"]["status"]) == {"KILLED"}
+    capsys.readouterr()
     env.sweep(path)
     assert points(env.trials()) == Counter(GRID)
+    said = [line for line in capsys.readouterr().err.splitlines() if "resumes at epoch" in line]
+    assert len(said) == 1 and f"earlier attempt of this configuration (trial {stopped.number})" in said[0], said
     runs = env.runs()
     assert set(runs[runs["tags.vae.role"] == "parent"]["status"]) == {"FINISHED"}
     # the retry went on from the interrupted trial's checkpoint

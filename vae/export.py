@@ -1,9 +1,10 @@
 """A model to take away: `load_model` makes any checkpoint ready to use; `vae export` writes the folder.
 
-    import vae
+    import torch, vae
     model = vae.load_model("chosen")             # an exported folder, a run folder or a checkpoint.pt
-    recon = model.decode(model.encode(x)[0])     # x: (N, C, H, W) floats in [0, 1]; the posterior mean
-    samples = model.sample(16)                   # 16 images from the prior
+    with torch.no_grad():
+        recon = model.decode(model.encode(x)[0]) # x: (N, C, H, W) floats in [0, 1]; the posterior mean
+        samples = model.sample(16)               # 16 images from the prior
     model.config                                 # its TrainConfig: z_dim, beta, dataset, epochs, ...
 
 An exported folder (pipelines/tracking/export.py) holds checkpoint.pt as the trial's MLflow run logged it

@@ -194,6 +194,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
             done = _resumable(folder, cfg)
             tracker.set_tags(run_id, {"vae.checkpoint_from": f"run {fetched[0]}, epoch {fetched[1]}"})
         if done:  # a retry: its run shows the epochs it resumes from, and says so
+            say(f"trial {trial.number}: resumes at epoch {len(done) + 1} of {cfg.epochs}, from the checkpoint "
+                f"of an earlier attempt of this configuration (trial {root(lease.frozen)})")
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
                 # the replayed epochs have metrics but no model here: their grids are the earlier attempt's
                 tracker.set_tags(resumed, {"vae.resumed_from_epoch": len(done), "vae.images_missing":

@@ -28,7 +28,7 @@ KEYS = ["loss", "mode", "z_dim", "beta"]  # mode: independent, or a row of a bet
 METRICS = {
     "KLD-loss": "test/kld_loss", "R-loss": "test/r_loss",
     "KL (nats)": "test/kl", "SSE": "test/sse", "Loss": None,
-    "AU": "diag/active_units", "NLL (bits/dim)": "diag/nll_bpd", "-ELBO (bits/dim)": "diag/elbo_bpd",
+    "AU": "diag/active_units", "NLL (bits/dim)": "diag/nll_bpd", "−ELBO (bits/dim)": "diag/elbo_bpd",
     "MI (nats)": "diag/mi_nats", "MI ceiling log N": "diag/mi_ceiling_nats", "Rate − MI (nats)": "diag/rate_minus_mi",
     "σ implied": "diag/sigma_implied", "σ MLE": "diag/sigma_mle",
     "FID (samples)": "diag/fid", "FID (recon)": "diag/fid_recon", "KID": "diag/kid",

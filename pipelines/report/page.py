@@ -57,8 +57,7 @@ details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
 <p>{meta}</p>
 {verdict}
 <p>Final values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C); AU = active
-units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); FID measures the prior samples
-(generation); Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.
+units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); {fid}Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.
 More columns below: {more}. table.csv holds every column.</p>
 <div class="scroll">{key_table}</div>
 <details><summary>More columns: {detail_titles}</summary>{details}</details>
@@ -124,7 +123,7 @@ def _comparison_markdown(c) -> list[str]:
 # (KID without FID, say) is not in the frame (pipelines/report/data.py) and so not in the caption
 DESCRIBED = {
     "KL (nats)": "the rate (KL, MI, at most log N)",
-    "-ELBO (bits/dim)": "−ELBO",
+    "−ELBO (bits/dim)": "−ELBO",
     "R-loss ×B": "the ×B columns (the same times the batch size {batch}, the units the original README's table "
                  "appears to use)",
     "σ implied": "σ implied = √(β·D / 2z) (the decoder σ the loss stands for)",
@@ -181,6 +180,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
                     for name, path in files.items() if name.startswith("grid/"))
     return PAGE.format(
         study=html.escape(report.study), meta=html.escape(meta_line), more=html.escape(_more(frame, report.batch_size)),
+        fid="FID measures the prior samples (generation); " if "FID (samples)" in frame else "",
         key_table=tables.html(frame, key, highlight=row_index(report.table, verdict)),
         verdict=_verdict_html(verdict),
         heatmaps=_img(files, "heatmaps", "z-dim × beta at a glance (the verdict outlined)"),

@@ -27,7 +27,7 @@ ROW_ID = ["Z-dim", "Beta", "Loss", "Training"]
 OPTIONAL_IDS = ("Loss", "Training")
 GROUPS: dict[str, list[str]] = {
     "Balance": [*ROW_ID, "R-loss", "KLD-loss", "AU", "NLL (bits/dim)", "FID (samples)", "Status"],
-    "Rate and likelihood": ["KL (nats)", "-ELBO (bits/dim)", "MI (nats)", "MI ceiling log N", "Rate − MI (nats)"],
+    "Rate and likelihood": ["KL (nats)", "−ELBO (bits/dim)", "MI (nats)", "MI ceiling log N", "Rate − MI (nats)"],
     "Original units and decoder σ": ["R-loss ×B", "KLD-loss ×B", "SSE", "σ implied", "σ MLE"],
     "Generation": ["FID (recon)", "KID", "Precision", "Recall"],
     "Runs": ["Epochs", "Seeds"],

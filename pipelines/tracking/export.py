@@ -192,9 +192,11 @@ def readme(info: dict, model, out: str) -> str:
     """What the model is, its test numbers and how to use it, for the exported folder."""
     cfg, (c, h, w) = model.config, model.shape
     number = lambda v: "not measured in the sweep" if v is None else f"{v:.4g}"  # noqa: E731
-    lines = [("import vae", ""), (f"model = vae.load_model({out!r})", "eval mode; model.config: its settings"),
-             ("recon = model.decode(model.encode(x)[0])", "reconstructions from the posterior mean"),
-             ("samples = model.sample(16)", "16 images from the prior")]
+    lines = [("import torch", ""), ("import vae", ""),
+             (f"model = vae.load_model({out!r})", "eval mode; model.config: its settings"),
+             ("with torch.no_grad():", "inference: no autograd graph"),
+             ("    recon = model.decode(model.encode(x)[0])", "reconstructions from the posterior mean"),
+             ("    samples = model.sample(16)", "16 images from the prior")]
     width = max(len(code) for code, _ in lines) + 2
     code = "\n".join(f"{c:<{width}}# {note}" if note else c for c, note in lines)
     if info["conditional"]:
