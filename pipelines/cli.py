@@ -216,6 +216,8 @@ def _summary(cfg: TrainConfig, final: dict, where: str | None = None) -> None:
     click.echo(f"{where or cfg.run_dir}: epoch {final['epoch']}  test R-loss {final['test/r_loss']:.4g}  "
                f"KLD-loss {final['test/kld_loss']:.4g}  loss {final['test/loss']:.4g}"
                + (f"  AU {au:.0f}/{cfg.z_dim}" if au is not None else "")
+               + (f"  NLL {final['diag/nll_bpd']:.4g} bits/dim" if final.get("diag/nll_bpd") is not None else "")
+               + (f"  FID {final['diag/fid']:.4g}" if final.get("diag/fid") is not None else "")
                + f"  (per image; x{cfg.batch_size} for the original README's per-batch units)")
     if collapsed(au, final["test/kl"]):
         click.echo(f"warning: posterior collapse (AU {'?' if au is None else int(au)}, KL {final['test/kl']:.3g} nats "
