@@ -344,6 +344,11 @@ def _set(values: dict, override: str) -> None:
     node[leaf] = value
 
 
+def _given(overrides) -> dict[str, str]:
+    """--set KEY=VALUE by key: what an error names instead of the spec file when --set gave the value."""
+    return {o.split("=", 1)[0].strip(): o.strip() if len(o.strip()) <= 80 else o.strip()[:40] + "..." for o in overrides}
+
+
 def _did_you_mean(loc: tuple, train_names: set[str]) -> str:
     """'; did you mean 'epochs'?' for a misspelled key (difflib), naming the keys allowed there."""
     import difflib
@@ -401,13 +406,14 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key{_did_you_mean(err['loc'], train_names)}"
-        given = {o.split("=", 1)[0].strip() for o in overrides}  # a key --set gave is its fault, not the file's
-        origin = "--set " if where in given or where.split(".")[0] in given else f"{path}: "
-        raise SpecError(f"{origin}{where}: {msg}") from None
+        given, parts = _given(overrides), where.split(".")  # a value --set gave is its fault, not the file's
+        key = next((k for k in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if k in given), None)
+        if key is None:
+            raise SpecError(f"{path}: {where}: {msg}") from None
+        raise SpecError(f"--set {given[key]}: " + (f"{where}: " if where != key else "") + msg) from None
     except VAEError as e:
-        key = re.match(r"[\w.]*", str(e)).group()  # "epochs must be >= 1": the message names its setting first
-        given = {o.split("=", 1)[0].strip() for o in overrides}
-        raise SpecError(f"{'--set ' if key in given else f'{path}: '}{e}") from None
+        by = _given(overrides).get(re.match(r"[\w.]*", str(e)).group())  # "epochs must be >= 1": its setting first
+        raise SpecError(f"--set {by}: {e}" if by else f"{path}: {e}") from None
     if spec.sampler == "grid":  # each trial's settings as it will train (a conditional one's beta_range, ...)
         try:
             for point in spec.grid():

@@ -59,10 +59,10 @@ def test_bad_specs(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("epochz=5", "--set epochz: unknown key; did you mean 'epochs'?"),
+    ("epochz=5", "--set epochz=5: unknown key; did you mean 'epochs'?"),
     ("search.beta=[0.01", "--set search.beta: '[0.01' is malformed YAML"),
-    ("epochs=-1", "--set epochs must be >= 1"),
-    ("sampler=nope", "--set sampler: Input should be"),
+    ("epochs=-1", "--set epochs=-1: epochs must be >= 1"),
+    ("sampler=nope", "--set sampler=nope: Input should be"),
 ])
 def test_a_bad_override_is_blamed_on_the_set_not_the_file(tmp_path, override, message):
     with pytest.raises(SpecError) as e:
