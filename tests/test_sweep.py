@@ -147,6 +147,18 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env, capsys):
     assert runs["tags.vae.resumed_from_epoch"].dropna().astype(int).ge(1).all()
 
 
+def test_a_trial_stopped_by_sigterm_says_so_and_resumes(env):
+    path = env.spec(epochs=3)
+    # SIGTERM (a scheduler's stop, `kill`) once the first epoch's checkpoint is written
+    stopped = subprocess.run(env.cli(path), env={**os.environ, "VAE_FAULT": "epoch@TERM"}, capture_output=True, text=True)
+    assert stopped.returncode == 143 and "terminated (SIGTERM)" in stopped.stderr, stopped.stderr
+    failed = [t for t in env.trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"].startswith("interrupted (SIGTERM); resumes"), \
+        failed[0].user_attrs
+    env.sweep(path)
+    assert points(env.trials()) == Counter(GRID)
+
+
 def test_two_workers_on_a_sampler_study_propose_different_points(env):
     path = env.spec(study="tpe", epochs=1, extra="sampler: tpe\nn_trials: 4\n")
     path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: {low: 2, high: 8, log: true}")

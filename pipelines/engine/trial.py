@@ -35,6 +35,7 @@ import threading
 from pathlib import Path
 
 from pipelines.engine.faults import fault
+from pipelines.engine.signals import TERMINATED, Terminated
 
 WORKER = "vae_worker"         # system attr: {"host", "pid", "start"} of the process that owns it
 RUN_ID = "mlflow_run_id"      # user attrs, belonging to one run (never copied to a retry)
@@ -183,7 +184,8 @@ class Lease:
             if self.state is None and kind is not None:
                 if issubclass(kind, KeyboardInterrupt) or CTRL_C.is_set():
                     fault("cleanup")
-                    self.fail("interrupted", "interrupted (Ctrl-C); resumes from its last epoch on the next start")
+                    how = "SIGTERM" if TERMINATED.is_set() or issubclass(kind, Terminated) else "Ctrl-C"
+                    self.fail("interrupted", f"interrupted ({how}); resumes from its last epoch on the next start")
                 else:
                     self.fail("error", f"{kind.__name__}: {str(exc)[:500]}")
         finally:
