@@ -16,6 +16,7 @@ import threading
 
 EXIT_CODE = 128 + signal.SIGTERM
 TERMINATED = threading.Event()  # set once a SIGTERM arrived (a library may wrap the exception)
+CTRL_C = threading.Event()  # set by the SIGINT handler of `vae sweep` (pipelines/engine/sweep.py), and on SIGTERM
 
 
 class Terminated(KeyboardInterrupt):
@@ -34,8 +35,6 @@ def on_sigterm(signum=None, frame=None):
 
 
 def _ctrl_c() -> threading.Event:
-    from pipelines.engine.trial import CTRL_C
-
     return CTRL_C
 
 

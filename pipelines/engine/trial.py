@@ -35,7 +35,7 @@ import threading
 from pathlib import Path
 
 from pipelines.engine.faults import fault
-from pipelines.engine.signals import TERMINATED, Terminated
+from pipelines.engine.signals import CTRL_C, TERMINATED, Terminated
 
 WORKER = "vae_worker"         # system attr: {"host", "pid", "start"} of the process that owns it
 RUN_ID = "mlflow_run_id"      # user attrs, belonging to one run (never copied to a retry)
@@ -45,7 +45,6 @@ RUN_ATTRS = (RUN_ID, FAIL_KIND, FAIL_REASON)
 OWN_SYSTEM_ATTRS = (WORKER,)
 RUNS_DIR_ENV = "VAE_RUNS_DIR"
 
-CTRL_C = threading.Event()    # set by the SIGINT handler of `vae sweep` (pipelines/engine/sweep.py)
 
 
 # --- chains: which trials are the same configuration ------------------------------------------
