@@ -35,7 +35,7 @@ import threading
 from pathlib import Path
 
 from pipelines.engine.faults import fault
-from pipelines.engine.signals import CTRL_C, TERMINATED, Terminated
+from pipelines.engine.signals import CTRL_C, TERMINATED
 
 WORKER = "vae_worker"         # system attr: {"host", "pid", "start"} of the process that owns it
 RUN_ID = "mlflow_run_id"      # user attrs, belonging to one run (never copied to a retry)
@@ -44,7 +44,6 @@ FAIL_REASON = "fail_reason"
 RUN_ATTRS = (RUN_ID, FAIL_KIND, FAIL_REASON)
 OWN_SYSTEM_ATTRS = (WORKER,)
 RUNS_DIR_ENV = "VAE_RUNS_DIR"
-
 
 
 # --- chains: which trials are the same configuration ------------------------------------------
@@ -183,7 +182,7 @@ class Lease:
             if self.state is None and kind is not None:
                 if issubclass(kind, KeyboardInterrupt) or CTRL_C.is_set():
                     fault("cleanup")
-                    how = "SIGTERM" if TERMINATED.is_set() or issubclass(kind, Terminated) else "Ctrl-C"
+                    how = "SIGTERM" if TERMINATED.is_set() else "Ctrl-C"  # set before Terminated is raised
                     self.fail("interrupted", f"interrupted ({how}); resumes from its last epoch on the next start")
                 else:
                     self.fail("error", f"{kind.__name__}: {str(exc)[:500]}")

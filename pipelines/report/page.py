@@ -143,13 +143,11 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def _headline(v: dict, first: str) -> tuple[str, str]:
-    """(heading, answer) of the verdict's first line: "Provisional verdict (2 of 4 configurations
-    finished, 2 left; ...)" while configurations are left."""
-    answer = first.partition(": ")[2]
-    if v.get("provisional"):
-        return f"Provisional verdict ({v['provisional']}; rerun `vae sweep` to finish, then `vae report`)", answer
-    return "Verdict", answer
+def _headline(first: str) -> tuple[str, str]:
+    """(heading, answer) of the verdict's first line (pipelines/report/verdict.py `lines`): "Verdict", or
+    "Provisional verdict (2 of 4 configurations finished, 2 left; ...)" while configurations are left."""
+    head, _, answer = first.partition(": ")
+    return head[:1].upper() + head[1:], answer
 
 
 def _verdict_html(v: dict | None) -> str:
@@ -161,7 +159,7 @@ def _verdict_html(v: dict | None) -> str:
         head, _, text = line.strip().partition(": ")
         css = " class='warn'" if head == "warning" else ""
         items.append(f"<li{css}><b>{html.escape(head)}</b>: {_inline(text)}</li>")
-    title, answer = _headline(v, first)
+    title, answer = _headline(first)
     return (f"<section class='verdict' id='verdict'><h2>{_inline(title)}</h2><p class='answer'>"
             f"{_inline(answer)}</p><ul>{''.join(items)}</ul>"
             "<p>verdict.json beside this page holds the same, for scripts.</p></section>")
@@ -202,7 +200,7 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
     lines = [f"# Balance table: {report.study}", ""]
     if verdict:
         first, *rest = verdict_lines(verdict)
-        title, answer = _headline(verdict, first)
+        title, answer = _headline(first)
         lines += [f"## {title}", "", f"**{answer}**", "",
                   *[f"- {line.strip()}" for line in rest], ""]
     chosen = row_index(report.table, verdict) if verdict else None
