@@ -186,7 +186,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
         details="".join(f"<h3>{html.escape(title)}</h3><div class='scroll'>{tables.html(frame, cols, 'details')}</div>"
                         for title, cols in details.items()),
         failures=failures,
-        sources="".join(f"<li>{html.escape(line)}</li>" for line in sources(report)),
+        sources="".join(f"<li>{_inline(line)}</li>" for line in sources(report)),
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
         comparison=_comparison_html(comparison),
         conditional=_img(files, "conditional", "One β-conditional model per z-dim: the whole curve"),
