@@ -308,9 +308,9 @@ def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool,
 
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:
     """The checkpoint's model must be the one `cfg` builds: name the setting that differs."""
-    saved = blob.get("config", {})
+    saved, applies = blob.get("config", {}), applying(cfg.to_dict())
     for name in names(MODEL):
-        if name not in applying(cfg.to_dict()):
+        if name not in applies:
             continue  # a conditional model's setting on an ordinary run (vae/config.py)
         if saved.get(name, getattr(cfg, name)) != getattr(cfg, name):
             raise ConfigError(f"cannot resume {out}: its checkpoint has {name} {saved[name]}, --{name.replace('_', '-')} "
