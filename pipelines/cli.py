@@ -407,7 +407,8 @@ def report(study, out, fmt, other, tracking_uri, storage):
     from pipelines.engine.study import check_storage
     from pipelines.report.data import build
     from pipelines.report.fetch import load_runs
-    from pipelines.report.page import check_report_folder, to_markdown, write_report
+    from pipelines.report.folder import check_report_folder
+    from pipelines.report.page import to_markdown, write_report
     from pipelines.report.publish import publish, study_verdict
     from pipelines.report.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.report.verdict import lines, row_index

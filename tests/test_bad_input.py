@@ -164,7 +164,7 @@ CASES = [
     Case("report --out is a file", ["report", "--study", "bad", "--out", "afile"], "--out afile is a file", write("afile")),
     Case("report --out unwritable", ["report", "--study", "bad", "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write"),
     Case("report --out holds other files", ["report", "--study", "bad", "--out", "full"],
-         "--out full holds files a report does not write (mine.txt)", write("full/mine.txt", "keep")),
+         "--out full holds files a report did not write (mine.txt)", write("full/mine.txt", "keep")),
     Case("export OUT is a file", ["export", "--study", "bad", "afile"], "OUT afile is a file", write("afile")),
     Case("export OUT is a folder with files", ["export", "--study", "bad", "full"], "OUT full is a folder that is not empty",
          write("full/mine.txt", "keep")),

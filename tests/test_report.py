@@ -335,3 +335,73 @@ def test_the_caption_names_only_the_columns_there():
     assert _more(pd.DataFrame(columns=["Z-dim", "FID (recon)", "KID", "Epochs"]), 64) == \
         "FID of the reconstructions, KID and epochs"
     assert "batch size 64" in _more(pd.DataFrame(columns=["R-loss ×B"]), 64)
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.rglob("*"))}
+
+
+USER_FOLDERS = {  # the tester's cases (issue 32): each a folder a user had, with what is theirs in it
+    "photos": {"holiday.png": b"\x89PNG holiday", "cat.png": b"\x89PNG cat"},
+    "proj": {".env": b"SECRET=1", ".git/HEAD": b"ref: refs/heads/main"},
+    "home": {".bashrc": b"alias ll='ls -l'", ".ssh/id_rsa": b"-----BEGIN KEY-----"},
+    "work": {"grids/mine.png": b"\x89PNG mine", "grids/my_notes.txt": b"notes"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(USER_FOLDERS))
+def test_a_report_never_deletes_a_users_files(study, tmp_path, name):
+    """`--out DIR` on a folder with the user's files (hidden ones, images, grids/): refused with one
+    line naming them, exit 2, every file as it was."""
+    _, tracking = study
+    out = tmp_path / name
+    for rel, data in USER_FOLDERS[name].items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    before = _hashes(out)
+    result = CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking])
+    assert result.exit_code == 2, result.output
+    first = sorted(USER_FOLDERS[name])[0].split("/")[0]
+    assert f"holds files a report did not write ({first}" in result.output and "Traceback" not in result.output
+    assert _hashes(out) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{name}.")]  # no staging folder left
+
+
+def test_a_report_replaces_its_own_files_but_not_one_the_user_added_or_edited(study, tmp_path):
+    _, tracking = study
+    out = tmp_path / "reports" / "r"
+    args = ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert CliRunner().invoke(cli, args).exit_code == 0  # its own, unchanged: replaced
+    (out / "my_annotated.png").write_bytes(b"\x89PNG annotated")
+    before = _hashes(out)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "(my_annotated.png)" in result.output, result.output
+    assert _hashes(out) == before
+    (out / "my_annotated.png").unlink()
+    (out / "report.md").write_text("my edits")  # a report's file, changed since: the user's now
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "(report.md)" in result.output, result.output
+    assert (out / "report.md").read_text() == "my edits"
+
+
+def test_a_file_added_while_the_report_is_computed_is_kept(study, tmp_path, monkeypatch):
+    """The folder is checked again just before the swap: a file put there meanwhile is refused."""
+    import pipelines.report.folder as folder
+
+    _, tracking = study
+    out = tmp_path / "rep"
+    out.mkdir()
+    real = folder.staging_folder
+
+    def meanwhile(path):
+        (out / "late.txt").write_text("mine")  # after the first check, before the swap
+        return real(path)
+
+    monkeypatch.setattr(folder, "staging_folder", meanwhile)
+    result = CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking])
+    assert result.exit_code == 2 and "(late.txt)" in result.output, result.output
+    assert [p.name for p in out.iterdir()] == ["late.txt"]

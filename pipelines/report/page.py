@@ -20,20 +20,19 @@ from __future__ import annotations
 import base64
 import html
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines.engine.faults import fault
 from pipelines.report import plots, tables
 from pipelines.report.compare import summary as compare_summary
 from pipelines.report.data import Report, curve_points, meta, sources
 from pipelines.report.fetch import fetch_artifacts, fetch_curves
+from pipelines.report.folder import write_owned
 from pipelines.report.heatmaps import heatmaps
 from pipelines.report.verdict import lines as verdict_lines
 from pipelines.report.verdict import row_index
 from pipelines.tracking.runs import Tracker, TrackingError
-from vae.atomic import atomic_write_text, replace_folder, staging_folder
+from vae.atomic import atomic_write_text
 from vae.redact import redact
 
 PAGE = """<!doctype html>
@@ -226,18 +225,11 @@ def write_report(report: Report, tracker: Tracker, experiment_id: str, out: Path
     """Figures, report.md, table.csv, verdict.json and report.html in `out`; then a copy as artifacts
     of the study's parent run. With `other` (a compared study) and its `comparison`
     (pipelines/report/compare.py): a comparison section, and the conditional curve with both studies' points.
-    The folder is built beside `out` and swapped in as a whole (vae/atomic.py): a kill at any moment
-    leaves the previous report or the new one, never a new verdict.json beside an old page."""
+    The folder is built beside `out` and swapped in as a whole (pipelines/report/folder.py): a kill at
+    any moment leaves the previous report or the new one, and no file the report did not write is
+    ever replaced."""
     out = Path(out)
-    new = staging_folder(out)
-    try:
-        files = _write_files(report, tracker, new, other, comparison, verdict)
-        fault("report-written")  # every file written, the old report not yet replaced (tests)
-        replace_folder(new, out)
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    files = {key: out / path.relative_to(new) for key, path in files.items()}
+    files = write_owned(out, lambda new: _write_files(report, tracker, new, other, comparison, verdict))
     parent = tracker.parent(experiment_id)
     if parent is not None:
         try:
@@ -270,23 +262,3 @@ def _write_files(report: Report, tracker: Tracker, out: Path, other, comparison,
         atomic_write_text(out / name, redact(text))
         files[key] = out / name
     return files
-
-
-REPORT_FILES = ("report.html", "report.md", "table.csv", "verdict.json")
-
-
-def check_report_folder(out: Path) -> Path:
-    """A report replaces its folder as a whole: refuse one that holds files a report does not write
-    (e.g. --out . in a project), before anything is computed."""
-    from vae.errors import ConfigError
-
-    out = Path(out)
-    if not out.is_dir():
-        return out
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not (
-        p.name in REPORT_FILES or (p.is_file() and p.suffix == ".png") or (p.is_dir() and p.name == "grids")))
-    if foreign:
-        raise ConfigError(f"--out {out} holds files a report does not write ({', '.join(foreign[:3])}"
-                          f"{', ...' if len(foreign) > 3 else ''}); a report replaces its folder as a whole: "
-                          "pass an empty or new folder, or a previous report's")
-    return out
