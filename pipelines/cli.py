@@ -29,7 +29,7 @@ from vae.redact import redact
 EXAMPLES = {
     "train": "vae train --dataset digits --z-dim 16 --beta 0.001 --epochs 30 --batch-size 32",
     "evaluate": "vae evaluate runs/digits-z16-b0.001",
-    "sweep": "vae sweep sweeps/quick.yaml --set epochs=10",
+    "sweep": "vae sweep sweeps/quick.yaml --set 'search.seed=[0,1]'    (grows the study: a second seed)",
     "status": "vae status --study quick    (without --study: every study)",
     "report": "vae report --study quick --out reports/quick",
     "export": "vae export --study quick chosen    (or --trial 3; a conditional trial: --beta 0.01)",

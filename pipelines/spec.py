@@ -55,7 +55,8 @@ NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` s
 # settings that change where or how fast a trial runs, not what it computes (vae/config.py roles); out
 # and resume, the same in every spec (None, False), were hashed by version 1's fingerprint and still are
 NOT_IN_FINGERPRINT = set(settings.names()) - set(settings.names(settings.IDENTITY)) - {"out", "resume"}
-IDENTITY_KEYS = ("search", "sampler", "metric", "direction", "mode")  # with the train settings' IDENTITY roles
+IDENTITY_KEYS = ("sampler", "metric", "direction", "mode")  # with the train settings' IDENTITY roles and the search
+# (a grid study grows: Spec.search_changes)
 # what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
 # the generation metrics only with fid_samples > 0 and the [fid] extra
 _TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
@@ -308,16 +309,41 @@ class Spec(Strict):
 
     def changes(self, stored: dict, version: int) -> list[str]:
         """How this spec differs from the one stored with a study of settings `version`, in what
-        defines a study (the IDENTITY roles' settings, the search, sampler, objective and mode):
-        `epochs: 2 -> 3`, `search: changed`; [] for the same study. A setting the stored spec lacks
-        (it predates the setting, or version 1 did not store it) reads as that version's default
-        (vae/config.py legacy_defaults), so a new setting at its default changes no study."""
+        defines a study (the IDENTITY roles' settings, the sampler, objective and mode, and the search
+        where it cannot grow: `search_changes`): `epochs: the study has 2, this spec 3`; [] for the
+        same study. A setting the stored spec lacks (it predates the setting, or version 1 did not
+        store it) reads as that version's default (vae/config.py legacy_defaults), so a new setting
+        at its default changes no study."""
         new = self.describe()
         old_train = {**settings.legacy_defaults(version), **stored.get("train", {})}
-        diffs = [f"{k}: {old_train.get(k)!r} -> {v!r}" for k, v in settings.identity(new["train"]).items()
-                 if old_train.get(k) != v]
+        diffs = [f"{k}: the study has {old_train.get(k)!r}, this spec {v!r}"
+                 for k, v in settings.identity(new["train"]).items() if old_train.get(k) != v]
         old = {"mode": "independent", **stored}  # version 1 studies from before `mode`
-        return diffs + [f"{k}: changed" for k in IDENTITY_KEYS if _plain(old.get(k)) != _plain(new[k])]
+        diffs += [f"{k}: the study has {_plain(old.get(k))!r}, this spec {_plain(new[k])!r}"
+                  for k in IDENTITY_KEYS if _plain(old.get(k)) != _plain(new[k])]
+        return diffs + self.search_changes(stored.get("search"))
+
+    def search_changes(self, stored: dict | None) -> list[str]:
+        """The search changes a study cannot take, [] where it grows. A grid study takes any
+        change of its lists: the values it lacks become new points (pipelines/engine/points.py),
+        the ones no longer listed stay. A sampler's space is fixed (its model of the space is
+        Optuna's: give it more trials instead), and a β-conditional model trains on its study's
+        betas (its continuum scan reads the rest)."""
+        new = _plain(self.search.model_dump())
+        old = _plain(stored) if stored is not None else new
+        old = {**{"seed": [0], "loss": ["beta"]}, **old}  # version 1 studies stored no defaults
+        differ = [k for k in new if old.get(k) != new[k]]
+        if not differ:
+            return []
+        if self.sampler != "grid":
+            why = "a sampler's search space is fixed: give it more trials (--n-trials), or start a new study"
+        elif self.mode == "conditional" and "beta" in differ:
+            differ = ["beta"]
+            why = ("a β-conditional study's models train on its betas; its continuum scan reads the betas "
+                   "between and beyond them (README, 'The continuum'): train other betas in a new study")
+        else:
+            return []
+        return [f"search.{k}: the study has {old.get(k)}, this spec {new[k]} ({why})" for k in differ]
 
 
 def _plain(value):

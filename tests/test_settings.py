@@ -125,7 +125,7 @@ def test_a_study_stored_before_the_declarations_resumes(env, tmp_path):  # noqa:
     from pipelines.spec import SpecError
 
     spec = _old_study(env, tmp_path)
-    with pytest.raises(SpecError, match="other settings.*epochs: 1 -> 2"):
+    with pytest.raises(SpecError, match="other settings.*epochs: the study has 1, this spec 2"):
         env.sweep(spec, "epochs=2")  # still its settings that define it
     summary = env.sweep(spec)
     assert summary.complete == 4 and summary.progress["done"]
@@ -145,7 +145,7 @@ def test_a_setting_a_stored_spec_lacks_reads_as_its_versions_default(env, tmp_pa
         attrs["fingerprint"] = "0" * 12  # so that only the stored spec can say it is the same study
 
     spec = _old_study(env, tmp_path, before_film_hidden)
-    with pytest.raises(SpecError, match="other settings.*iw_images: 256 -> 8"):
+    with pytest.raises(SpecError, match="other settings.*iw_images: the study has 256, this spec 8"):
         env.sweep(spec, "iw_images=8")
     assert env.sweep(spec).complete == 4
 
@@ -183,7 +183,7 @@ def test_a_changed_default_changes_no_study(env):  # noqa: F811
     for key, value in {"spec": stored, "settings_version": SETTINGS_VERSION, "total": 4,
                        "fingerprint": "0" * 12}.items():
         study.set_user_attr(key, value)
-    with pytest.raises(SpecError, match="other settings.*kl_warmup_epochs: 1 -> 0"):
+    with pytest.raises(SpecError, match="other settings.*kl_warmup_epochs: the study has 1, this spec 0"):
         env.sweep(path, "kl_warmup_epochs=0")
     assert env.sweep(path).complete == 4
     runs = env.runs()

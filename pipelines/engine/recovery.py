@@ -15,8 +15,8 @@ run under the study lock, pipelines/engine/locks.py). One pass:
    interrupted and dead trials; a complete trial's artifacts are uploaded from its run folder), and
    any trial run left RUNNING by a worker killed before the trial recorded it. MLflow's run status
    is the record of "logged": a trial's run still RUNNING after its result is not yet logged.
-3. Enqueues every grid point that has no trial yet (a new study, or a creator killed while
-   enqueueing) and, once, the configuration of every chain whose head failed without a result
+3. Enqueues every point of the study that has no trial yet (a new or grown study, a creator killed
+   while enqueueing: pipelines/engine/points.py) and, once, the configuration of every chain whose head failed without a result
    (interrupted, died; errors only when `retry_errors`, i.e. at a new start), with Optuna's
    RetryHeartbeatStaleTrialCallback. A retry resumes from the run folder of its chain.
 4. Removes the run folders of finished configurations whose runs are logged.
@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from pipelines.engine.faults import fault
 from pipelines.engine.locks import study_lock
+from pipelines.engine.points import key, study_points
 from pipelines.engine.trial import (
     FAIL_KIND,
     FAIL_REASON,
@@ -120,18 +121,12 @@ def log_result(tracker, t, study: str) -> None:
         remove_run_folder(study, root(t))
 
 
-def _key(params: dict, names) -> tuple:
-    return tuple((k, params.get(k)) for k in sorted(names))
-
-
 def _enqueue(study, spec, trials, retry_errors: bool) -> None:
     all_chains = chains(trials)
-    if spec.sampler == "grid":
-        grid = spec.grid()
-        names = grid[0].keys()
-        have = {_key(params_of(c[0]), names) for c in all_chains.values()}
-        for point in grid:
-            if _key(point, names) not in have:
+    if spec.sampler == "grid":  # the study's points (pipelines/engine/points.py), not only this spec's grid
+        have = {key(params_of(c[0])) for c in all_chains.values()}
+        for point in study_points(study):
+            if key(point) not in have:
                 study.enqueue_trial(point)
     for c in all_chains.values():
         head = c[-1]

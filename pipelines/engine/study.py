@@ -19,6 +19,7 @@ import zlib
 
 from pipelines.engine.faults import fault
 from pipelines.engine.locks import create_sqlite, study_lock
+from pipelines.engine.points import GRID_PARAMS, add_points, grow, removed, study_points
 from pipelines.engine.stores import (
     check_database,
     check_kind,
@@ -101,12 +102,13 @@ def _pruner(spec: Spec):
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=p.warmup_epochs)
 
 
-def open_study(spec: Spec, storage, tracker: Tracker, url: str):
+def open_study(spec: Spec, storage, tracker: Tracker, url: str, log=None):
     """Create the study or load it, check that it was run with the same settings, make its state
     right (pipelines/engine/recovery.py: enqueue the grid, recover dead trials); return (the spec as
     the study runs it: Spec.for_study, study, experiment_id, parent_run_id). Safe with any number of
     workers starting at once: all of it runs under the study lock, and a creator killed halfway
-    leaves what the next start completes."""
+    leaves what the next start completes. `log`: where the lines on a grown study go (None: nowhere,
+    as in a `--workers` child, whose parent said them)."""
     import optuna
 
     from pipelines.engine.recovery import recover
@@ -121,6 +123,9 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
             study.set_user_attr("spec", spec.describe())  # whole: a later change of a default changes no study
             study.set_user_attr("settings_version", SETTINGS_VERSION)
             study.set_user_attr("total", spec.total)
+            if spec.sampler == "grid":
+                study.set_user_attr(GRID_PARAMS, "ranges")  # grows (pipelines/engine/points.py)
+                add_points(study, spec.grid())
             study.set_user_attr("fingerprint", spec.fingerprint())  # the last: the study is described
         else:
             version = study.user_attrs.get("settings_version", 1)
@@ -128,12 +133,39 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str):
             changes = spec.changes(study.user_attrs.get("spec", {}), version)
             if changes and not (version == 1 and fingerprint == spec.fingerprint()):
                 raise SpecError(_mismatch(spec, changes))
-            if spec.total > study.user_attrs.get("total", 0):
+            if spec.sampler == "grid":
+                _grow(study, spec, log or (lambda line: None))
+            elif spec.total > study.user_attrs.get("total", 0):
                 study.set_user_attr("total", spec.total)  # more search trials asked for
         experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too
     return spec, study, experiment_id, parent
+
+
+def _grow(study, spec: Spec, log) -> None:
+    """A grid spec listing values the study lacks adds their points (pipelines/engine/points.py); one
+    line says so, and one names the values the spec no longer lists (their points stay)."""
+    earlier = study_points(study)
+    added = grow(study, spec)
+    if added and study.user_attrs.get("fingerprint") is not None and earlier:
+        log(f"{spec.study}: the study grows by {len(added)} point(s) ({_values(added, earlier)}); its "
+            f"{len(earlier)} earlier points are kept, finished ones never trained again")
+    gone = removed(study, spec)
+    if gone:
+        log(f"note: this spec no longer lists {'; '.join(gone)}: the study keeps those points (run if unfinished, "
+            "reported and in the verdict); start a new study (--set study=NEW_NAME) to leave them out")
+
+
+def _values(points: list[dict], earlier: list[dict]) -> str:
+    """'beta 0.0025, 0.00125' / 'seed 1, 2': the values new to the study, by dimension."""
+    parts = []
+    for name in ("z_dim", "beta", "seed", "loss"):
+        old = {p.get(name) for p in earlier}
+        vals = sorted({p.get(name) for p in points if p.get(name) is not None} - old, key=str)
+        if vals:
+            parts.append(f"{name.replace('_', '-')} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}")
+    return "; ".join(parts)
 
 
 def _mismatch(spec: Spec, changes: list[str]) -> str:

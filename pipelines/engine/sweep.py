@@ -64,32 +64,36 @@ class Summary:
     verdict: dict | None = None  # pipelines/report/verdict.py, once every configuration is finished
 
 
-def _suggest(trial, spec: Spec) -> dict:
+def _suggest(trial, spec: Spec, study) -> dict:
+    """The trial's configuration, recorded in Optuna: a grid's point as pipelines/engine/points.py
+    records it, a sampler's drawn from the spec's search."""
+    from pipelines.engine.points import record
+    from pipelines.engine.trial import params_of
+
     s = spec.search
-
-    def categorical(name, choices):
-        if len(choices) == 1:  # a constant: a fixed attribute, not a parameter (importance 0, noise)
-            trial.set_user_attr(name, choices[0])
-            return choices[0]
-        return trial.suggest_categorical(name, choices)
-
-    params = {}
-    for name in ("z_dim", "beta"):
-        space = getattr(s, name)
-        if isinstance(space, Range) and name == "z_dim":
-            params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
-        elif isinstance(space, Range):
-            params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
-        else:  # every value the grid holds (sigma-vae points add beta None)
-            choices = (sorted({p[name] for p in spec.grid()}, key=lambda v: (v is None, v or 0))
-                       if spec.sampler == "grid" else space)
-            params[name] = categorical(name, choices)
-    params["seed"] = categorical("seed", s.seed)
-    if s.loss != ["beta"]:
-        params["loss"] = categorical("loss", s.loss)
-    elif spec.train.loss != "beta":
-        params["loss"] = spec.train.loss
+    if spec.sampler == "grid":
+        params = record(trial, params_of(study._storage.get_trial(trial._trial_id)), study)
+    else:
+        params = {}
+        for name in ("z_dim", "beta"):
+            space = getattr(s, name)
+            if isinstance(space, Range) and name == "z_dim":
+                params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
+            elif isinstance(space, Range):
+                params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
+            else:
+                params[name] = _categorical(trial, name, space)
+        params["seed"] = _categorical(trial, "seed", s.seed)
+    if "loss" not in params and spec.train.loss != "beta":
+        params["loss"] = spec.train.loss  # the spec's one loss, named only where it is not the default
     return params
+
+
+def _categorical(trial, name, choices):
+    if len(choices) == 1:  # a constant: a fixed attribute, not a parameter (importance 0, noise)
+        trial.set_user_attr(name, choices[0])
+        return choices[0]
+    return trial.suggest_categorical(name, choices)
 
 
 def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int):
@@ -144,7 +148,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     from vae.train import applied, pick_device, train
 
     trial = lease.trial
-    params = _suggest(trial, spec)
+    params = _suggest(trial, spec, lease.study)
     folder = run_folder(spec.study, root(lease.frozen))
     cfg = replace(spec.trial_config(params), out=str(folder), resume=True, progress=progress,
                   threads=threads or spec.train.threads)
@@ -167,6 +171,8 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
     def on_epoch(epoch: int, metrics: dict, model=None) -> None:
         if model is not None:
             fault("epoch")
+            if epoch == cfg.epochs:
+                fault("measured")  # the end-of-training measurements done, the result not yet stored
         tracker.log_epoch(run_id, metrics, epoch)
         if bar is not None and model is not None:
             bar.epoch(trial.number, epoch)
@@ -325,8 +331,8 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
     if n_trials is not None:
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
-    spec, tracker, url, store, study, experiment_id, parent, total = _open(spec, storage, data_cache, tracking_uri,
-                                                                           artifact_location)
+    spec, tracker, url, store, study, experiment_id, parent, total = _open(
+        spec, storage, data_cache, tracking_uri, artifact_location, log if publish else None)
 
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
@@ -391,7 +397,7 @@ def _counts(p: dict) -> dict:
 
 
 def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str | None,
-          artifact_location: str | None) -> tuple:
+          artifact_location: str | None, log=None) -> tuple:
     """The study to work on, after everything that can refuse a sweep (pipelines/engine/accept.py,
     cheapest first, before any study, experiment, run or file exists; the data decoded into
     `data_cache`, and on disk for `--workers` children): (the spec as the study runs it, tracker,
@@ -404,7 +410,7 @@ def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str |
     tracker.check()
     url = storage_url(storage)
     store = make_storage(url, spec)
-    spec, study, experiment_id, parent = open_study(spec, store, tracker, url)
+    spec, study, experiment_id, parent = open_study(spec, store, tracker, url, log)
     return spec, tracker, url, store, study, experiment_id, parent, study.user_attrs.get("total", spec.total)
 
 
@@ -419,7 +425,7 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     from pipelines.engine.gpus import child_env, describe
 
     quiet_optuna()
-    spec, tracker, url, store, study, _, parent, total = _open(spec, storage, {}, tracking_uri, artifact_location)
+    spec, tracker, url, store, study, _, parent, total = _open(spec, storage, {}, tracking_uri, artifact_location, say)
     p = study_progress(study, total)
     if p["done"]:  # nothing to do: one line, and the parent run says so
         tracker.finish_parent(parent, _counts(p))
