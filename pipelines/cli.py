@@ -292,30 +292,53 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifa
         click.echo(warning, err=True)
     from pipelines.engine.gpus import gpu_plan, parse
 
-    if workers > 1 or gpus is not None:  # --gpus with one worker: a child process, so that it sees its GPU only
-        plan = [] if child else gpu_plan(workers, parse(gpus))  # [] on a CPU host: nothing changes
-        argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
-        argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
-                                ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]
-        code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads, plan,
-                                    artifact_location)
-        click.echo(line)
-        for text in lines(v) if v else []:
-            click.echo(redact(text))
-        sys.exit(code)
-    summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo,
-                        publish=not child, artifact_location=artifact_location)
-    p = summary.progress
-    if summary.already_complete:
-        if not child:
-            click.echo(already_complete(spec.study, p))
-    else:
+    confirming = spec.confirm is not None and not child  # the parent adds the finalists' seeds, then decides
+    several = workers > 1 or gpus is not None  # --gpus with one worker: a child process, so that it sees its GPU only
+    plan = ([] if child else gpu_plan(workers, parse(gpus))) if several else []  # [] on a CPU host: nothing changes
+
+    def once(publish: bool):
+        """One pass over the study's points: (exit code, the line that says how it ended, verdict, run nothing)."""
+        if several:
+            argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
+            argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
+                                    ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]
+            code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads, plan,
+                                        artifact_location, publish=publish)
+            return code, line, v, False
+        summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo,
+                            publish=publish and not child, artifact_location=artifact_location, announce=not child)
+        p = summary.progress
+        if summary.already_complete:
+            return 0, already_complete(spec.study, p) if not child else None, summary.verdict, True
         code, line = verdict(spec.study, p)
-        if not child:
-            click.echo(f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed]")
-    for text in lines(summary.verdict) if summary.verdict else []:  # the study's answer, last
+        line = None if child else (f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, "
+                                   f"{summary.failed} failed]")
+        return code, line, summary.verdict, False
+
+    code, line, v, nothing = once(publish=not confirming)
+    if confirming and code == 0:
+        from pipelines.confirm import MAX_ROUNDS, add_seeds
+        from pipelines.engine.sweep import study_verdict
+        from pipelines.tracking.runs import Tracker
+
+        tracker = Tracker(tracking_uri, artifacts=artifact_location)
+        for _ in range(MAX_ROUNDS):
+            if line:
+                click.echo(line)
+                line = None
+            if not add_seeds(spec, tracker, storage, log=click.echo):
+                break
+            code, line, v, nothing = once(publish=False)
+            nothing = False
+            if code != 0:
+                break
+        if code == 0:
+            v = study_verdict(spec, tracker, storage)  # the confirmed answer, stated everywhere
+    if line:
+        click.echo(line)
+    for text in lines(v) if v else []:  # the study's answer, last
         click.echo(redact(text))
-    if not summary.already_complete:
+    if several or not nothing:
         sys.exit(code)
 
 

@@ -18,6 +18,7 @@
     keep_checkpoints: 2            # the latest uploads each trial keeps
     mode: independent              # or conditional: one beta-conditional model per z_dim and seed
                                    # for all of search.beta (vae/conditional.py; grid sampler only)
+    confirm: {top: 2, seeds: 3}    # optional: seeds for the verdict's finalists, then decide again
 
 `load_spec(path, overrides=["epochs=5", "search.beta=[0.1, 0.01]"])` validates everything and
 names the offending key on error; values of --set are parsed as YAML.
@@ -139,6 +140,17 @@ class Search(Strict):
         return v
 
 
+class Confirm(Strict):
+    """Seeds where they decide (pipelines/confirm.py): once every point has run, the verdict's choice
+    and its rivals get seeds up to `seeds` each, as trials of the same study, and the verdict is
+    decided again."""
+    top: PositiveInt = 2
+    """the finalists: the verdict's choice and at most top - 1 rivals (the rows within noise of it;
+    while every row has one seed, whose noise leaves training out, the runners-up)."""
+    seeds: int = Field(default=3, ge=2)
+    """seeds per finalist, the ones it has included."""
+
+
 class Pruner(Strict):
     type: Literal["none", "median", "hyperband"] = "median"
     warmup_epochs: int = Field(default=1, ge=0)
@@ -177,6 +189,9 @@ class Spec(Strict):
     """seconds between a running trial's heartbeats in the Optuna storage."""
     grace_period: PositiveInt = 60
     """a trial whose heartbeat is older than this is failed and its configuration run again."""
+    confirm: Confirm | None = None
+    """add seeds to the finalists once every point has run, then decide again (grid only; not part of
+    a study's identity: turning it on for a finished study confirms its finalists)."""
     mode: Literal["independent", "conditional"] = "independent"
     """conditional: one Optuna trial per z_dim and seed trains one beta-conditional model for every
     beta of search.beta (its value: the mean over the betas of the metric); sigma-vae points run as
@@ -184,6 +199,9 @@ class Spec(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     _given: frozenset = PrivateAttr(default_factory=frozenset)
     """the training settings the spec file or --set gives; the others are defaults (`for_study`)"""
+    _command: dict = PrivateAttr(default_factory=dict)
+    """how it was given: {"spec_file", "overrides"} (the --set options but the search's and confirm's),
+    stored with the study so that the verdict's commands grow this study (pipelines/report/extend.py)"""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -219,6 +237,8 @@ class Spec(Strict):
         if given and self.mode != "conditional":
             what = "is the training range" if given[0].startswith("beta_") else "is a setting"
             raise ValueError(f"{given[0]} {what} of mode 'conditional'; set mode: conditional")
+        if self.confirm is not None and self.sampler != "grid":
+            raise ValueError("confirm adds seeds to grid points: it needs sampler 'grid'")
         if self.mode == "conditional" and self.sampler != "grid":
             raise ValueError("mode 'conditional' needs sampler 'grid' (one model per z_dim and seed covers every beta)")
         if self.mode == "conditional" and "beta" not in self.search.loss:
@@ -380,7 +400,7 @@ def _did_you_mean(loc: tuple, train_names: set[str]) -> str:
     import difflib
 
     *section, key = [str(p) for p in loc]
-    model = {"search": Search, "pruner": Pruner}.get(section[0]) if section else None
+    model = {"search": Search, "pruner": Pruner, "confirm": Confirm}.get(section[0]) if section else None
     allowed = set(model.model_fields) if model else (set(Spec.model_fields) - {"train"}) | (train_names - NOT_IN_SPEC)
     close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
@@ -423,6 +443,8 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
             setattr(train, k, v)
         spec = Spec(**values, train=train)
         spec._given = frozenset(train_values)
+        spec._command = {"spec_file": str(path), "overrides": [
+            o.strip() for o in overrides if not o.strip().startswith(("search.", "search=", "confirm"))]}
     except ValidationError as e:
         errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling
         err = next((x for x in errors if x["type"] == "extra_forbidden"), None) or max(

@@ -132,3 +132,36 @@ def test_two_workers_grow_a_study_and_run_each_new_point_once(env):
     assert done.returncode == 0, done.stderr
     assert "the study grows by 4 point(s) (seed 1)" in done.stderr + done.stdout
     assert len(configs(env)) == 8 and all(len(v) == 1 for v in configs(env).values())
+
+
+def test_confirm_adds_seeds_to_the_finalists_and_decides_again(env):
+    """`confirm: {top: 2, seeds: 3}`: after the grid, the verdict's choice and runner-up get seeds
+    1 and 2 as trials of the same study; the final verdict rests on them. Run again: nothing new."""
+    import json
+
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    path = env.spec(epochs=4, extra="lr: 0.01\n")  # models that learn: no row collapses
+    path.write_text(path.read_text().replace("beta: [0.1, 0.01]", "beta: [0.00001, 0.000001]").replace(
+        "limit: 200", "limit: 300"))
+    args = ["sweep", str(path), "--storage", env.storage, "--tracking-uri", env.tracking, "--no-progress",
+            "--set", "confirm={top: 2, seeds: 3}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "confirm: 4 trial(s) add seed 1, 2 to the finalists" in result.output, result.output
+    done = configs(env)
+    assert len(done) == 8 and all(len(v) == 1 for v in done.values())  # 4 grid points + 2 seeds x 2 finalists
+    by_row = {}
+    for z, b, seed, _ in done:
+        by_row.setdefault((z, b), set()).add(seed)
+    assert sorted(len(s) for s in by_row.values()) == [1, 1, 3, 3]
+    import optuna
+
+    v = optuna.load_study(study_name="t", storage=env.storage).user_attrs["verdict"]
+    assert v["seeds"]["chosen"] == 3 and (v["z_dim"], v["beta"]) in [k for k, s in by_row.items() if len(s) == 3]
+    assert result.output.rstrip().splitlines()[-1].startswith("  warning") or "verdict:" in result.output
+    assert "tie" in v and json.dumps(v)
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "confirm:" not in again.output and len(configs(env)) == 8

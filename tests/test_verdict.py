@@ -260,3 +260,100 @@ def test_heatmaps_show_measured_columns_and_outline_the_verdict():
     assert len(heatmaps(no_fid.table, no_fid.std).axes) == 3  # not measured: left out, not blank
     cloud = build("s", runs([(4, 0.001 * 1.5 ** i, 0, m()) for i in range(13)]))  # a sampler's betas
     assert heatmaps(cloud.table, cloud.std) is None
+
+
+# --- the edge of the range, ties and seeds: constructed studies whose answer is known -------------
+def test_a_choice_at_the_end_of_the_betas_proposes_values_beyond_it_and_the_command():
+    # the likelihood falls towards the largest beta at z 16: the best may lie above 0.01
+    rep = build("quick", runs([(16, 0.01, 0, m(elbo=7.6, au=12)), (16, 0.001, 0, m(elbo=7.8, au=16)),
+                               (2, 0.01, 0, m(elbo=7.9, au=2)), (2, 0.001, 0, m(elbo=7.85, au=2))]))
+    v = decide(rep, study={"spec_file": "sweeps/quick.yaml", "overrides": [], "search": {"beta": [0.01, 0.001]}})
+    assert (v["z_dim"], v["beta"]) == (16, 0.01)
+    assert v["extend"] == {"beta": [0.025, 0.1], "z_dim": []} and all(b > 0.01 for b in v["extend"]["beta"])
+    assert v["extend_command"] == "vae sweep sweeps/quick.yaml --set 'search.beta=[0.01, 0.001, 0.025, 0.1]'"
+    edge = [w for w in v["warnings"] if w.startswith("edge:")]
+    assert len(edge) == 1 and "the largest searched at z-dim 16" in edge[0] and v["extend_command"] in edge[0]
+    # the smallest end, the grid's own ratio (2) for the step; a collapsed beta beyond caps it
+    rep = build("s", runs([(8, 0.1, 0, m(elbo=7.0)), (8, 0.05, 0, m(elbo=6.8)), (8, 0.01, 0, m(elbo=6.6)),
+                           (8, 0.005, 0, m(elbo=6.5))]))
+    assert decide(rep)["extend"]["beta"] == [0.001, 0.0025]
+    rep = build("s", runs([(8, 0.1, 0, m(elbo=6.0)), (8, 0.01, 0, m(elbo=6.5)), (8, 1.0, 0, m(elbo=5.0, au=0, kl=0.001))]))
+    assert decide(rep)["extend"]["beta"] == [0.25]  # between 0.1 and the collapsed 1.0 (√0.1 ≈ 0.32 -> 0.25)
+
+
+def test_a_choice_inside_the_range_proposes_nothing_and_a_full_largest_z_dim_proposes_twice_it():
+    rep = build("s", runs([(8, 0.1, 0, m(elbo=6.5, au=3)), (8, 0.01, 0, m(elbo=6.0, au=4)),
+                           (8, 0.001, 0, m(elbo=6.4, au=8))]))
+    v = decide(rep)
+    assert v["extend"] == {"beta": [], "z_dim": []} and v["extend_command"] is None
+    assert not any(w.startswith("edge:") for w in v["warnings"])
+    rep = build("s", runs([(4, 0.01, 0, m(elbo=7.0, au=4, se=0.001)), (8, 0.1, 0, m(elbo=6.5, au=8, se=0.001)),
+                           (8, 0.01, 0, m(elbo=6.0, au=8, se=0.001)), (8, 0.001, 0, m(elbo=6.4, au=8, se=0.001))]))
+    v = decide(rep)
+    assert v["z_dim"] == 8 and v["extend"] == {"beta": [], "z_dim": [16]}
+
+
+def test_a_sigma_vae_whose_sigma_stands_for_a_beta_below_the_grid_proposes_betas_towards_it():
+    # D = 3072 (SSE / R-loss), z = 100, σ² = 0.0055: implied β = 2·0.0055·100/3072 ≈ 0.00036, below 0.005
+    def cifar(r, fid, **kw):
+        return {**m(r=r, fid=fid, au=100, **kw), "test/sse": r * 3072}
+
+    rep = build("credible", runs([(100, 0.1, 0, cifar(0.024, 300)), (100, 0.01, 0, cifar(0.0108, 166)),
+                                  (100, 0.005, 0, cifar(0.0082, 139)), (100, None, 0, cifar(0.0055, 132))]))
+    v = decide(rep, study={"spec_file": "sweeps/credible.yaml", "overrides": ["dataset=folder:data/cifar10"],
+                           "search": {"beta": [0.1, 0.01, 0.005]}})
+    assert v["loss"] == "sigma-vae"
+    assert v["extend"]["beta"] == [0.0005, 0.001, 0.0025] and v["extend"]["z_dim"] == [200]
+    assert v["extend_command"] == ("vae sweep sweeps/credible.yaml --set dataset=folder:data/cifar10 "
+                                   "--set 'search.beta=[0.1, 0.01, 0.005, 0.0005, 0.001, 0.0025]' "
+                                   "--set 'search.z_dim=[200]'")
+    assert any("stands for β ≈ 0.00036 at z-dim 100" in w for w in v["warnings"])
+
+
+def test_a_margin_within_seed_noise_is_a_tie_that_names_the_rows_and_the_rule():
+    # three seeds each: means 6.00 and 6.05, seed spread ±0.1: within noise; a third row far worse
+    rows = [(10, 0.01, s, m(elbo=6.0 + d, se=0.001)) for s, d in enumerate((-0.1, 0.0, 0.1))]
+    rows += [(10, 0.005, s, m(elbo=6.05 + d, se=0.001)) for s, d in enumerate((-0.1, 0.0, 0.1))]
+    rows += [(10, 0.1, 0, m(elbo=7.0, se=0.001))]
+    v = decide(build("s", runs(rows)))
+    assert v["tie"] is True and v["tied"] == ["z-dim 10, beta 0.005"] and v["beta"] == 0.01
+    assert v["seeds"] == {"chosen": 3, "runner_up": 3}
+    assert lines(v)[0].startswith("verdict: tie between z-dim 10, beta 0.01, z-dim 10, beta 0.005 (within noise); "
+                                  "the rule picks z-dim 10, beta 0.01")
+    assert any(line.startswith("  tie: ") and "best mean by the rule" in line for line in lines(v))
+    # the one-seed row is judged against the pooled seed spread (sd 0.1), not its estimator's 0.001
+    assert "pooled seed spread (validation −ELBO (bits/dim) ±0.1" in v["noise"]
+    far = [c for c in v["contenders"] if c["beta"] == 0.1][0]
+    assert not far["within_noise"]
+    # the same means with a tenth of the seed spread: a winner
+    rows = [(10, 0.01, s, m(elbo=6.0 + d, se=0.001)) for s, d in enumerate((-0.01, 0.0, 0.01))]
+    rows += [(10, 0.005, s, m(elbo=6.05 + d, se=0.001)) for s, d in enumerate((-0.01, 0.0, 0.01))]
+    v = decide(build("s", runs(rows)))
+    assert v["tie"] is False and v["tied"] == [] and lines(v)[0].startswith("verdict: z-dim 10, beta 0.01")
+    assert not any("one seed" in w for w in v["warnings"])
+
+
+def test_the_one_seed_warning_prints_the_command_that_adds_seeds_to_this_study():
+    rep = build("quick", runs([(16, 0.01, 0, m(elbo=7.6)), (16, 0.001, 0, m(elbo=7.8))]))
+    v = decide(rep, study={"spec_file": "sweeps/quick.yaml", "overrides": ["study=mine"]})
+    warning = [w for w in v["warnings"] if w.startswith("one seed")][0]
+    assert "`vae sweep sweeps/quick.yaml --set study=mine --set 'confirm={top: 2, seeds: 3}'`" in warning
+
+
+def test_confirm_picks_the_choice_and_its_rivals():
+    from pipelines.confirm import finalists, new_points
+
+    rows = [(10, 0.01, 0, m(elbo=6.0)), (10, 0.005, 0, m(elbo=6.5)), (10, 0.1, 0, m(elbo=7.0))]
+    v = decide(build("s", runs(rows)))  # one seed everywhere: the runner-up is a rival whatever its margin
+    assert [r["beta"] for r in finalists(v, 2)] == [0.01, 0.005] and len(finalists(v, 1)) == 1
+    points = [{"z_dim": 10, "beta": b, "seed": 0} for b in (0.01, 0.005, 0.1)]
+    assert new_points(points, finalists(v, 2), 3) == [
+        {"z_dim": 10, "beta": 0.01, "seed": 1}, {"z_dim": 10, "beta": 0.01, "seed": 2},
+        {"z_dim": 10, "beta": 0.005, "seed": 1}, {"z_dim": 10, "beta": 0.005, "seed": 2}]
+    # with seed spread known, a rival beyond noise is left out; a σ-VAE row's point has no beta
+    rows = [(10, None, s, m(elbo=6.0 + d)) for s, d in enumerate((-0.01, 0.01))] + [(10, 0.005, 0, m(elbo=6.5))]
+    v = decide(build("s", runs(rows)))
+    assert [r["loss"] for r in finalists(v, 3)] == ["sigma-vae"]
+    assert new_points([{"z_dim": 10, "beta": None, "seed": 0, "loss": "sigma-vae"},
+                       {"z_dim": 10, "beta": None, "seed": 1, "loss": "sigma-vae"}], finalists(v, 3), 3) == [
+        {"z_dim": 10, "beta": None, "seed": 2, "loss": "sigma-vae"}]

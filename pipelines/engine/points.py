@@ -67,14 +67,15 @@ def add_points(study, new: list[dict]) -> list[dict]:
 
 
 def removed(study, spec) -> list[str]:
-    """The values the study has run that `spec`'s search no longer lists ("search.beta 0.1"): their
-    points stay in the study."""
-    points = study_points(study)
+    """The values of the study's search (its lists, grown: the spec attribute) that `spec`'s search no
+    longer lists ("search.beta 0.1"): their points stay in the study. Seeds `confirm` gave a few rows
+    are no values of the search."""
+    stored = study.user_attrs.get("spec", {}).get("search", {})
     out = []
     for name in ("z_dim", "beta", "seed", "loss"):
-        listed = getattr(spec.search, name)
-        have = sorted({p.get(name) for p in points if p.get(name) is not None} if name != "loss" else
-                      {p.get("loss") or spec.train.loss for p in points}, key=str)
+        listed, have = getattr(spec.search, name), stored.get(name)
+        if not isinstance(have, list) or not isinstance(listed, list):
+            continue
         gone = [v for v in have if v not in listed]
         if gone:
             out.append(f"search.{name} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in gone)}")

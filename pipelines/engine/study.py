@@ -137,6 +137,8 @@ def open_study(spec: Spec, storage, tracker: Tracker, url: str, log=None):
                 _grow(study, spec, log or (lambda line: None))
             elif spec.total > study.user_attrs.get("total", 0):
                 study.set_user_attr("total", spec.total)  # more search trials asked for
+        if log is not None and spec._command:  # how to run it again: the verdict's commands (not a child's view)
+            study.set_user_attr("command", spec._command)
         experiment_id = tracker.experiment(spec.study)  # under the lock: one parent run per study
         parent = tracker.parent_run(experiment_id, spec.study, spec.describe())
     recover(study, storage, spec, tracker, url, retry_errors=True)  # a new start retries errors too

@@ -320,10 +320,12 @@ def study_verdict(spec: Spec, tracker: Tracker, storage: str | None) -> dict | N
 
 def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = None,
               n_trials: int | None = None, progress: bool = True, threads: int | None = None,
-              log=print, publish: bool = True, artifact_location: str | None = None) -> Summary:
+              log=print, publish: bool = True, artifact_location: str | None = None, announce: bool = True) -> Summary:
     """Run trials until the study has nothing left to start or running; one worker, this process.
     publish: compute and state the verdict when the study is finished (a `--workers` child leaves
-    that to its parent). artifact_location: where a new study's artifacts go (pipelines/tracking/artifacts.py)."""
+    that to its parent, and `vae sweep` with confirm until the finalists have their seeds). announce: this
+    process says what happens to the study (it grows) and records how it was run (not a `--workers` child).
+    artifact_location: where a new study's artifacts go (pipelines/tracking/artifacts.py)."""
     from optuna.trial import TrialState
 
     quiet_optuna()
@@ -332,7 +334,7 @@ def run_sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None =
         spec = spec.model_copy(update={"n_trials": n_trials})
     data_cache: dict = {}
     spec, tracker, url, store, study, experiment_id, parent, total = _open(
-        spec, storage, data_cache, tracking_uri, artifact_location, log if publish else None)
+        spec, storage, data_cache, tracking_uri, artifact_location, log if announce else None)
 
     summary = Summary(study=spec.study)
     if study_progress(study, total)["done"]:
@@ -416,10 +418,11 @@ def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str |
 
 def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, tracking_uri: str | None,
                 progress: bool, threads: int | None = None, gpus: list[str] | None = None,
-                artifact_location: str | None = None) -> tuple[int, str, dict | None]:
+                artifact_location: str | None = None, publish: bool = True) -> tuple[int, str, dict | None]:
     """Start `workers` processes of `vae sweep` sharing the study (the cores split between them;
     worker i on GPU gpus[i], pipelines/engine/gpus.py), wait for all, and return the exit code, the line
-    that says how the study ended, and the study's verdict once every configuration is finished."""
+    that says how the study ended, and the study's verdict once every configuration is finished
+    (`publish`: computed and stated; else None, left to the caller)."""
     import subprocess
 
     from pipelines.engine.gpus import child_env, describe
@@ -429,7 +432,8 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     p = study_progress(study, total)
     if p["done"]:  # nothing to do: one line, and the parent run says so
         tracker.finish_parent(parent, _counts(p))
-        return verdict(spec.study, p)[0], already_complete(spec.study, p), study_verdict(spec, tracker, url)
+        return verdict(spec.study, p)[0], already_complete(spec.study, p), (
+            study_verdict(spec, tracker, url) if publish else None)
     threads = threads or spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
@@ -465,5 +469,5 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
         code = 1
     if any(c < 0 for c in codes):
         line += f"; {sum(c < 0 for c in codes)} worker(s) killed by a signal"
-    v = study_verdict(spec, tracker, url) if p["done"] and not interrupted else None
+    v = study_verdict(spec, tracker, url) if p["done"] and not interrupted and publish else None
     return code, line, v

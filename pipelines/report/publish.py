@@ -64,6 +64,21 @@ def optuna_best(study: str, storage: str | None) -> dict | None:
     return {"trial": best.number, "metric": metric, "value": float(best.value)}
 
 
+def study_info(study: str, storage: str | None) -> dict:
+    """How the study was run, for the commands the verdict prints: {"spec_file", "overrides" (the
+    last sweep's --set but search and confirm), "search" (the study's, grown), "mode"}; {} without
+    the Optuna study."""
+    try:
+        with _existing_study(study, storage) as s:
+            if s is None:
+                return {}
+            attrs = s.user_attrs
+    except Exception:
+        return {}
+    spec = attrs.get("spec", {})
+    return {**attrs.get("command", {}), "search": spec.get("search", {}), "mode": spec.get("mode", "independent")}
+
+
 def unfinished(study: str, storage: str | None) -> str | None:
     """Why the study's verdict can only be provisional ("1 of 4 configurations finished, 3 left"), or
     None when every configuration has finished (pipelines/engine/study.py `progress`, what `vae status`
@@ -85,7 +100,7 @@ def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
     the best so far, which the remaining ones may beat."""
     if rep is None:
         rep = build(study, load_runs(study, tracker)[1])
-    v = decide(rep, histories(rep, tracker), optuna_best(study, storage))
+    v = decide(rep, histories(rep, tracker), optuna_best(study, storage), study_info(study, storage))
     if (why := unfinished(study, storage)) is not None:
         v["provisional"] = why
     return rep, v

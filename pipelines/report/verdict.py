@@ -21,9 +21,17 @@ The rule, stated with every verdict:
    difference) of the best overall on every deciding number; a larger latent that buys nothing
    measurable is not recommended. The verdict's row is that model, so the z-dim answer and the
    chosen row never disagree.
-4. Noise: the spread over seeds (standard error of the mean) where several ran, else each
-   estimator's own standard error over the validation images (R-loss, −ELBO) or the prior samples
-   (FID, a bootstrap: vae/fid.py).
+4. Noise: a row with several seeds, the standard error of its mean over them (training noise and
+   the estimators' together); a row with one seed, where other rows have several, the pooled seed
+   spread (the standard deviation over seeds, pooled over the rows that have several: what one
+   seed may move); with one seed everywhere, each estimator's own standard error over the
+   validation images (R-loss, −ELBO) or the prior samples (FID, a bootstrap: vae/fid.py), which
+   leaves training noise out, and the verdict says so.
+5. A winner is named only beyond noise: where the runner-up is within noise on every deciding
+   number, the verdict is a tie, names the tied rows, and the rule above (the best mean; a smaller
+   z-dim within noise first) picks the row it hands over.
+6. The edge of the searched range (pipelines/report/extend.py): a choice at the end of the betas or
+   z-dims searched gets the values beyond it and the command that grows the study to them.
 """
 
 from __future__ import annotations
@@ -55,11 +63,28 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def pooled_sd(rep: Report, col: str) -> float | None:
+    """The standard deviation of `col` over seeds, pooled over the rows with several seeds
+    (sqrt of sum (n_i - 1) s_i^2 / sum (n_i - 1)); None where no row has several."""
+    if col not in rep.std:
+        return None
+    n = rep.table["Seeds"].astype(int)
+    s = rep.std[col]
+    use = (n > 1) & s.notna()
+    if not use.any():
+        return None
+    return math.sqrt(float(((n[use] - 1) * s[use] ** 2).sum()) / float((n[use] - 1).sum()))
+
+
 def _se(rep: Report, i, col: str) -> float:
-    """Standard error of a row's mean of `col`: over seeds where several ran, else the estimator's."""
+    """Standard error of a row's mean of `col`: over its seeds where several ran; for one seed, the
+    pooled seed spread where other rows have several; else the estimator's own."""
     seeds = int(rep.table.at[i, "Seeds"])
     if seeds > 1 and col in rep.std and not math.isnan(rep.std.at[i, col]):
         return float(rep.std.at[i, col]) / math.sqrt(seeds)
+    pooled = pooled_sd(rep, col)
+    if pooled is not None:
+        return pooled
     se = f"{col}_se"
     return float(rep.table.at[i, se]) if se in rep.table and not math.isnan(rep.table.at[i, se]) else 0.0
 
@@ -125,12 +150,19 @@ def _numbers(rep: Report, i) -> dict:
     return {key: float(row[col]) for col, key in names.items() if col in row and not pd.isna(row[col])}
 
 
+def _row(t: pd.DataFrame, i) -> dict:
+    """A row's identity: what a point of the study needs to train it again (pipelines/confirm.py)."""
+    row = t.loc[i]
+    return {"z_dim": int(row["Z-dim"]), "beta": None if pd.isna(row["Beta"]) else float(row["Beta"]),
+            "loss": row["Loss"], "training": row["Training"], "label": label(row), "seeds": int(row["Seeds"])}
+
+
 def _entry(rep: Report, i, kind: str, base: pd.DataFrame, rule: str) -> dict:
     row = rep.table.loc[i]
     trial, run, run_id, seed = _trial(rep, i, kind, base)
     return {"z_dim": int(row["Z-dim"]), "beta": None if pd.isna(row["Beta"]) else float(row["Beta"]),
             "loss": row["Loss"], "training": row["Training"], "label": label(row), "trial": trial, "run": run,
-            "run_id": run_id, "seed": seed, "rule": rule, "numbers": _numbers(rep, i)}
+            "run_id": run_id, "seed": seed, "seeds": int(row["Seeds"]), "rule": rule, "numbers": _numbers(rep, i)}
 
 
 def _still_falling(histories: dict[str, list[float]], run: str) -> str | None:
@@ -146,10 +178,13 @@ def _still_falling(histories: dict[str, list[float]], run: str) -> str | None:
     return None
 
 
-def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_best: dict | None = None) -> dict:
+def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_best: dict | None = None,
+           study: dict | None = None) -> dict:
     """The verdict (verdict.json) from the report's data. `histories`: run name -> per-epoch
     `val/elbo_bpd`, for the undertraining warning; `optuna_best`: {"trial", "metric", "value"} of
-    Optuna's own best trial, to say where it differs."""
+    Optuna's own best trial, to say where it differs; `study`: how the study was run ("spec_file",
+    "overrides", "search", "mode": pipelines/report/publish.py study_info), for the commands the
+    verdict prints."""
     t, histories = rep.table, histories or {}
     excluded = [label(t.loc[i]) for i in t.index if rep.dead[i]]
     alive = t[~rep.dead]
@@ -196,16 +231,31 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
                        "generation was not measured (fid_samples 0, the default below 28 px, or the [fid] extra "
                        "missing): the verdict rests on likelihood alone")
     others = scores.drop(chosen).sort_values()
+    v["tie"], v["tied"] = False, []
     if len(others):
         j = others.index[0]
         phrases, worse, _ = _compare(rep, chosen, j, cols)
         v["runner_up"] = {**{k: _entry(rep, j, kind, alive, rule)[k] for k in ("z_dim", "beta", "loss", "trial",
-                                                                               "label")},
+                                                                               "label", "seeds")},
                           "beyond_noise": worse, "margin": "; ".join(phrases)}
-    seeds = int(t["Seeds"].max())
-    v["noise"] = (f"{seeds} seeds: margins are judged against the spread over seeds" if seeds > 1 else
-                  "each estimator's own standard error over the validation images (and, for FID, the samples)")
-    v["warnings"] = _warnings(rep, v, chosen, alive, histories, seeds, excluded)
+        v["tie"] = not worse
+        v["tied"] = [label(t.loc[k]) for k in others.index if not _compare(rep, chosen, k, cols)[1]]
+        v["tie_rule"] = ("the smallest z-dim within noise of the best" if z_note else
+                         f"the best mean by the rule ({'R/R* + FID/FID*' if kind == 'balance' else NAMES[ELBO]})")
+    v["seeds"] = {"chosen": v["seeds"], "runner_up": v["runner_up"]["seeds"] if v.get("runner_up") else None}
+    v["contenders"] = [{**_row(t, k), "within_noise": not _compare(rep, chosen, k, cols)[1]} for k in others.index]
+    v["noise"] = _noise(rep, cols)
+    from pipelines.report.extend import command, extend
+
+    ext = extend(rep, alive, chosen)
+    info = study or {}
+    conditional = v["training"] == "conditional"
+    v["extend"] = {"beta": ext["beta"], "z_dim": ext["z_dim"]}
+    v["extend_why"] = ext["why"]
+    v["extend_command"] = command(info.get("spec_file"), info.get("overrides", []), info.get("search", {}), ext,
+                                  conditional, rep.study)
+    v["seeds_command"] = _seeds_command(info)
+    v["warnings"] = _warnings(rep, v, chosen, alive, histories, excluded)
     if optuna_best:
         v["optuna_best"] = _optuna_note(optuna_best, v, rep, bool(z_note))
     return v
@@ -237,7 +287,28 @@ def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dic
     return "; ".join(parts)
 
 
-def _warnings(rep, v, chosen, alive, histories, seeds, excluded) -> list[str]:
+def _noise(rep: Report, cols: list[str]) -> str:
+    """What the margins are judged against, in words."""
+    seeds = rep.table["Seeds"].astype(int)
+    if seeds.max() == 1:
+        return "each estimator's own standard error over the validation images (and, for FID, the samples)"
+    pooled = [f"{NAMES[c]} ±{_fmt(p)}" for c in cols if (p := pooled_sd(rep, c)) is not None]
+    several = int((seeds > 1).sum())
+    where = "every row" if several == len(seeds) else f"{several} of {len(seeds)} rows"
+    return (f"{seeds.max()} seeds at {where}: margins are judged against the standard error over seeds (training "
+            "and estimator noise together)"
+            + (f"; a one-seed row against the pooled seed spread ({', '.join(pooled)}: what one seed may move)"
+               if (seeds == 1).any() and pooled else ""))
+
+
+def _seeds_command(info: dict) -> str:
+    from pipelines.report.extend import _quote
+
+    parts = ["vae sweep", info.get("spec_file") or "SPEC", *[f"--set {_quote(o)}" for o in info.get("overrides", [])]]
+    return " ".join([*parts, "--set 'confirm={top: 2, seeds: 3}'"])
+
+
+def _warnings(rep, v, chosen, alive, histories, excluded) -> list[str]:
     out = []
     note = _still_falling(histories, v["run"])
     if note:
@@ -251,12 +322,17 @@ def _warnings(rep, v, chosen, alive, histories, seeds, excluded) -> list[str]:
                    f"({UNIFORM_BPD:g} bits/dim): the models have barely learned the data")
     if excluded:
         out.append(f"left out as collapsed (AU = 0 or KL < 0.01 nats): {'; '.join(excluded)}")
-    if seeds == 1:
-        out.append("one seed: the noise above leaves out training noise; run more seeds (search.seed) to know "
-                   "whether the margins hold")
+    if int(rep.table["Seeds"].max()) == 1:  # with seeds somewhere, a one-seed row counts their pooled spread
+        out.append("one seed: the noise above leaves out training noise; "
+                   f"`{v['seeds_command']}` adds seeds to the finalists of this study and decides again")
     if v.get("runner_up") and not v["runner_up"]["beyond_noise"]:
         out.append(f"the runner-up ({v['runner_up']['label']}) is within noise on every deciding number: "
                    "the choice between them is not settled by this study")
+    for name, word in (("beta", "beta"), ("z_dim", "z-dim")):
+        if v["extend"][name]:
+            out.append(f"edge: {'; '.join(v['extend_why'][name])}; try {word} "
+                       f"{', '.join(f'{x:g}' for x in v['extend'][name])}: `{v['extend_command']}` "
+                       + ("trains them" if v["training"] == "conditional" and name == "beta" else "grows the study to them"))
     if len(alive) == 1:
         out.append("only one model could be compared")
     return out
@@ -296,6 +372,10 @@ def row_index(table: pd.DataFrame, v: dict | None):
     return found[0] if len(found) else None
 
 
+def _seeds(n: int | None) -> str:
+    return "seeds unknown" if n is None else f"{n} seed{'s' if n != 1 else ''}"
+
+
 def lines(v: dict) -> list[str]:
     """The verdict as sentences: the answer first, then why, then how sure. A provisional one (configurations
     left) says so first: the best so far, which a configuration still to run may beat."""
@@ -304,13 +384,18 @@ def lines(v: dict) -> list[str]:
         head = f"provisional verdict ({v['provisional']}; rerun `vae sweep` to finish, then `vae report`)"
     if v.get("trial") is None:
         return [f"{head}: {v['rule']}"]
-    out = [f"{head}: {v['label']} (trial {v['trial']}, run {v['run']})"
+    tie = (f"tie between {', '.join([v['label'], *v['tied']])} (within noise); the rule picks "
+           f"{v['label']}" if v.get("tie") else v["label"])
+    out = [f"{head}: {tie} (trial {v['trial']}, run {v['run']})"
            + (f"; model {v['model']}" if v.get("model") else ""),
            f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  {v['z_dim_answer']}",
            f"  generation: {v['generation']}"]
+    if v.get("tie"):
+        out.append(f"  tie: no row is better beyond noise than {', '.join(v['tied'])}; {v['tie_rule']} picks "
+                   f"{v['label']}, which is not a win")
     if v.get("runner_up"):
         r = v["runner_up"]
-        out.append(f"  runner-up: {r['label']} (trial {r['trial']}): {r['margin']}")
+        out.append(f"  runner-up: {r['label']} (trial {r['trial']}, {_seeds(r['seeds'])}): {r['margin']}")
     out.append(f"  noise: {v['noise']}")
     out.append("  best per z-dim: " + "; ".join(f"{e['label']} (trial {e['trial']})" for e in v["per_z_dim"].values()))
     ob = v.get("optuna_best")
