@@ -270,9 +270,9 @@ def test_a_choice_at_the_end_of_the_betas_proposes_values_beyond_it_and_the_comm
     v = decide(rep, study={"spec_file": "sweeps/quick.yaml", "overrides": [], "search": {"beta": [0.01, 0.001]}})
     assert (v["z_dim"], v["beta"]) == (16, 0.01)
     assert v["extend"] == {"beta": [0.025, 0.1], "z_dim": []} and all(b > 0.01 for b in v["extend"]["beta"])
-    assert v["extend_command"] == "vae sweep sweeps/quick.yaml --set 'search.beta=[0.01, 0.001, 0.025, 0.1]'"
+    assert v["extend_command"] == {"beta": "vae sweep sweeps/quick.yaml --set 'search.beta=[0.01, 0.001, 0.025, 0.1]'"}
     edge = [w for w in v["warnings"] if w.startswith("edge:")]
-    assert len(edge) == 1 and "the largest searched at z-dim 16" in edge[0] and v["extend_command"] in edge[0]
+    assert len(edge) == 1 and "the largest searched at z-dim 16" in edge[0] and v["extend_command"]["beta"] in edge[0]
     # the smallest end, the grid's own ratio (2) for the step; a collapsed beta beyond caps it
     rep = build("s", runs([(8, 0.1, 0, m(elbo=7.0)), (8, 0.05, 0, m(elbo=6.8)), (8, 0.01, 0, m(elbo=6.6)),
                            (8, 0.005, 0, m(elbo=6.5))]))
@@ -285,7 +285,7 @@ def test_a_choice_inside_the_range_proposes_nothing_and_a_full_largest_z_dim_pro
     rep = build("s", runs([(8, 0.1, 0, m(elbo=6.5, au=3)), (8, 0.01, 0, m(elbo=6.0, au=4)),
                            (8, 0.001, 0, m(elbo=6.4, au=8))]))
     v = decide(rep)
-    assert v["extend"] == {"beta": [], "z_dim": []} and v["extend_command"] is None
+    assert v["extend"] == {"beta": [], "z_dim": []} and v["extend_command"] == {}
     assert not any(w.startswith("edge:") for w in v["warnings"])
     rep = build("s", runs([(4, 0.01, 0, m(elbo=7.0, au=4, se=0.001)), (8, 0.1, 0, m(elbo=6.5, au=8, se=0.001)),
                            (8, 0.01, 0, m(elbo=6.0, au=8, se=0.001)), (8, 0.001, 0, m(elbo=6.4, au=8, se=0.001))]))
@@ -304,9 +304,10 @@ def test_a_sigma_vae_whose_sigma_stands_for_a_beta_below_the_grid_proposes_betas
                            "search": {"beta": [0.1, 0.01, 0.005]}})
     assert v["loss"] == "sigma-vae"
     assert v["extend"]["beta"] == [0.0005, 0.001, 0.0025] and v["extend"]["z_dim"] == [200]
-    assert v["extend_command"] == ("vae sweep sweeps/credible.yaml --set dataset=folder:data/cifar10 "
-                                   "--set 'search.beta=[0.1, 0.01, 0.005, 0.0005, 0.001, 0.0025]' "
-                                   "--set 'search.z_dim=[200]'")
+    assert v["extend_command"] == {
+        "beta": "vae sweep sweeps/credible.yaml --set dataset=folder:data/cifar10 "
+                "--set 'search.beta=[0.1, 0.01, 0.005, 0.0005, 0.001, 0.0025]'",
+        "z_dim": "vae sweep sweeps/credible.yaml --set dataset=folder:data/cifar10 --set 'search.z_dim=[200]'"}
     assert any("stands for β ≈ 0.00036 at z-dim 100" in w for w in v["warnings"])
 
 
@@ -318,8 +319,7 @@ def test_a_margin_within_seed_noise_is_a_tie_that_names_the_rows_and_the_rule():
     v = decide(build("s", runs(rows)))
     assert v["tie"] is True and v["tied"] == ["z-dim 10, beta 0.005"] and v["beta"] == 0.01
     assert v["seeds"] == {"chosen": 3, "runner_up": 3}
-    assert lines(v)[0].startswith("verdict: tie between z-dim 10, beta 0.01, z-dim 10, beta 0.005 (within noise); "
-                                  "the rule picks z-dim 10, beta 0.01")
+    assert lines(v)[0] == "verdict: z-dim 10, beta 0.01 (trial 0, run t0); a tie with z-dim 10, beta 0.005 (within noise)"
     assert any(line.startswith("  tie: ") and "best mean by the rule" in line for line in lines(v))
     # the one-seed row is judged against the pooled seed spread (sd 0.1), not its estimator's 0.001
     assert "pooled seed spread (validation −ELBO (bits/dim) ±0.1" in v["noise"]

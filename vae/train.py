@@ -269,12 +269,29 @@ def _measure_final(model: VAE, optimizer, data: Data, cfg: TrainConfig, out: Pat
 
     try:
         history[-1].update(final(model, data, cfg, out, x_val))
+        if cfg.conditional and x_val is not None:  # the whole trained range, on the validation split
+            _continuum(model, data, cfg, out, x_val)
     except Exception as e:
         atomic_write_text(out / "traceback.txt", redact(traceback.format_exc()))
         return e
     (out / "traceback.txt").unlink(missing_ok=True)  # of an earlier attempt
     save_checkpoint(out, model=model, optimizer=optimizer, epoch=history[-1]["epoch"], history=history, config=cfg)
     return None
+
+
+def _continuum(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch.Tensor) -> None:
+    """continuum.json in `out`: the conditional model read at SCAN_POINTS betas over its whole range
+    and at the grid's, on the validation split (vae/continuum.py)."""
+    from vae import fid
+    from vae.continuum import SCAN_FID_SAMPLES, scan, scan_betas
+    from vae.measure import for_measuring
+
+    n = min(fid.sample_count(cfg.fid_samples, data.shape), SCAN_FID_SAMPLES)
+    what = f"{len(scan_betas(cfg.training_range, cfg.betas))} betas over {cfg.training_range[0]:.3g}–" \
+           f"{cfg.training_range[1]:.3g} on {len(x_val):,} validation images" + (f", FID from {n:,} samples each" if n else "")
+    with phase(f"continuum: {what}", enabled=cfg.progress):
+        points = scan(for_measuring(model), x_val, data, cfg)
+    atomic_write_text(out / "continuum.json", json.dumps(points, indent=1) + "\n")
 
 
 def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):

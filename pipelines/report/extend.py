@@ -108,21 +108,27 @@ def extend(rep, alive: pd.DataFrame, chosen) -> dict:
     return out
 
 
-def command(spec_file: str | None, overrides: list[str], study_search: dict, ext: dict,
-            conditional: bool = False, study: str = "") -> str | None:
-    """The command that grows the study to the proposed values (its lists with them added), or
-    for a β-conditional study (whose betas are fixed) a new independent study of them."""
-    if not ext["beta"] and not ext["z_dim"]:
-        return None
-    parts = ["vae sweep", spec_file or "SPEC", *[f"--set {_quote(o)}" for o in overrides]]
+def commands(spec_file: str | None, overrides: list[str], study_search: dict, ext: dict,
+             conditional: bool = False, study: str = "") -> dict[str, str]:
+    """Per dimension with proposals, the command that grows the study to them (its list with them
+    added); for the betas of a β-conditional study, whose betas are fixed, a new independent study
+    of them at the chosen z-dim."""
+    base = ["vae sweep", spec_file or "SPEC", *[f"--set {_quote(o)}" for o in overrides]]
+    out = {}
     for name in ("beta", "z_dim"):
-        if ext[name]:
-            old = [] if conditional and name == "beta" else list(study_search.get(name) or [])
-            values = old + [v for v in ext[name] if v not in old]
-            parts.append(f"--set 'search.{name}=[{', '.join(f'{v:g}' for v in values)}]'")
-    if conditional and ext["beta"]:
-        parts += [f"--set study={study}-beyond", "--set mode=independent"]
-    return " ".join(parts)
+        if not ext[name]:
+            continue
+        old = [] if conditional and name == "beta" else list(study_search.get(name) or [])
+        values = old + [v for v in ext[name] if v not in old]
+        cmd = [*base, f"--set 'search.{name}={_list(values)}'"]
+        if conditional and name == "beta":
+            cmd += [f"--set study={study}-beyond", "--set mode=independent", "--set 'search.loss=[beta]'"]
+        out[name] = " ".join(cmd)
+    return out
+
+
+def _list(values) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
 def _quote(override: str) -> str:

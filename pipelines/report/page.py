@@ -25,6 +25,8 @@ from pathlib import Path
 
 from pipelines.report import plots, tables
 from pipelines.report.compare import summary as compare_summary
+from pipelines.report.continuum import fetch_continua
+from pipelines.report.continuum import figure as continuum_figure
 from pipelines.report.data import Report, curve_points, meta, sources
 from pipelines.report.fetch import fetch_artifacts, fetch_curves
 from pipelines.report.folder import write_owned
@@ -67,6 +69,7 @@ More columns below: {more}. table.csv holds every column.</p>
 <h2>Rate–distortion</h2>
 <img class="plot" alt="rate-distortion" src="{rate_distortion}">
 {conditional}
+{continuum}
 {generation}
 <h2>Training curves (validation split, every epoch)</h2>
 <img class="plot" alt="curves" src="{curves}">
@@ -189,6 +192,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
         comparison=_comparison_html(comparison),
         conditional=_img(files, "conditional", "One β-conditional model per z-dim: the whole curve"),
+        continuum=_img(files, "continuum", "Between and beyond the grid: the β-conditional model on the validation split"),
         generation=_img(files, "generation", "Generation vs reconstruction"),
         kl_per_dim=_img(files, "kl_per_dim", "KL per latent dimension"), grids=grids)
 
@@ -250,6 +254,10 @@ def _write_files(report: Report, tracker: Tracker, out: Path, other, comparison,
             artifacts.rd_curves = fetch_curves(other, tracker)
         points = curve_points(report, *([other] if other is not None else []))
         files = plots.report_figures(report.table, report.dead, artifacts, out, points)
+    continua = fetch_continua(report, tracker)
+    if continua:
+        files["continuum"] = plots.save(continuum_figure(continua, (verdict or {}).get("continuum")),
+                                        out / "continuum.png")
     fig = heatmaps(report.table, report.std, row_index(report.table, verdict))
     if fig is not None:
         files["heatmaps"] = plots.save(fig, out / "heatmaps.png")

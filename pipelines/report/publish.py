@@ -100,7 +100,10 @@ def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
     the best so far, which the remaining ones may beat."""
     if rep is None:
         rep = build(study, load_runs(study, tracker)[1])
-    v = decide(rep, histories(rep, tracker), optuna_best(study, storage), study_info(study, storage))
+    from pipelines.report.continuum import fetch_continua
+
+    v = decide(rep, histories(rep, tracker), optuna_best(study, storage), study_info(study, storage),
+               fetch_continua(rep, tracker))
     if (why := unfinished(study, storage)) is not None:
         v["provisional"] = why
     return rep, v

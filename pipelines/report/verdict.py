@@ -179,12 +179,13 @@ def _still_falling(histories: dict[str, list[float]], run: str) -> str | None:
 
 
 def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_best: dict | None = None,
-           study: dict | None = None) -> dict:
+           study: dict | None = None, continua: dict | None = None) -> dict:
     """The verdict (verdict.json) from the report's data. `histories`: run name -> per-epoch
     `val/elbo_bpd`, for the undertraining warning; `optuna_best`: {"trial", "metric", "value"} of
     Optuna's own best trial, to say where it differs; `study`: how the study was run ("spec_file",
     "overrides", "search", "mode": pipelines/report/publish.py study_info), for the commands the
-    verdict prints."""
+    verdict prints; `continua`: z-dim -> the β-conditional models' scans of their range
+    (pipelines/report/continuum.py), judged at the chosen z-dim."""
     t, histories = rep.table, histories or {}
     excluded = [label(t.loc[i]) for i in t.index if rep.dead[i]]
     alive = t[~rep.dead]
@@ -245,16 +246,19 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     v["seeds"] = {"chosen": v["seeds"], "runner_up": v["runner_up"]["seeds"] if v.get("runner_up") else None}
     v["contenders"] = [{**_row(t, k), "within_noise": not _compare(rep, chosen, k, cols)[1]} for k in others.index]
     v["noise"] = _noise(rep, cols)
-    from pipelines.report.extend import command, extend
+    from pipelines.report.extend import commands, extend
 
-    ext = extend(rep, alive, chosen)
     info = study or {}
+    v["seeds_command"] = _seeds_command(info)
+    v["continuum"] = _continuum(continua or {}, v, kind, info)
+    ext = extend(rep, alive, chosen)
     conditional = v["training"] == "conditional"
+    if conditional and v["continuum"]:  # the model was read between and beyond its grid: the continuum answers
+        ext["beta"], ext["why"]["beta"] = [], []
     v["extend"] = {"beta": ext["beta"], "z_dim": ext["z_dim"]}
     v["extend_why"] = ext["why"]
-    v["extend_command"] = command(info.get("spec_file"), info.get("overrides", []), info.get("search", {}), ext,
-                                  conditional, rep.study)
-    v["seeds_command"] = _seeds_command(info)
+    v["extend_command"] = commands(info.get("spec_file"), info.get("overrides", []), info.get("search", {}), ext,
+                                   conditional, rep.study)
     v["warnings"] = _warnings(rep, v, chosen, alive, histories, excluded)
     if optuna_best:
         v["optuna_best"] = _optuna_note(optuna_best, v, rep, bool(z_note))
@@ -285,6 +289,25 @@ def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dic
         else:
             parts.append(f"it uses {au:.0f} of {z} dimensions (active units)")
     return "; ".join(parts)
+
+
+def _continuum(continua: dict, v: dict, kind: str, info: dict) -> dict:
+    """{z-dim: the continuum's judgement (pipelines/report/continuum.py), with the command that trains
+    its best beta independently where it beats the grid}, for the chosen z-dim."""
+    from pipelines.report.continuum import judge
+    from pipelines.report.extend import _quote
+
+    scans = continua.get(v["z_dim"])
+    c = judge(scans, kind) if scans else None
+    if c is None:
+        return {}
+    if c["beats_grid"]:
+        parts = ["vae sweep", info.get("spec_file") or "SPEC", *[f"--set {_quote(o)}" for o in info.get("overrides", [])],
+                 f"--set study={v['study']}-beyond", "--set mode=independent",
+                 f"--set 'search.beta=[{c['best_beta']:.3g}]'", f"--set 'search.z_dim=[{v['z_dim']}]'",
+                 "--set 'search.loss=[beta]'"]
+        c["command"] = " ".join(parts)
+    return {str(v["z_dim"]): c}
 
 
 def _noise(rep: Report, cols: list[str]) -> str:
@@ -331,7 +354,7 @@ def _warnings(rep, v, chosen, alive, histories, excluded) -> list[str]:
     for name, word in (("beta", "beta"), ("z_dim", "z-dim")):
         if v["extend"][name]:
             out.append(f"edge: {'; '.join(v['extend_why'][name])}; try {word} "
-                       f"{', '.join(f'{x:g}' for x in v['extend'][name])}: `{v['extend_command']}` "
+                       f"{', '.join(f'{x:g}' for x in v['extend'][name])}: `{v['extend_command'][name]}` "
                        + ("trains them" if v["training"] == "conditional" and name == "beta" else "grows the study to them"))
     if len(alive) == 1:
         out.append("only one model could be compared")
@@ -384,10 +407,9 @@ def lines(v: dict) -> list[str]:
         head = f"provisional verdict ({v['provisional']}; rerun `vae sweep` to finish, then `vae report`)"
     if v.get("trial") is None:
         return [f"{head}: {v['rule']}"]
-    tie = (f"tie between {', '.join([v['label'], *v['tied']])} (within noise); the rule picks "
-           f"{v['label']}" if v.get("tie") else v["label"])
-    out = [f"{head}: {tie} (trial {v['trial']}, run {v['run']})"
-           + (f"; model {v['model']}" if v.get("model") else ""),
+    out = [f"{head}: {v['label']} (trial {v['trial']}, run {v['run']})"
+           + (f"; model {v['model']}" if v.get("model") else "")
+           + (f"; a tie with {', '.join(v['tied'])} (within noise)" if v.get("tie") else ""),
            f"  why: {v['reason']}", f"  rule: {v['rule']}", f"  {v['z_dim_answer']}",
            f"  generation: {v['generation']}"]
     if v.get("tie"):
@@ -397,6 +419,10 @@ def lines(v: dict) -> list[str]:
         r = v["runner_up"]
         out.append(f"  runner-up: {r['label']} (trial {r['trial']}, {_seeds(r['seeds'])}): {r['margin']}")
     out.append(f"  noise: {v['noise']}")
+    from pipelines.report.continuum import sentence
+
+    for z, c in (v.get("continuum") or {}).items():
+        out.append(f"  continuum: {sentence(c, int(z), c.get('command'))}")
     out.append("  best per z-dim: " + "; ".join(f"{e['label']} (trial {e['trial']})" for e in v["per_z_dim"].values()))
     ob = v.get("optuna_best")
     if ob and not ob["same"]:
