@@ -120,3 +120,21 @@ def test_the_data_line_goes_above_the_trial_bar_on_a_terminal(tmp_path):
     at = text.index("data: ")
     assert text[at - 1] in "\r\n", repr(text[max(0, at - 80):at + 20])  # a fresh line, the bar cleared first
     assert "ETA 0:57data" not in text
+
+
+def test_the_trial_bar_shows_the_measurement_phase_after_the_last_epoch():
+    """After its last epoch a trial measures for minutes (FID): the bar says what, and how far,
+    instead of '(3/3 epochs)' and a sweep ETA of 0:00."""
+    from pipelines.engine.trial_bar import TrialBar
+    from vae.progress import phase
+
+    bar = TrialBar(None, total=1, epochs=3, training_of=lambda p: "beta", enabled=False)
+    bar.current, bar._running = {5: 2}, [(5, "z=2 β=0.1 seed 0")]
+    assert bar._now() == "z=2 β=0.1 seed 0 (2/3 epochs)"
+    with phase("FID: Inception-v3 features of 2,000 samples", total=10) as counter:
+        counter.update(5)
+        assert bar._now() == "z=2 β=0.1 seed 0 (2/3 epochs)"  # still training: no phase shown
+        bar.current[5] = 3
+        assert bar._now() == "z=2 β=0.1 seed 0 (3/3 epochs; FID: Inception-v3 features of 2,000 samples 50%)"
+    assert bar._now() == "z=2 β=0.1 seed 0 (3/3 epochs)"
+    bar.close()

@@ -303,3 +303,29 @@ def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
     again = study.get_trials()[-1]
     assert again.state.name == "WAITING" and again.system_attrs["failed_trial"] == dead.number
     assert "vae_worker" not in again.system_attrs and "mlflow_run_id" not in again.user_attrs
+
+
+def test_ctrl_c_after_the_final_measurements_keeps_them_on_any_host(env):
+    """Ctrl-C once a trial's end-of-training measurements are done, before its result is stored: the
+    retry (here on "another host": its local run folder gone, the checkpoint fetched from the
+    study's artifact store) says that epochs and measurements were done, measures nothing again,
+    and Optuna had heard of every epoch trained."""
+    import shutil
+
+    from pipelines.engine.study import study_status
+
+    path = env.spec(epochs=2, extra="checkpoint_every: 1\n")
+    path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: [2]").replace("beta: [0.1, 0.01]", "beta: [0.1]"))
+    stopped = subprocess.run(env.cli(path), env={**os.environ, "VAE_FAULT": "measured@INT"}, capture_output=True,
+                             text=True, timeout=600)
+    assert stopped.returncode == 130, stopped.stderr
+    rows = study_status("t", env.storage)["trials"]
+    assert [(r["state"], r["epochs"]) for r in rows] == [("FAIL", 2)]  # not "epochs 1" after 2 were trained
+    shutil.rmtree(os.environ["VAE_RUNS_DIR"])  # another host: no local run folder
+    again = subprocess.run(env.cli(path), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert ("trial 1: its 2 epochs and end-of-training measurements were done by an earlier attempt of this "
+            "configuration (trial 0); storing its result") in again.stderr
+    assert "resumes at epoch 3 of 2" not in again.stderr
+    done = [t for t in env.trials() if t.state.name == "COMPLETE"]
+    assert len(done) == 1 and "diag/active_units" in done[0].user_attrs

@@ -72,14 +72,14 @@ def test_each_checkpoint_is_announced_before_the_final_measurements(tiny):
 
     cfg, events = tiny(epochs=3), []
 
-    def saved(epoch):
+    def saved(epoch, metrics):
         blob = load_checkpoint(cfg.out)
         events.append(("saved", epoch, blob["epoch"], blob["measured"]))
 
     train(cfg, callback=lambda epoch, metrics, model: events.append(("callback", epoch, "diag/active_units" in metrics)),
           saved=saved)
     assert events == [("callback", 1, False), ("saved", 1, 1, True), ("callback", 2, False), ("saved", 2, 2, True),
-                      ("saved", 3, 3, False), ("callback", 3, True)]
+                      ("saved", 3, 3, False), ("saved", 3, 3, True), ("callback", 3, True)]
 
 
 def test_divergence_names_the_epoch(tiny):

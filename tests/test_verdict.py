@@ -357,3 +357,30 @@ def test_confirm_picks_the_choice_and_its_rivals():
     assert new_points([{"z_dim": 10, "beta": None, "seed": 0, "loss": "sigma-vae"},
                        {"z_dim": 10, "beta": None, "seed": 1, "loss": "sigma-vae"}], finalists(v, 3), 3) == [
         {"z_dim": 10, "beta": None, "seed": 2, "loss": "sigma-vae"}]
+
+
+def test_each_deciding_number_is_set_beside_its_own_best():
+    """'validation FID 447.9 (the best of any candidate: validation R-loss 0.0374)' paired one model's
+    FID with another's R-loss: each number now names the lowest of its own kind, and whose it is."""
+    rep = build("s", runs([(10, 0.1, 0, m(r=0.05, fid=100)), (10, 0.01, 0, m(r=0.03, fid=130)),
+                           (10, 0.001, 0, m(r=0.0187, fid=300))]))
+    v = decide(rep)
+    assert v["beta"] == 0.01
+    assert ("validation R-loss 0.03 (the lowest is 0.0187, z-dim 10, beta 0.001) and validation FID 130 "
+            "(the lowest is 100, z-dim 10, beta 0.1)") in v["reason"]
+
+
+def test_the_generation_figure_names_two_models_only_beyond_noise():
+    from pipelines.report import plots
+
+    def title(fid_se):
+        rep = build("s", runs([(10, 0.1, 0, m(r=0.04, fid=300.0, fid_se=fid_se)),
+                               (10, 0.01, 0, m(r=0.03, fid=300.1, fid_se=fid_se))]))
+        rep.table["FID (samples)"] = rep.table["_val_fid"]
+        return plots.generation_vs_reconstruction(rep.table, r_col="R-loss").axes[0].get_title()
+
+    assert "differ within noise" in title(6.7)  # 0.1 FID against ±6.7
+    rep_far = build("s", runs([(10, 0.1, 0, m(r=0.04, fid=200.0)), (10, 0.01, 0, m(r=0.03, fid=300.0))]))
+    rep_far.table["FID (samples)"] = rep_far.table["_val_fid"]
+    far = plots.generation_vs_reconstruction(rep_far.table, r_col="R-loss").axes[0].get_title()
+    assert "are different models" in far

@@ -66,8 +66,52 @@ def say(line: str) -> None:
 
 
 class _Silent:
+    """A phase's counter where no bar is drawn: listeners (listen) still see how far it is."""
+
+    def __init__(self, total: int | None = None):
+        self.n, self.total = 0, total
+
     def update(self, n: int = 1) -> None:
-        pass
+        self.n += n
+
+
+_listeners: list = []
+_phases: list[tuple[str, object]] = []  # the phases now running, innermost last: (message, counter)
+
+
+def listen(fn) -> None:
+    """`fn(current)` whenever a phase starts or ends: current is (message, counter with .n and
+    .total) of the innermost phase running, or None. A sweep's trial bar shows it (what a trial is
+    doing after its last epoch: minutes of FID)."""
+    _listeners.append(fn)
+
+
+def unlisten(fn) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
+
+
+def current_phase() -> tuple[str, object] | None:
+    return _phases[-1] if _phases else None
+
+
+def _notify() -> None:
+    for fn in list(_listeners):
+        try:
+            fn(current_phase())
+        except Exception:  # a display must never stop a measurement
+            pass
+
+
+@contextmanager
+def _tracked(message: str, counter):
+    _phases.append((message, counter))
+    _notify()
+    try:
+        yield counter
+    finally:
+        _phases.remove((message, counter))
+        _notify()
 
 
 @contextmanager
@@ -75,14 +119,14 @@ def phase(message: str, total: int | None = None, enabled: bool = True, unit: st
     """Announce a step that may take seconds: nothing if it ends within DELAY_S; else a bar of
     `total` items on a terminal, or a line when it starts and one with its time when it ends."""
     if not enabled:
-        yield _Silent()
+        yield _Silent(total)
         return
     start = time.perf_counter()
     if total is not None and interactive():
         from tqdm import tqdm
 
         with tqdm(total=total, desc=message, delay=DELAY_S, leave=True, file=sys.stderr,
-                  dynamic_ncols=True, unit=unit) as bar:
+                  dynamic_ncols=True, unit=unit) as bar, _tracked(message, bar):
             yield bar
         return
     shown = threading.Event()
@@ -96,7 +140,8 @@ def phase(message: str, total: int | None = None, enabled: bool = True, unit: st
     ticker = threading.Thread(target=announce, daemon=True)
     ticker.start()
     try:
-        yield _Silent()
+        with _tracked(message, _Silent(total)) as counter:
+            yield counter
     finally:
         done.set()
         ticker.join()

@@ -128,9 +128,10 @@ def applied(cfg: TrainConfig, data: Data) -> dict:
 def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None,
           saved: Callable[[int], None] | None = None) -> list[dict]:
     """Train `cfg`'s model; the history, one dict of metrics per epoch. `callback(epoch, metrics, model)`
-    after each epoch (the last one's once it is measured); `saved(epoch)` once an epoch's checkpoint is
-    on disk: after the callback, but the last epoch's before the end-of-training measurements (a sweep
-    uploads it from there, so that a host dying during minutes of FID costs no training elsewhere)."""
+    after each epoch (the last one's once it is measured); `saved(epoch, metrics)` once an epoch's
+    checkpoint is on disk: after the callback, but the last epoch's twice and before it: before the
+    end-of-training measurements (a sweep uploads it from there, so that a host dying during minutes
+    of FID costs no training elsewhere) and after them, measured (a retry anywhere keeps them)."""
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -225,12 +226,14 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         measured = epoch < cfg.epochs
         if not measured:
             if saved is not None:  # the trained model leaves this host before minutes of measuring
-                saved(epoch)
+                saved(epoch, metrics)
             failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
+            if saved is not None and failure is None:  # and measured: a retry anywhere keeps the measurements
+                saved(epoch, metrics)
         if callback is not None:
             callback(epoch, metrics, model)
         if measured and saved is not None:
-            saved(epoch)
+            saved(epoch, metrics)
     if start > cfg.epochs and not measured and history:  # resumed after its measurements failed or were stopped
         failure = _measure_final(model, optimizer, data, cfg, out, history, x_val)
         if callback is not None and failure is None:

@@ -106,14 +106,15 @@ def _data(cache: dict, dataset: str, data_dir: str, limit: int | None, seed: int
     return cache[key]
 
 
-def _resumable(folder: Path, cfg) -> list[dict]:
-    """The epochs already trained in `folder` by an earlier trial of this configuration (its
-    history), or [] after clearing a folder whose checkpoint was made with other settings."""
+def _resumable(folder: Path, cfg) -> tuple[list[dict], bool]:
+    """(the epochs already trained in `folder` by an earlier trial of this configuration, whether its
+    end-of-training measurements are done too), or ([], False) after clearing a folder whose
+    checkpoint was made with other settings."""
     from vae.checkpoint import load_checkpoint
     from vae.errors import CheckpointError
 
     if not (folder / "checkpoint.pt").exists():
-        return []
+        return [], False
     try:
         blob = load_checkpoint(folder)
         saved = {**{k: default(k) for k in names()}, **blob["config"]}  # a setting it predates: its default
@@ -122,8 +123,19 @@ def _resumable(folder: Path, cfg) -> list[dict]:
         same = False
     if not same:
         shutil.rmtree(folder, ignore_errors=True)
-        return []
-    return blob["history"]
+        return [], False
+    return blob["history"], bool(blob.get("measured", True))
+
+
+def _resuming(number: int, first: int, done: list[dict], measured: bool, epochs: int) -> str:
+    """What a retry takes over from the earlier attempt `first` of its configuration, in one line."""
+    earlier = f"an earlier attempt of this configuration (trial {first})"
+    if len(done) >= epochs and measured:
+        return (f"trial {number}: its {epochs} epochs and end-of-training measurements were done by {earlier}; "
+                "storing its result")
+    if len(done) >= epochs:
+        return f"trial {number}: its {epochs} epochs were trained by {earlier}; its end-of-training measurements run now"
+    return f"trial {number}: resumes at epoch {len(done) + 1} of {epochs}, from the checkpoint of {earlier}"
 
 
 def _earlier_runs(lease: Lease) -> list[str]:
@@ -193,15 +205,29 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
         else:
             lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
 
+    def on_saved(epoch: int, metrics: dict) -> None:
+        """The last epoch, trained and on disk, before minutes of end-of-training measurements: Optuna
+        and the bar hear of it now (a Ctrl-C while measuring leaves the trial at its true epoch), and a
+        pruner decides before the measurements are paid for."""
+        if epoch == cfg.epochs and epoch not in reported:
+            value = metrics.get(spec.metric)
+            if bar is not None:
+                bar.epoch(trial.number, epoch)
+            if value is not None and math.isfinite(value):
+                reported.add(epoch)
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        checkpoints.after_epoch(run_id, folder, epoch)  # every k epochs, to the study's artifact store
+
     try:
-        done = _resumable(folder, cfg)
+        done, measured = _resumable(folder, cfg)
         fetched = checkpoints.fetch(_earlier_runs(lease), folder, len(done))  # from another host, or later
         if fetched is not None:
-            done = _resumable(folder, cfg)
+            done, measured = _resumable(folder, cfg)
             tracker.set_tags(run_id, {"vae.checkpoint_from": f"run {fetched[0]}, epoch {fetched[1]}"})
         if done:  # a retry: its run shows the epochs it resumes from, and says so
-            say(f"trial {trial.number}: resumes at epoch {len(done) + 1} of {cfg.epochs}, from the checkpoint "
-                f"of an earlier attempt of this configuration (trial {root(lease.frozen)})")
+            say(_resuming(trial.number, root(lease.frozen), done, measured, cfg.epochs))
             for resumed in (run_id, *tracker.beta_runs(run_id).values()):  # and a conditional model's rows
                 # the replayed epochs have metrics but no model here: their grids are the earlier attempt's
                 tracker.set_tags(resumed, {"vae.resumed_from_epoch": len(done), "vae.images_missing":
@@ -209,8 +235,7 @@ def run_trial(lease: Lease, spec: Spec, tracker: Tracker, experiment_id: str, pa
                                            "configuration, whose run (KILLED or FAILED) holds their grids"})
         for metrics in done:
             on_epoch(metrics["epoch"], metrics)
-        history = train(cfg, callback=on_epoch, data=data,  # every k epochs, to the study's artifact store
-                        saved=lambda epoch: checkpoints.after_epoch(run_id, folder, epoch))
+        history = train(cfg, callback=on_epoch, data=data, saved=on_saved)
     except optuna.TrialPruned as e:
         lease.prune(str(e))  # "pruned after epoch N"
     except TrainingDiverged as e:

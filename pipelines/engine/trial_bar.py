@@ -19,7 +19,7 @@ import threading
 import time
 
 from pipelines.engine.trial import finished, heads, params_of
-from vae.progress import duration, interactive, label, num, say
+from vae.progress import duration, interactive, label, listen, num, say, unlisten
 
 REFRESH_S = 1.0
 
@@ -37,8 +37,10 @@ class TrialBar:
         self.eta_at = None  # monotonic time the sweep should end
         self.bar = None
         self.announced: set[int] | None = None  # finished trials already printed (plain lines)
-        self._n, self._running, self._best = 0, "", ""
+        self._n, self._running, self._best = 0, [], ""
+        self._phase = None  # (message, counter) of what this process's trial measures now (vae/progress.py)
         self._stop = threading.Event()
+        listen(self._on_phase)
         if not enabled:
             return
         if interactive():
@@ -52,6 +54,18 @@ class TrialBar:
     def _label(self, t) -> str:
         p = params_of(t)
         return label(p.get("z_dim"), self.training_of(p), p.get("beta"), p.get("seed", 0))
+
+    def _on_phase(self, current) -> None:
+        self._phase = current
+        self._draw()
+
+    def _phase_text(self) -> str:
+        """'; FID: Inception-v3 features of 2,000 samples… 35%': what the trial does after its epochs."""
+        if self._phase is None:
+            return ""
+        message, counter = self._phase
+        total, n = getattr(counter, "total", None), getattr(counter, "n", 0)
+        return f"; {message}" + (f" {n / total:.0%}" if total else "")
 
     def _tick(self) -> None:
         while not self._stop.wait(REFRESH_S):
@@ -82,9 +96,7 @@ class TrialBar:
         elapsed, trained = time.monotonic() - self.start, done_epochs - self.base
         left = max(0, self.total * self.epochs - done_epochs)
         self.eta_at = time.monotonic() + elapsed / trained * left if trained > 0 else None
-        self._running = ", ".join(
-            f"{self._label(t)}" + (f" ({self.current[t.number]}/{self.epochs} epochs)" if t.number in self.current else "")
-            for t in running)
+        self._running = [(t.number, self._label(t)) for t in running]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         self._best = ""
         if complete:
@@ -110,17 +122,32 @@ class TrialBar:
     def _eta(self) -> str:
         return duration(max(0.0, self.eta_at - time.monotonic())) if self.eta_at is not None else ""
 
+    def _now(self) -> str:
+        """The trials running, with the epochs of this process's and what it measures after them."""
+        out = []
+        for number, name in self._running:
+            if number in self.current:
+                epochs = self.current[number]
+                measuring = self._phase_text() if epochs >= self.epochs else ""
+                name += f" ({epochs}/{self.epochs} epochs{measuring})"
+            out.append(name)
+        return ", ".join(out)
+
     def _draw(self) -> None:
         if self.bar is None:
             return
-        parts = [f"now {self._running}" if self._running else "", f"best {self._best}" if self._best else "",
-                 f"sweep ETA {self._eta}" if self._eta else ""]
+        now = self._now()
+        # all epochs trained, only measurements left: an epoch-based ETA would say 0:00 for minutes
+        measuring = self._phase is not None and self._eta == "0:00"
+        parts = [f"now {now}" if now else "", f"best {self._best}" if self._best else "",
+                 f"sweep ETA {self._eta}" if self._eta and not measuring else ""]
         self.bar.n = self._n
         self.bar.set_postfix_str(" · ".join(p for p in parts if p), refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
         self._stop.set()
+        unlisten(self._on_phase)
         if self.bar is not None:
             self.refresh()
             self.bar.close()

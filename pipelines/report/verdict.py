@@ -216,12 +216,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
              for z, i in best_per_z.items()}
     v = {"study": rep.study, **v, "per_z_dim": per_z, "excluded": excluded, "kind": kind}
     n = v["numbers"]
-    deciding = ", ".join(f"{NAMES[c]} {_fmt(alive.at[chosen, c])}" for c in cols)
-    bests = [f"{NAMES[c]} {_fmt(alive[c].min())}" for c in cols if alive.at[chosen, c] > alive[c].min()]
-    v["reason"] = (f"{label(t.loc[chosen])} has {deciding}"
-                   + (f" (the best of any candidate: {', '.join(bests)})" if bests else
-                      " (the best of all candidates)" if len(alive) > 1 else "")
-                   + (f"; {z_note}" if z_note else ""))
+    v["reason"] = f"{label(t.loc[chosen])} has {_deciding(alive, chosen, cols)}" + (f"; {z_note}" if z_note else "")
     if kind == "likelihood" and R in alive and alive.at[chosen, R] > alive[R].min():
         j = alive[R].idxmin()  # the trade-off the likelihood made: it charges the rate as well
         v["reason"] += (f"; its validation R-loss {_fmt(alive.at[chosen, R])} is above the lowest, "
@@ -263,6 +258,18 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     if optuna_best:
         v["optuna_best"] = _optuna_note(optuna_best, v, rep, bool(z_note))
     return v
+
+
+def _deciding(alive: pd.DataFrame, chosen, cols: list[str]) -> str:
+    """'validation R-loss 0.0412 (the lowest is 0.0374, z-dim 10, beta 0.001) and validation FID 447.9
+    (the lowest of all candidates)': each number beside whose it is, never one model's beside another's."""
+    parts = []
+    for c in cols:
+        mine, low = alive.at[chosen, c], alive[c].min()
+        note = ("" if len(alive) < 2 else " (the lowest of all candidates)" if mine <= low else
+                f" (the lowest is {_fmt(low)}, {label(alive.loc[alive[c].idxmin()])})")
+        parts.append(f"{NAMES[c]} {_fmt(mine)}{note}")
+    return " and ".join(parts)
 
 
 def _z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dict) -> str:

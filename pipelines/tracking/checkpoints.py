@@ -108,6 +108,8 @@ class CheckpointStore:
             staged = Path(tmp) / artifact_name(epoch)
             shutil.copyfile(folder / "checkpoint.pt", staged)
             self.tracker.client.log_artifact(run_id, str(staged), PREFIX)
+        if epoch in self._uploaded:  # the last epoch again, measured: the same artifact, replaced
+            self._uploaded.remove(epoch)
         self._uploaded.append(epoch)
 
     def _retire(self, run_id: str) -> None:

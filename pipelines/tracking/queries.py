@@ -56,11 +56,7 @@ class Queries:
 
     def download(self, run_id: str, name: str, folder: str | Path) -> Path | None:
         """One artifact of a run, copied into `folder`; None when the run has no such artifact (a run
-        from before it existed, or a failed upload): callers leave it out. No download bar: it would
-        stand between our lines."""
-        import os
-
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from before it existed, or a failed upload): callers leave it out."""
         try:
             return Path(self.client.download_artifacts(run_id, name, str(folder)))
         except Exception:

@@ -93,6 +93,9 @@ class Tracker(Queries):
         """create=False (read-only commands): a SQLite store must exist already; none is created.
         artifacts: where a new study's artifacts go (pipelines/tracking/artifacts.py; env VAE_ARTIFACT_LOCATION)."""
         import logging
+        import os
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars between our lines
 
         from mlflow import MlflowClient
 
