@@ -13,6 +13,7 @@ moved aside first and `restore_folder` puts it back if a kill came between the t
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -21,15 +22,48 @@ from pathlib import Path
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
 
 
+FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+TORCH_SHORT_WRITE = ("unexpected pos", "file write failed", "PytorchStreamWriter failed writing")
+"""torch.save on a full disk raises RuntimeError with one of these, not OSError (inline_container.cc)."""
+
+
+def disk_full(e: BaseException, path: Path, written: int | None = None):
+    """The DiskFull (vae/errors.py) that `e` stands for when writing `path`, or None: ENOSPC/EDQUOT,
+    or torch's short-write RuntimeError where the disk there is (nearly) full."""
+    from vae.errors import DiskFull
+
+    path = Path(path)
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("."))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    chain, seen = e, set()
+    while chain is not None and id(chain) not in seen:  # a library may wrap it (MLflow's downloads do)
+        seen.add(id(chain))
+        if isinstance(chain, OSError) and chain.errno in FULL:
+            return DiskFull(path, free, written)
+        chain = chain.__cause__ or chain.__context__
+    if isinstance(e, RuntimeError) and any(m in str(e) for m in TORCH_SHORT_WRITE) and free < (1 << 20):
+        return DiskFull(path, free, written)
+    return None
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """`write(tmp)` writes the file at `tmp`; it is renamed to `path` only when complete."""
+    """`write(tmp)` writes the file at `tmp`; it is renamed to `path` only when complete. A full disk
+    is DiskFull (one line: the path, the bytes written before it filled, the bytes free), with the
+    partial file removed and the earlier file at `path` untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = tmp.stat().st_size if tmp.exists() else None
         tmp.unlink(missing_ok=True)
+        full = disk_full(e, path, written) if isinstance(e, Exception) else None
+        if full is not None:
+            raise full from None
         raise
     return path
 

@@ -36,6 +36,24 @@ class MeasurementFailed(VAEError):
         self.out, self.history, self.cause = out, history, cause
 
 
+class DiskFull(VAEError):
+    """A file could not be written for want of space: the path, what it needed (where known) and
+    what is free, in one line. What was there before (an earlier checkpoint) is intact."""
+
+    def __init__(self, path, free: int, needed: int | None = None):
+        need = f"{_size(needed)} needed at least, " if needed else ""
+        super().__init__(f"no space left to write {path}: {need}{_size(free)} free there; free some space or "
+                         "write elsewhere (what was there before is intact)")
+        self.path, self.free, self.needed = path, free, needed
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (libraries explain over many), or its type's name."""
     return (str(e).strip().splitlines() or [type(e).__name__])[0]

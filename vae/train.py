@@ -40,7 +40,7 @@ from vae.config import (
     names,
 )
 from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
-from vae.errors import ConfigError, MeasurementFailed, TrainingDiverged
+from vae.errors import ConfigError, DiskFull, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         evaluated = measure(model, _splits(cfg, epoch, x_val, x_eval, x_test), cfg)  # conditional: at each beta, and means
         for split in ("val", "test_subset", "test"):
             _check_finite(evaluated.get(f"{split}/loss", 0.0), epoch)
-        out.mkdir(parents=True, exist_ok=True)  # only now: a run that diverges in epoch 1 leaves no folder
+        made = _made(out)  # only now: a run that diverges in epoch 1 leaves no folder
         metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
                    **({} if cfg.conditional else {"train/beta": beta}),
                    "time/epoch_s": seconds, "time/images_per_s": n / seconds, **sizes}
@@ -221,8 +221,14 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
         history.append(metrics)
         # the trained model is on disk before the end-of-training measurements, which take minutes
         # (FID) and must never lose it; `measured` tells a resumed run whether they still have to run
-        save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg,
-                        measured=epoch < cfg.epochs)
+        try:
+            save_checkpoint(out, model=model, optimizer=optimizer, epoch=epoch, history=history, config=cfg,
+                            measured=epoch < cfg.epochs)
+        except DiskFull:
+            for folder in made:  # folders this run made for a first checkpoint that did not fit: gone again
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            raise
         measured = epoch < cfg.epochs
         if not measured:
             if saved is not None:  # the trained model leaves this host before minutes of measuring
@@ -245,6 +251,13 @@ def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None 
     if failure is not None:
         raise MeasurementFailed(out, history, failure)
     return history
+
+
+def _made(out: Path) -> list[Path]:
+    """Create the run folder; the folders this created, innermost first (none if it existed)."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def _splits(cfg: TrainConfig, epoch: int, x_val, x_eval, x_test) -> dict[str, torch.Tensor]:

@@ -130,6 +130,8 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
     from vae.paths import check_folder
 
     os.environ.setdefault(*QUIET)
+    if Path(out).is_symlink():  # a link to a folder, or a dangling one: where would the model land?
+        raise ExportError(f"OUT {out} is a symbolic link: name a new folder (the link's target is left alone)")
     out = check_folder(out, "OUT")
     if out.is_dir() and any(out.iterdir()):
         raise ExportError(f"OUT {out} is a folder that is not empty: name a new one")
@@ -149,6 +151,12 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
             try:
                 tracker.client.download_artifacts(run_id, name, str(tmp))
             except Exception as e:
+                from vae.atomic import disk_full
+
+                shutil.rmtree(tmp, ignore_errors=True)  # the partial copy: what is free without it
+                full = disk_full(e, out / name) or _too_big(tracker, run_id, name, existing, out)
+                if full is not None:  # this disk, not the run: the copy did not fit
+                    raise full from None
                 raise ExportError(f"trial {t.number}'s MLflow run {run.info.run_name} has no {name} to export "
                                   f"({redact(first_line(e))[:200]})") from None
         cfg = TrainConfig.from_dict(load_checkpoint(tmp)["config"])
@@ -172,6 +180,19 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _too_big(tracker, run_id: str, name: str, folder: Path, out: Path):
+    """DiskFull where the artifact is larger than the space left at `folder` (MLflow's download
+    error does not say why it failed), else None."""
+    from vae.errors import DiskFull
+
+    try:
+        size = next((a.file_size for a in tracker.client.list_artifacts(run_id) if a.path == name), None)
+        free = shutil.disk_usage(folder).free
+    except Exception:
+        return None
+    return DiskFull(out / name, free, size) if size is not None and free < size else None
 
 
 def _beta(cfg, beta: float | None, verdict: dict | None, number: int) -> float | None:
