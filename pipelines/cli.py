@@ -278,8 +278,8 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifa
     from pipelines.report.verdict import lines
     from pipelines.spec import load_spec
 
-    if n_trials is not None and n_trials < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--n-trials")
+    if n_trials is not None and not 1 <= n_trials <= 1_000_000:
+        raise click.BadParameter(f"must be between 1 and 1,000,000, got {n_trials:,}", param_hint="--n-trials")
     if workers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers")
     spec = load_spec(spec_path, overrides, n_trials)  # --n-trials counts before the spec is checked
@@ -290,6 +290,12 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifa
     warning = check_objective(spec, storage)  # before anything is created
     if warning and not child:
         click.echo(warning, err=True)
+    size = spec.space_size() if spec.sampler != "grid" else None
+    if size is not None and spec.n_trials > size and not child:
+        click.echo(f"note: the search space has {size} point(s), fewer than n_trials {spec.n_trials}: sampler "
+                   f"'{spec.sampler}' proposes points again, and each proposal trains a model; sampler: grid runs "
+                   "each point once", err=True)
+
     from pipelines.engine.gpus import gpu_plan, parse
 
     confirming = spec.confirm is not None and not child  # the parent adds the finalists' seeds, then decides

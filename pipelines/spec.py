@@ -174,7 +174,8 @@ class Spec(Strict):
     search: Search
     sampler: Literal["grid", "tpe", "random"] = "grid"
     pruner: Pruner | None = None
-    n_trials: PositiveInt | None = None
+    n_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    """samplers only: trials to run (at most a million: more is a typo, and would train until killed)."""
     metric: str = "val/elbo_bpd"
     direction: Literal["minimize", "maximize"] = "minimize"
     images_every: PositiveInt = 5
@@ -288,6 +289,14 @@ class Spec(Strict):
         conditional trains the conditional model, a sigma-vae point a σ-VAE in either mode."""
         loss = params.get("loss", self.train.loss)
         return "conditional" if self.mode == "conditional" and loss == "beta" else loss
+
+    def space_size(self) -> int | None:
+        """How many distinct points a sampler can propose: the product of the lists' lengths, or
+        None when a dimension is a range."""
+        s = self.search
+        if any(isinstance(getattr(s, k), Range) for k in ("z_dim", "beta")):
+            return None
+        return len(s.z_dim) * len(s.beta) * len(s.seed) * len(s.loss)
 
     @property
     def total(self) -> int:

@@ -8,6 +8,7 @@ add a row for each new one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import sys
@@ -112,6 +113,43 @@ def swapped(folder: Path, monkeypatch) -> None:
     (folder / "mlruns").mkdir()
     for name, path in STORES.items():
         shutil.copyfile(path, folder / "mlruns" / name)
+
+
+def link(name: str, target: str, make: bool = True) -> Callable:
+    def setup(folder: Path, monkeypatch) -> None:
+        if make:
+            (folder / target).mkdir()
+        (folder / name).symlink_to(folder / target)
+    return setup
+
+
+def unreadable(folder: Path, monkeypatch) -> None:
+    """An image folder whose train/ cannot be listed (as a user without the permission; root reads all)."""
+    import vae.data
+
+    make_image_folder(folder / "imgs")
+    real = os.walk
+
+    def walk(top, onerror=None, **kw):
+        if str(top).endswith("train") and onerror is not None:
+            onerror(PermissionError(13, "Permission denied", str(top)))
+            return
+        yield from real(top, onerror=onerror, **kw)
+
+    monkeypatch.setattr(vae.data.os, "walk", walk)
+
+
+def one_image(folder: Path, monkeypatch) -> None:
+    make_image_folder(folder / "one", n_per_class=1, splits=("",))
+    (folder / "one" / "b" / "0.png").unlink()
+    (folder / "dd").mkdir()
+
+
+def pinned(folder: Path, monkeypatch) -> None:
+    """An MLflow store whose experiment `bad` an earlier version created at foo://bar/bad."""
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{folder / 'pinned.db'}").create_experiment("bad", artifact_location="foo://bar/bad")
 
 
 MLFLOW_DB, OPTUNA_DB = "sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/optuna.db"
@@ -239,6 +277,29 @@ CASES = [
          "cannot use tracking store http://alice:***@127.0.0.1"),
     Case("password in report's tracking URI", ["report", "--study", "nope", "--tracking-uri", PG],
          "cannot use tracking store postgresql://vae:***@"),
+    # --- the smaller ones of issue 32 ------------------------------------------------------
+    Case("export OUT a symlink to an empty folder", ["export", "--study", "bad", "lnk"],
+         "OUT lnk is a symbolic link: name a new folder", link("lnk", "empty")),
+    Case("export OUT a dangling symlink", ["export", "--study", "bad", "lnk"],
+         "OUT lnk is a symbolic link: name a new folder", link("lnk", "nowhere", make=False)),
+    Case("beta_span so wide it overflows", [*TRAIN, "--betas", "0.1,0.01", "--beta-span", "1e300", "--out", "run"],
+         "the training range 3.16e-152–3.16e+148 reaches beyond 1e-08–10000"),
+    Case("an image folder that cannot be read", [*TRAIN, "--dataset", "folder:imgs", "--out", "run"],
+         "cannot read image folder imgs/train: Permission denied", unreadable),
+    Case("a single-image folder (no cache left)", [*TRAIN[:-2], "--dataset", "folder:one", "--data-dir", "dd",
+                                                   "--out", "run", "--device", "cpu"],
+         "folder-", one_image),
+    # --- artifact locations: checked before any store, study or experiment exists -----------
+    Case("artifact location of an unknown scheme", [*SWEEP, "--artifact-location", "foo://bar"],
+         "--artifact-location foo://bar: MLflow has no artifact store for 'foo'://"),
+    Case("artifact location with credentials", [*SWEEP, "--artifact-location", "s3://AKIA:" + SECRET + "@bucket/x"],
+         "--artifact-location s3://AKIA:***@bucket/x: carries credentials, which MLflow would store in clear"),
+    *([Case("artifact location whose client is missing", [*SWEEP, "--artifact-location", "s3://bucket/x"],
+            "--artifact-location s3://bucket/x: needs the boto3 package for s3:// (pip install boto3)")]
+      if importlib.util.find_spec("boto3") is None else []),
+    Case("a study whose experiment keeps its artifacts where MLflow cannot write",
+         [*SWEEP, "--tracking-uri", "sqlite:///pinned.db"],
+         "study 'bad' keeps its artifacts at foo://bar/bad: MLflow has no artifact store for 'foo'://", pinned),
     Case("password as a query parameter", [*SWEEP, "--storage", "postgresql://127.0.0.1:{closed}/o?user=vae&password=" + SECRET],
          "cannot use Optuna storage postgresql://127.0.0.1:{closed}/o?user=vae&password=***"),
     Case("password in status's storage", ["status", "--study", "nope", "--storage", PG], "cannot use Optuna storage postgresql://vae:***@"),
@@ -353,11 +414,16 @@ def test_n_trials_counts_before_the_spec_is_checked_and_a_grid_says_it_ignores_i
     tpe = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--set", "sampler=tpe", "--set",
                                    "search.beta={low: 0.001, high: 0.1}", "--n-trials", "3"])
     assert tpe.exit_code == 0 and "note:" not in tpe.output, tpe.output
-    grid = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--n-trials", "100000000000000000000"])
+    grid = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--n-trials", "1000"])
     assert grid.exit_code == 0, grid.output
-    assert grid.output.count("note: a grid runs each of its 1 points once; --n-trials 100000000000000000000 is "
-                             "ignored") == 1
-    assert seen == [("tpe", 3), ("grid", 100000000000000000000)]
+    assert grid.output.count("note: a grid runs each of its 1 points once; --n-trials 1000 is ignored") == 1
+    assert seen == [("tpe", 3), ("grid", 1000)]
+    # an absurd count is refused, for any sampler (a sampler would retrain until killed)
+    absurd = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--n-trials", "100000000000000000000"])
+    assert absurd.exit_code == 2 and "must be between 1 and 1,000,000" in absurd.output and len(seen) == 2
+    # a sampler over fewer points than its trials says so
+    small = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--set", "sampler=tpe", "--n-trials", "5"])
+    assert small.exit_code == 0 and "note: the search space has 1 point(s), fewer than n_trials 5" in small.output
 
 
 def test_resume_without_a_checkpoint_says_so(data_dir, tmp_path, monkeypatch):
@@ -381,3 +447,26 @@ def test_resume_without_a_checkpoint_says_so(data_dir, tmp_path, monkeypatch):
 ])
 def test_redact(text, shown):
     assert redact(text) == shown
+
+
+def test_a_shared_storage_with_a_host_local_tracking_store_gets_one_note():
+    from pipelines.engine.accept import stores_note
+
+    note = stores_note("postgresql://vae:" + SECRET + "@db/optuna", "sqlite:///mlruns/mlflow.db")
+    assert note.startswith("note: the Optuna storage postgresql://vae:***@db/optuna is shared, but the tracking store "
+                           "sqlite:///mlruns/mlflow.db is on this host") and SECRET not in note
+    assert stores_note("postgresql://vae@db/optuna", "http://tracking:5000") is None  # a server: shared
+    assert stores_note("sqlite:///mlruns/optuna.db", "sqlite:///mlruns/mlflow.db") is None  # one host by nature
+
+
+def test_the_slurm_script_says_what_is_missing_in_one_line(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "deploy" / "slurm" / "sweep.sbatch"
+    bare = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert bare.returncode == 2 and bare.stderr == (
+        "error: usage: sbatch [--array=0-N] deploy/slurm/sweep.sbatch SPEC [vae sweep options]\n")
+    novae = subprocess.run(["bash", str(script), "s.yaml"], capture_output=True, text=True, cwd=tmp_path,
+                           env={"PATH": "/usr/bin:/bin", "VAE_STORAGE": "x", "MLFLOW_TRACKING_URI": "y"})
+    assert novae.returncode == 2 and novae.stderr.startswith("error: vae is not on PATH on ")
+    assert len(novae.stderr.splitlines()) == 1

@@ -405,3 +405,23 @@ def test_a_file_added_while_the_report_is_computed_is_kept(study, tmp_path, monk
     result = CliRunner().invoke(cli, ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking])
     assert result.exit_code == 2 and "(late.txt)" in result.output, result.output
     assert [p.name for p in out.iterdir()] == ["late.txt"]
+
+
+def test_a_previous_report_that_cannot_be_removed_is_named_not_left_in_silence(study, tmp_path):
+    """An immutable verdict.json in the old report (chattr +i): the new report is in place, and one
+    warning names the hidden folder left behind (it was left in silence, after exit 0)."""
+    _, tracking = study
+    out = tmp_path / "rep"
+    args = ["report", "--study", "r", "--out", str(out), "--tracking-uri", tracking]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    if subprocess.run(["chattr", "+i", str(out / "verdict.json")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = CliRunner().invoke(cli, args)
+        left = [p for p in tmp_path.iterdir() if p.name.startswith(".rep.new")]
+        assert result.exit_code == 0, result.output
+        assert len(left) == 1 and f"warning: the new report is in {out}, but the previous one could not be removed " \
+                                  f"entirely: {left[0]} is left" in result.output
+    finally:
+        for p in tmp_path.rglob("verdict.json"):
+            subprocess.run(["chattr", "-i", str(p)], capture_output=True)

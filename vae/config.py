@@ -50,6 +50,9 @@ LOGGED = (*IDENTITY, "runtime")
 MODEL = ("model",)
 """The roles `vae train --resume` refuses to change: its checkpoint's weights fit only these."""
 
+BETA_LIMITS = (1e-8, 1e4)
+"""the betas a conditional model may be trained on: far outside, log β and the loss weights overflow
+(a beta_span of 1e300 passed validation, then diverged)."""
 SETTINGS_VERSION = 3
 """Of the declarations: 1 before studies stored every setting (their stored spec may lack some), 2
 since, 3 since a conditional model trains on a range 1000x wide by default (beta_span). A change of
@@ -211,6 +214,7 @@ class TrainConfig:
         self.convert()
         self.__post_init__()
         ratio = max(self.betas) / min(self.betas) if self.conditional and min(self.betas) > 0 else 1.0
+        span = self.training_range if self.conditional and min(self.betas) > 0 else (1.0, 1.0)
         checks = [
             (self.beta is not None or self.loss != "beta" or self.conditional, "loss 'beta' needs a beta"),
             (not self.conditional or self.loss == "beta",
@@ -238,6 +242,10 @@ class TrainConfig:
               for name, value in conditional_only().items() if name not in ("beta_range", "beta_span")],
             (self.conditioning != "mrvae" or all(getattr(self, n) == default(n) for n in FILM),
              "film_hidden and film_damping set FiLM; conditioning 'mrvae' has none"),
+            (not self.conditional or (BETA_LIMITS[0] <= span[0] and span[1] <= BETA_LIMITS[1]),
+             f"the training range {span[0]:.3g}–{span[1]:.3g} reaches beyond "
+             f"{BETA_LIMITS[0]:g}–{BETA_LIMITS[1]:g}, where a conditional model's log-β input and loss weights "
+             "overflow: use a narrower beta_span (1000 by default) or beta_range"),
             (self.fid_samples is None or self.fid_samples == 0 or self.fid_samples >= 2,
              f"fid_samples must be 0 (off) or >= 2, got {self.fid_samples}"),
         ]

@@ -143,6 +143,9 @@ def _cached(path: Path, loader) -> tuple[torch.Tensor, ...]:
         except Exception:  # a truncated or stale cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     parts = tuple(t.contiguous() for t in loader())
+    if len(parts[0]) < 2 or len(parts[1]) < 1:  # refused before a cache exists: nothing left behind
+        raise DataError(f"{path.name.split('.')[0]}: {len(parts[0])} training and {len(parts[1])} test image(s); "
+                        "a run needs at least 2 to train on (one of them for validation) and 1 to test on")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(dict(zip(SPLITS, parts)), tmp)
@@ -202,7 +205,15 @@ def _digits():
 
 
 def _image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every image below `root`; a folder that cannot be read is an error (rglob skipped it in silence,
+    and an unreadable folder was said to contain no images)."""
+    def unreadable(e: OSError):
+        raise DataError(f"cannot read image folder {e.filename}: {e.strerror}")
+
+    found = []
+    for top, _, names in os.walk(root, onerror=unreadable):
+        found += [Path(top) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
 
 
 def _folder_signature(root: Path) -> str:

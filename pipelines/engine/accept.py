@@ -57,3 +57,21 @@ def check_distinct(storage: str, tracking_uri: str, error: type[Exception]) -> N
     if same:
         raise error(f"--storage and --tracking-uri name the same database {redact(storage)}: Optuna and MLflow "
                     f"each need their own (defaults {DEFAULTS['optuna']} and {DEFAULTS['mlflow']})")
+
+
+def stores_note(storage: str | None, tracking_uri: str | None) -> str | None:
+    """A shared Optuna storage (a database server) with a tracking store on this host (SQLite, a
+    folder): the study is shared, its runs and checkpoints are not. A note, not a refusal: one host
+    with a database server is a fine set-up (README, "Scaling out")."""
+    from pipelines.engine.stores import is_database, scheme
+    from pipelines.engine.study import storage_url
+    from pipelines.tracking.runs import resolve_uri
+    from vae.redact import redact
+
+    url, uri = storage_url(storage), resolve_uri(tracking_uri)
+    if not (is_database(url) and scheme(url) != "sqlite") or scheme(uri) not in ("sqlite", "", "file"):
+        return None
+    return (f"note: the Optuna storage {redact(url)} is shared, but the tracking store {redact(uri)} is on this host: "
+            "workers on other hosts would keep their runs and checkpoints in stores of their own, so a trial retried "
+            "elsewhere starts again from epoch 1 and no report sees every run; for several hosts track to a server "
+            "(--tracking-uri http://HOST:5000) or a shared database with --artifact-location")

@@ -11,7 +11,9 @@ the UI's server stopped) does the same for it; the CLI (pipelines/cli.py Group) 
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 EXIT_CODE = 128 + signal.SIGTERM
@@ -39,7 +41,31 @@ def _ctrl_c() -> threading.Event:
 
 
 def watch_sigterm() -> None:
-    """Raise Terminated on SIGTERM, unless it is ignored or someone else's handler is installed."""
+    """Raise Terminated on SIGTERM, unless it is ignored or someone else's handler is installed; and
+    never lose a signal to a library callback (unraisable)."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         _ctrl_c()  # imported now, not inside the handler, where a signal may interrupt an import
         signal.signal(signal.SIGTERM, on_sigterm)
+        if sys.unraisablehook is not on_unraisable:
+            global _next_hook
+            _next_hook = sys.unraisablehook
+            sys.unraisablehook = on_unraisable
+
+
+_next_hook = sys.unraisablehook
+
+
+def on_unraisable(unraisable) -> None:
+    """A signal's exception raised inside a callback that cannot raise (a garbage collector's or a
+    weakref's, SQLAlchemy's `_collection_gced`) is printed by Python as "Exception ignored in: …"
+    with a traceback, and lost. Instead: nothing printed, and the same signal delivered again, so
+    that it stops the command where it can (the handler runs at the next ordinary line)."""
+    kind = unraisable.exc_type
+    if kind is not None and issubclass(kind, KeyboardInterrupt):
+        if issubclass(kind, Terminated):
+            TERMINATED.clear()  # so that the handler raises again
+        again = signal.SIGTERM if issubclass(kind, Terminated) else signal.SIGINT
+        # from another thread, a moment later: sent from here, its handler would raise inside this hook
+        threading.Timer(0.05, os.kill, (os.getpid(), again)).start()
+        return
+    _next_hook(unraisable)

@@ -30,7 +30,7 @@ from pipelines.engine.gpus import assigned
 from pipelines.engine.hints import report_hint, status_hint
 from pipelines.engine.recovery import log_result, recover
 from pipelines.engine.signals import EXIT_CODE as SIGTERM_EXIT
-from pipelines.engine.signals import TERMINATED
+from pipelines.engine.signals import TERMINATED, Terminated
 from pipelines.engine.study import make_storage, open_study, quiet_optuna, storage_url
 from pipelines.engine.study import progress as study_progress
 from pipelines.engine.trial import (
@@ -430,11 +430,15 @@ def _open(spec: Spec, storage: str | None, data_cache: dict, tracking_uri: str |
     `data_cache`, and on disk for `--workers` children): (the spec as the study runs it, tracker,
     storage URL, Optuna storage, study, experiment id, parent run id, the study's number of
     configurations)."""
-    from pipelines.engine.accept import check_inputs
+    from pipelines.engine.accept import check_inputs, stores_note
 
     check_inputs(spec, storage, tracking_uri, data_cache, _data, artifact_location)
+    note = stores_note(storage, tracking_uri)
+    if note and log is not None:
+        say(note)
     tracker = Tracker(tracking_uri, artifacts=artifact_location)
     tracker.check()
+    tracker.check_experiment(spec.study)  # an existing study's artifact store, usable from here
     url = storage_url(storage)
     store = make_storage(url, spec)
     spec, study, experiment_id, parent = open_study(spec, store, tracker, url, log)
@@ -484,6 +488,9 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     recover(study, store, spec, tracker, url)  # trials of children that died
     codes = [p.returncode for p in procs]
     p = study_progress(study, total)
+    if TERMINATED.is_set():  # as a single process ends on SIGTERM: "terminated (SIGTERM)", 143 (pipelines/cli.py)
+        tracker.finish_parent(parent, _counts(p), "KILLED")
+        raise Terminated()
     interrupted = interrupted or 130 in codes or SIGTERM_EXIT in codes
     code, line = verdict(spec.study, p, interrupted)
     if interrupted:

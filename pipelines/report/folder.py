@@ -110,4 +110,10 @@ def write_owned(out: Path, write: Callable[[Path], dict[str, Path]]) -> dict[str
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
+    if new.exists():  # the previous report, swapped out, could not be removed whole (an immutable file)
+        import sys
+
+        left = next((p for p in sorted(new.rglob("*")) if p.is_file()), new)
+        print(f"warning: the new report is in {out}, but the previous one could not be removed entirely: "
+              f"{new} is left (e.g. {left.name} cannot be deleted); remove it by hand", file=sys.stderr)
     return {key: out / path.relative_to(new) for key, path in files.items()}

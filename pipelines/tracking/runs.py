@@ -130,6 +130,19 @@ class Tracker(Queries):
                 raise TrackingError(f"cannot use tracking store {redact(self.uri)}: {redact(first_line(e))[:300]}") from None
 
     # --- the study: experiment and parent run --------------------------------------------
+    def check_experiment(self, study: str) -> None:
+        """An existing study's MLflow experiment keeps its artifacts where it was created: refuse (one
+        line, before anything is written) a location MLflow cannot use there (a study an earlier
+        version created with a bad --artifact-location; a client package since uninstalled)."""
+        from pipelines.tracking.artifacts import check_usable
+
+        found = self.client.get_experiment_by_name(study)
+        if found is not None and found.artifact_location and "://" in found.artifact_location:
+            try:
+                check_usable(found.artifact_location, TrackingError, f"study {study!r} keeps its artifacts at")
+            except TrackingError as e:
+                raise TrackingError(f"{e}; fix that, or run it as a new study (--set study=NEW_NAME)") from None
+
     def experiment(self, study: str) -> str:
         from mlflow.exceptions import MlflowException
 
