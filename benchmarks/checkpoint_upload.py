@@ -63,7 +63,7 @@ def main() -> None:
             epoch_s = stamps[1] - stamps[0]
             folder = Path(cfg.out)
             run_id = tracker.client.create_run(experiment).info.run_id
-            store = CheckpointStore(tracker, spec)
+            store = CheckpointStore(tracker, spec.checkpoint_every, spec.keep_checkpoints, spec.train.epochs)
             costs = []
             for epoch in range(1, args.uploads + 1):
                 t0 = time.perf_counter()

@@ -124,9 +124,9 @@ def race(args, folder: Path) -> None:
 def sweep_overhead(args, folder: Path) -> None:
     """A grid sweep timed end to end against the time its trials spend training."""
     import vae.train as vt
+    from pipelines.common.spec import load_spec
     from pipelines.engine.study import make_storage
     from pipelines.engine.sweep import run_sweep
-    from pipelines.spec import load_spec
     from pipelines.tracking.runs import Tracker
 
     spent = {"train": 0.0, "callback": 0.0}
@@ -154,7 +154,7 @@ def sweep_overhead(args, folder: Path) -> None:
         spec = load_spec(spec_path)
         storage, tracking = f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"
         Tracker(tracking).check()  # create both stores first: a one-time cost, not per trial
-        make_storage(storage, spec)
+        make_storage(storage, spec.heartbeat_interval, spec.grace_period)
         load_dataset(spec.train.dataset, spec.train.data_dir, spec.train.limit, 0)
         t0 = time.perf_counter()
         run_sweep(spec, storage, tracking, progress=False)

@@ -54,7 +54,7 @@ class Group(click.Group):
     def main(self, *args, **kwargs):
         """Click's own usage errors (an unknown option, --port -5) also become one line and exit 2,
         instead of the usage text above an "Error:" line."""
-        from pipelines.engine.signals import watch_sigterm
+        from pipelines.common.signals import watch_sigterm
 
         kwargs.pop("standalone_mode", None)
         watch_sigterm()
@@ -82,7 +82,7 @@ class Group(click.Group):
         except KeyboardInterrupt:
             _interrupted(ctx)
         except Exception:
-            from pipelines.engine.trial import CTRL_C
+            from pipelines.common.signals import CTRL_C
 
             if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as the library's own error
                 _interrupted(ctx)
@@ -90,8 +90,8 @@ class Group(click.Group):
 
 
 def _interrupted(ctx) -> None:
-    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/engine/signals.py): "terminated (SIGTERM)", 143."""
-    from pipelines.engine.signals import EXIT_CODE, TERMINATED
+    """Ctrl-C: "interrupted", exit 130; SIGTERM (pipelines/common/signals.py): "terminated (SIGTERM)", 143."""
+    from pipelines.common.signals import EXIT_CODE, TERMINATED
 
     if TERMINATED.is_set():
         click.echo("terminated (SIGTERM)", err=True)
@@ -268,94 +268,59 @@ def evaluate(run_dir, data_dir, device, iw_samples, fid_samples, betas):
 def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifact_location, gpus, threads, progress,
           child):
     """Run (or resume) the Optuna study of a sweep spec; every trial is an MLflow run."""
-    from pipelines.engine.sweep import (
-        already_complete,
-        check_objective,
-        run_sweep,
-        run_workers,
-        verdict,
-    )
-    from pipelines.report.verdict import lines
-    from pipelines.spec import load_spec
+    from pipelines.engine.gpus import gpu_plan, parse
+    from pipelines.usecases.sweep import sweep as run
 
     if n_trials is not None and not 1 <= n_trials <= 1_000_000:
         raise click.BadParameter(f"must be between 1 and 1,000,000, got {n_trials:,}", param_hint="--n-trials")
     if workers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--workers")
+    spec = _sweep_spec(spec_path, overrides, n_trials, threads, storage, child)
+    several = workers > 1 or gpus is not None  # --gpus with one worker: a child process, so that it sees its GPU only
+    argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
+    argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
+                            ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]
+    out = run(spec, storage, tracking_uri, workers=workers, argv=argv, several=several, child=child,
+              gpus=([] if child else gpu_plan(workers, parse(gpus))) if several else [],  # [] on a CPU host
+              progress=progress, threads=threads, artifact_location=artifact_location, log=click.echo)
+    for text in out.lines():  # how the study ended, then its answer
+        click.echo(redact(text))
+    if several or out.ran:
+        sys.exit(out.code)
+
+
+def _sweep_spec(spec_path, overrides, n_trials, threads, storage, child):
+    """The spec of `vae sweep`, checked, with one note per thing the user should know first."""
+    from pipelines.common.spec import load_spec
+    from pipelines.engine.accept import check_objective
+
     spec = load_spec(spec_path, overrides, n_trials)  # --n-trials counts before the spec is checked
     if threads is not None:  # one rule (TrainConfig's), and every worker gets it
         spec = spec.model_copy(update={"train": replace(spec.train, threads=threads).validate()})
-    if n_trials is not None and spec.sampler == "grid" and not child:
-        click.echo(f"note: a grid runs each of its {spec.total} points once; --n-trials {n_trials} is ignored", err=True)
-    warning = check_objective(spec, storage)  # before anything is created
-    if warning and not child:
-        click.echo(warning, err=True)
+    notes = [check_objective(spec, storage)]  # before anything is created
+    if n_trials is not None and spec.sampler == "grid":
+        notes.append(f"note: a grid runs each of its {spec.total} points once; --n-trials {n_trials} is ignored")
     size = spec.space_size() if spec.sampler != "grid" else None
-    if size is not None and spec.n_trials > size and not child:
-        click.echo(f"note: the search space has {size} point(s), fewer than n_trials {spec.n_trials}: sampler "
-                   f"'{spec.sampler}' proposes points again, and each proposal trains a model; sampler: grid runs "
-                   "each point once", err=True)
-
-    from pipelines.engine.gpus import gpu_plan, parse
-
-    confirming = spec.confirm is not None and not child  # the parent adds the finalists' seeds, then decides
-    several = workers > 1 or gpus is not None  # --gpus with one worker: a child process, so that it sees its GPU only
-    plan = ([] if child else gpu_plan(workers, parse(gpus))) if several else []  # [] on a CPU host: nothing changes
-
-    def once(publish: bool):
-        """One pass over the study's points: (exit code, the line that says how it ended, verdict, run nothing)."""
-        if several:
-            argv = [spec_path, *[a for o in overrides for a in ("--set", o)]]
-            argv += [a for k, v in (("--n-trials", n_trials), ("--storage", storage), ("--tracking-uri", tracking_uri),
-                                    ("--artifact-location", artifact_location)) if v is not None for a in (k, str(v))]
-            code, line, v = run_workers(spec, argv, workers, storage, tracking_uri, progress, threads, plan,
-                                        artifact_location, publish=publish)
-            return code, line, v, False
-        summary = run_sweep(spec, storage, tracking_uri, progress=progress, threads=threads, log=click.echo,
-                            publish=publish and not child, artifact_location=artifact_location, announce=not child)
-        p = summary.progress
-        if summary.already_complete:
-            return 0, already_complete(spec.study, p) if not child else None, summary.verdict, True
-        code, line = verdict(spec.study, p)
-        line = None if child else (f"{line} [this run: {summary.complete} complete, {summary.pruned} pruned, "
-                                   f"{summary.failed} failed]")
-        return code, line, summary.verdict, False
-
-    code, line, v, nothing = once(publish=not confirming)
-    if confirming and code == 0:
-        from pipelines.confirm import MAX_ROUNDS, add_seeds
-        from pipelines.engine.sweep import study_verdict
-        from pipelines.tracking.runs import Tracker
-
-        tracker = Tracker(tracking_uri, artifacts=artifact_location)
-        for _ in range(MAX_ROUNDS):
-            if line:
-                click.echo(line)
-                line = None
-            if not add_seeds(spec, tracker, storage, log=click.echo):
-                break
-            code, line, v, nothing = once(publish=False)
-            nothing = False
-            if code != 0:
-                break
-        if code == 0:
-            v = study_verdict(spec, tracker, storage)  # the confirmed answer, stated everywhere
-    if line:
-        click.echo(line)
-    for text in lines(v) if v else []:  # the study's answer, last
-        click.echo(redact(text))
-    if several or not nothing:
-        sys.exit(code)
+    if size is not None and spec.n_trials > size:
+        notes.append(f"note: the search space has {size} point(s), fewer than n_trials {spec.n_trials}: sampler "
+                     f"'{spec.sampler}' proposes points again, and each proposal trains a model; sampler: grid runs "
+                     "each point once")
+    for note in notes if not child else []:
+        if note:
+            click.echo(note, err=True)
+    return spec
 
 
 def _print_status(study: str, storage: str | None) -> dict:
-    from pipelines.engine.study import study_status
+    from pipelines.usecases.status import study_status
     from vae.collapse import COLLAPSE_KL_NATS
 
     info = study_status(study, storage)
     n_collapsed = sum(r["collapsed"] for r in info["trials"])
     click.echo(f"{study}: {info['complete']} complete / {info['pruned']} pruned / {info['diverged']} diverged / "
-               f"{info['errors']} failed by errors / {info['running']} running / {info['waiting']} waiting; "
+               f"{info['errors']} failed by errors / "
+               + (f"{info['gave_up']} given up (their attempts killed their workers) / " if info["gave_up"] else "")
+               + f"{info['running']} running / {info['waiting']} waiting; "
                f"{info['left']} of {info['total']} left"
                + (f"; {n_collapsed} complete with posterior collapse (AU = 0 or KL < {COLLAPSE_KL_NATS} nats)"
                   if n_collapsed else ""))
@@ -371,14 +336,14 @@ def status(study, storage, trials):
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.engine.study import study_names
-    from pipelines.spec import check_study_name
+    from pipelines.common.spec import check_study_name
+    from pipelines.common.studies import study_names
 
     if study is None:
         names = study_names(storage)
         for name in names:
             _print_status(name, storage)
-        from pipelines.engine.hints import status_hint
+        from pipelines.common.hints import status_hint
 
         click.echo(f"`{status_hint('NAME')}` lists a study's trials" if names else "no studies yet; run `vae sweep`")
         return
@@ -433,16 +398,16 @@ def _beta_cell(beta, loss) -> str:
               help="The study's Optuna storage, where the verdict is stored too [env VAE_STORAGE; default sqlite:///mlruns/optuna.db].")
 def report(study, out, fmt, other, tracking_uri, storage):
     """The verdict, the balance table, figures and an HTML report from a study's MLflow runs."""
-    from pipelines.engine.study import check_storage
+    from pipelines.common.spec import check_study_name
+    from pipelines.common.studies import check_storage
     from pipelines.report.data import build
     from pipelines.report.fetch import load_runs
     from pipelines.report.folder import check_report_folder
     from pipelines.report.page import to_markdown, write_report
-    from pipelines.report.publish import publish, study_verdict
     from pipelines.report.tables import KEY, display_frame, groups, terminal, to_csv
     from pipelines.report.verdict import lines, row_index
-    from pipelines.spec import check_study_name
     from pipelines.tracking.runs import Tracker
+    from pipelines.usecases.publish import compute_verdict, publish
     from vae.paths import check_folder
 
     study = check_study_name(study)  # reports/.. would be this folder
@@ -455,7 +420,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
     check_storage(storage)  # an MLflow database given as --storage: refused before anything is written
     experiment_id, runs = load_runs(study, tracker)
     rep = build(study, runs)
-    rep, v = study_verdict(study, tracker, storage, rep)
+    rep, v = compute_verdict(study, tracker, storage, rep)
     other_rep = comparison = None
     if other is not None:
         from pipelines.report.compare import compare
@@ -507,7 +472,7 @@ def report(study, out, fmt, other, tracking_uri, storage):
 @click.option("--tracking-uri", default=None, help="[env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db]")
 def export(out, study, trial, beta, storage, tracking_uri):
     """Write the chosen model to the folder OUT: checkpoint, config and a README; `vae.load_model(OUT)` loads it."""
-    from pipelines.tracking.export import export as write_export
+    from pipelines.usecases.export import export as write_export
 
     info = write_export(study, out, trial=trial, beta=beta, storage=storage, tracking_uri=tracking_uri)
     balance = (f"β-conditional at β {info['beta']:g}" if info["conditional"] else

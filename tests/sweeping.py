@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from pipelines.engine.sweep import run_sweep
-from pipelines.spec import load_spec
+from pipelines.common.spec import load_spec
+from pipelines.usecases.sweep import sweep as run_sweep
 
 SPEC = """study: {study}
 dataset: digits
@@ -38,7 +38,9 @@ def env(tmp_path):
             return path
 
         def sweep(self, path, *args):
-            return run_sweep(load_spec(path, args), self.storage, self.tracking, progress=False)
+            out = run_sweep(load_spec(path, args), self.storage, self.tracking, progress=False)
+            out.summary.verdict = out.verdict  # the study's answer, as `vae sweep` states it
+            return out.summary
 
         def trials(self, study="t"):
             import optuna

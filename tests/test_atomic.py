@@ -69,15 +69,15 @@ def test_a_folder_is_replaced_whole_and_a_cut_short_swap_is_undone(tmp_path):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    from pipelines.common.spec import load_spec
     from pipelines.engine.sweep import run_sweep
-    from pipelines.spec import load_spec
 
     tmp = tmp_path_factory.mktemp("atomic")
     (tmp / "a.yaml").write_text(SPEC.format(data=tmp / "data"))
     stores = [f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VAE_RUNS_DIR", str(tmp / "runs"))
-        assert run_sweep(load_spec(tmp / "a.yaml"), *stores, progress=False, publish=False).complete == 1
+        assert run_sweep(load_spec(tmp / "a.yaml"), *stores, progress=False).complete == 1
     return tmp, ["--storage", stores[0], "--tracking-uri", stores[1]]
 
 

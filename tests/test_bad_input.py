@@ -384,14 +384,14 @@ def test_train_diverging_in_epoch_1_leaves_no_run_folder(data_dir, tmp_path, mon
 
 def test_threads_reach_every_worker(tmp_path, monkeypatch):
     """`--threads` with `--workers 2` used to be dropped; each worker process now gets it."""
-    import pipelines.engine.sweep
+    import pipelines.usecases.sweep
 
     seen = {}
 
     def fake_workers(spec, argv, workers, *args, **kwargs):
         seen["threads"] = spec.train.threads
-        return 0, "done", None
-    monkeypatch.setattr(pipelines.engine.sweep, "run_workers", fake_workers)
+        return 0, "done"
+    monkeypatch.setattr(pipelines.usecases.sweep, "run_workers", fake_workers)
     (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--workers", "2", "--threads", "3"])
     assert result.exit_code == 0, result.output
@@ -401,14 +401,18 @@ def test_threads_reach_every_worker(tmp_path, monkeypatch):
 def test_n_trials_counts_before_the_spec_is_checked_and_a_grid_says_it_ignores_it(tmp_path, monkeypatch):
     """`--set sampler=tpe --n-trials 3` was refused ("needs n_trials"); a grid ignored --n-trials silently."""
     import pipelines.engine.sweep
+    import pipelines.usecases.sweep
 
     seen = []
 
     def fake_sweep(spec, *args, **kwargs):
         seen.append((spec.sampler, spec.n_trials))
         return pipelines.engine.sweep.Summary(study=spec.study, already_complete=True, progress={"started": 0})
-    monkeypatch.setattr(pipelines.engine.sweep, "run_sweep", fake_sweep)
-    monkeypatch.setattr(pipelines.engine.sweep, "already_complete", lambda *a: "done")
+    monkeypatch.setattr(pipelines.usecases.sweep, "run_sweep", fake_sweep)
+    monkeypatch.setattr(pipelines.usecases.sweep, "already_complete", lambda *a: "done")
+    import pipelines.usecases.publish
+
+    monkeypatch.setattr(pipelines.usecases.publish, "state_verdict", lambda *a: None)  # no study: no verdict
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.yaml").write_text(SPEC.format(data=tmp_path))
     tpe = CliRunner().invoke(cli, ["sweep", str(tmp_path / "spec.yaml"), "--set", "sampler=tpe", "--set",

@@ -67,7 +67,7 @@ def test_an_earlier_checkpoint_stays_intact_when_the_next_one_does_not_fit(full_
 
 
 def test_a_sweep_fails_the_trial_with_the_reason_and_export_blames_the_disk(full_disk, tmp_path, env):
-    from pipelines.engine.study import study_status
+    from pipelines.usecases.status import study_status
 
     path = env.spec(epochs=1)
     path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: [4]").replace("beta: [0.1, 0.01]", "beta: [0.1]"))

@@ -13,9 +13,9 @@ from sweeping import SPEC
 
 import vae
 from pipelines.cli import cli
-from pipelines.engine.sweep import run_sweep
-from pipelines.spec import load_spec
+from pipelines.common.spec import load_spec
 from pipelines.tracking.runs import Tracker
+from pipelines.usecases.sweep import sweep as run_sweep
 from vae.data import load_dataset
 from vae.measure import evaluate
 
@@ -34,9 +34,9 @@ def stores(tmp_path_factory):
         mp.setenv("VAE_RUNS_DIR", str(tmp / "runs"))
         for study, extra, overrides in (("t", "", []), ("c", "mode: conditional\n", ["search.loss=[beta, sigma-vae]"])):
             (tmp / f"{study}.yaml").write_text(SPEC.format(study=study, data=tmp / "data", epochs=2) + extra)
-            summary = run_sweep(load_spec(tmp / f"{study}.yaml", ["search.z_dim=[2]", *overrides]), storage,
-                                tracking, progress=False)
-            assert summary.progress["done"] and summary.complete == 2
+            out = run_sweep(load_spec(tmp / f"{study}.yaml", ["search.z_dim=[2]", *overrides]), storage,
+                            tracking, progress=False)  # as `vae sweep`: the verdict stated once finished
+            assert out.summary.progress["done"] and out.summary.complete == 2 and out.verdict
     return tmp, storage, tracking
 
 
@@ -225,7 +225,7 @@ def tracking_uri(uri):
 def test_the_chosen_model_is_registered_and_reconstructs_as_the_exported_one(stores, tmp_path, name, params, beta):
     import mlflow
 
-    from pipelines.tracking.export import log_chosen_model
+    from pipelines.tracking.models import log_chosen_model
 
     t = trial(stores, name, **params)
     verdict = {"z_dim": 2, "beta": beta, "trial": t.number, "rule": "the lowest validation loss"}
@@ -255,7 +255,7 @@ def test_the_chosen_model_is_registered_and_reconstructs_as_the_exported_one(sto
 
 
 def test_a_model_that_cannot_be_logged_warns_in_one_line(stores, capsys):
-    from pipelines.tracking.export import log_chosen_model
+    from pipelines.tracking.models import log_chosen_model
 
     tracker = Tracker(stores[2], create=False)
     assert log_chosen_model(tracker, "t", {"z_dim": 2, "beta": 0.01, "trial": 0}, "no-such-run") is None

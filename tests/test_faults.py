@@ -1,4 +1,4 @@
-"""No lost work: a worker stopped in each named window of its life (pipelines/engine/faults.py), then
+"""No lost work: a worker stopped in each named window of its life (pipelines/common/faults.py), then
 restarted until the study is complete, leaves every grid point complete exactly once, no MLflow
 run RUNNING, and retrains no epoch that had been checkpointed."""
 
@@ -37,7 +37,7 @@ def assert_exactly_once(env, grid=GRID):
 def test_a_kill_in_every_window_loses_nothing(env, runs_dir):
     from mlflow import MlflowClient
 
-    path = env.spec(epochs=3)
+    path = env.spec(epochs=3, extra="max_retries: 100\n")  # each window's kill is a death: not what this counts
     codes = {}
     for window in WINDOWS:
         out = run(env, path, window)
@@ -81,7 +81,7 @@ def retrained_epochs(env, epochs: int) -> int:
     and not counted."""
     from mlflow import MlflowClient
 
-    from pipelines.engine.trial import chains
+    from pipelines.common.trials import chains
 
     client = MlflowClient(env.tracking)
     runs = env.runs()
@@ -140,3 +140,34 @@ def test_random_kills_with_several_workers(env):
           f"complete twice {twice}, runs stuck RUNNING {stuck}, whole epochs trained twice {again}")
     assert (lost, twice, stuck, again) == (0, 0, 0, 0)
     assert_exactly_once(env)
+
+
+def test_a_configuration_that_always_kills_its_worker_is_given_up_and_the_rest_finish(env):
+    """Its attempts die max_retries times (here 2): it is failed for good with the reason, named in
+    `vae status` and the verdict's report; the other points finish, and the sweep exits 1. A Ctrl-C
+    never counts (tests/test_sweep.py: an interrupted trial resumes however often)."""
+    import os
+    import subprocess
+
+    from pipelines.usecases.status import study_status
+
+    path = env.spec(epochs=2, extra="max_retries: 2\n")
+    killer = {**os.environ, "VAE_FAULT": "epoch:z_dim=4:beta=0.1"}  # SIGKILL in that configuration's first epoch
+    codes = [subprocess.run(env.cli(path), env=killer, capture_output=True, text=True, timeout=600)
+             for _ in range(3)]
+    assert [c.returncode for c in codes[:2]] == [-9, -9], [c.stderr[-300:] for c in codes]
+    last = codes[2]
+    assert last.returncode == 1, last.stderr
+    assert "1 configuration(s) were given up, their attempts killed their workers" in last.stdout
+    info = study_status("t", env.storage)
+    assert (info["complete"], info["done"], info["gave_up"]) == (3, True, 1)
+    (row,) = [r for r in info["trials"] if r["state"] == "FAIL" and r["note"].startswith("given up")]
+    assert (row["z_dim"], row["beta"]) == (4, 0.1) and "died 2 times" in row["note"] and "max_retries 2" in row["note"]
+    from pipelines.tracking.runs import Tracker
+    from pipelines.usecases.publish import compute_verdict
+
+    _, v = compute_verdict("t", Tracker(env.tracking), env.storage)  # the report's verdict says so
+    assert any(w.startswith("left out, given up: z-dim 4, beta 0.1 (seed 0): its attempts died 2 times")
+               for w in v["warnings"]), v["warnings"]
+    again = subprocess.run(env.cli(path), capture_output=True, text=True, timeout=600)  # no fault now: stays given up
+    assert again.returncode == 0 and len(env.trials()) == len(study_status("t", env.storage)["trials"])

@@ -4,9 +4,9 @@ import subprocess
 
 import pytest
 
+from pipelines.common.spec import SpecError
+from pipelines.common.trials import params_of
 from pipelines.engine.points import key, study_points
-from pipelines.engine.trial import params_of
-from pipelines.spec import SpecError
 
 
 def configs(env, study="t"):

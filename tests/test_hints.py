@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.engine import hints
+from pipelines.common import hints
 
 
 @pytest.fixture
@@ -47,12 +47,12 @@ def test_under_make_the_make_target(venv, monkeypatch):
 
 
 def test_the_sweep_messages_use_it(venv, monkeypatch):
-    from pipelines.engine.sweep import already_complete, verdict
+    from pipelines.engine.sweep import already_complete, exit_status
 
     monkeypatch.setenv("MAKELEVEL", "1")
     p = {"complete": 4, "pruned": 0, "diverged": 0, "errors": 0, "done": True, "running": 0, "left": 0,
          "total": 4, "started": 4, "unfinished": []}
-    assert verdict("quick", p)[1].endswith("`make report STUDY=quick` builds the table")
+    assert exit_status("quick", p)[1].endswith("`make report STUDY=quick` builds the table")
     assert already_complete("quick", p).endswith("see `make report STUDY=quick`")
     failed = {**p, "errors": 1, "unfinished": [3]}
-    assert "`make status STUDY=quick` says why" in verdict("quick", failed)[1]
+    assert "`make status STUDY=quick` says why" in exit_status("quick", failed)[1]

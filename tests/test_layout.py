@@ -65,7 +65,7 @@ def cycle_through(graph: dict[str, set[str]], module: str) -> set[str]:
 
 
 REPORT = ["pipelines.report.data", "pipelines.report.tables", "pipelines.report.plots", "pipelines.report.page",
-          "pipelines.report.verdict", "pipelines.report.publish", "pipelines.report.heatmaps", "pipelines.cli"]
+          "pipelines.report.verdict", "pipelines.usecases.publish", "pipelines.report.heatmaps", "pipelines.cli"]
 
 
 def test_no_import_cycle_through_the_report():
@@ -79,9 +79,31 @@ def test_no_import_cycle_anywhere():
     assert {m: cycles for m in graph if (cycles := cycle_through(graph, m))} == {}
 
 
-def test_the_layout_is_three_packages_with_the_cli_and_the_spec_on_top():
+LAYERS = {"common": 0, "tracking": 1, "engine": 2, "report": 2, "usecases": 3, "cli": 4}
+"""pipelines/ from the bottom up (README, "Layers"): a package imports its own modules and those of
+lower layers only; engine and report, side by side, never each other. vae/ is below them all."""
+
+
+def package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipelines" and len(parts) > 1 else parts[0]
+
+
+def test_the_layout_is_five_layers_that_import_one_way():
     top = {p.name for p in (ROOT / "pipelines").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
-    assert top == {"__init__.py", "cli.py", "spec.py", "engine", "tracking", "report"}
+    assert top == {"__init__.py", "cli.py", "common", "tracking", "engine", "report", "usecases"}
+    graph = imports("pipelines")
+    upward = sorted((m, d) for m, deps in graph.items() for d in deps
+                    if d.startswith("pipelines.") and m != "pipelines" and package(m) != package(d)
+                    and LAYERS[package(d)] >= LAYERS[package(m)])
+    assert upward == []
+    assert not any(d.startswith("pipelines") for m, deps in imports("vae").items() for d in deps)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"pipelines.tracking.runs": {"pipelines.engine.study"}, "pipelines.engine.sweep": {"pipelines.report.page"}}
+    upward = [(m, d) for m, deps in graph.items() for d in deps if LAYERS[package(d)] >= LAYERS[package(m)]]
+    assert upward == [("pipelines.tracking.runs", "pipelines.engine.study"), ("pipelines.engine.sweep", "pipelines.report.page")]
 
 
 def test_mlflow_is_imported_only_in_the_tracking_package():
@@ -150,5 +172,5 @@ def test_report_layers():
     assert not graph["pipelines.report.plots"] & {"pipelines.report.data", "pipelines.report.tables", "pipelines.report.page"}
     # the verdict is computed from the data alone; where it is stated (MLflow, Optuna) is publish.py's
     assert not graph["pipelines.report.verdict"] & {"pipelines.tracking.runs", "pipelines.engine.study", "pipelines.report.page",
-                                             "pipelines.report.tables", "pipelines.report.publish"}
+                                             "pipelines.report.tables", "pipelines.usecases.publish"}
     assert "pipelines.report.page" not in graph["pipelines.report.tables"]

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
+from pipelines.common.spec import load_spec
 from pipelines.engine.sweep import run_sweep
 from pipelines.report.data import build
 from pipelines.report.fetch import load_runs
 from pipelines.report.tables import GROUPS, KEY, MAX_KEY_COLUMNS, ROW_ID, to_csv
-from pipelines.spec import load_spec
 from pipelines.tracking.runs import Tracker
 
 # its module-scoped fixtures are built once: `make test` keeps the module on one test process

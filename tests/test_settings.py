@@ -122,7 +122,7 @@ def _old_study(env, tmp_path, edit=lambda attrs: None):  # noqa: F811
 
 
 def test_a_study_stored_before_the_declarations_resumes(env, tmp_path):  # noqa: F811
-    from pipelines.spec import SpecError
+    from pipelines.common.spec import SpecError
 
     spec = _old_study(env, tmp_path)
     with pytest.raises(SpecError, match="other settings.*epochs: the study has 1, this spec 2"):
@@ -138,7 +138,7 @@ def test_a_study_stored_before_the_declarations_resumes(env, tmp_path):  # noqa:
 def test_a_setting_a_stored_spec_lacks_reads_as_its_versions_default(env, tmp_path):  # noqa: F811
     """A study made before film_hidden (and before any setting added later) lacks it: at its
     default the study resumes, at another value it is another study."""
-    from pipelines.spec import SpecError
+    from pipelines.common.spec import SpecError
 
     def before_film_hidden(attrs):
         del attrs["spec"]["train"]["film_hidden"]
@@ -174,7 +174,7 @@ def test_a_changed_default_changes_no_study(env):  # noqa: F811
     given by --set, it is a change, refused with its name."""
     import optuna
 
-    from pipelines.spec import SpecError, load_spec
+    from pipelines.common.spec import SpecError, load_spec
 
     path = env.spec(epochs=1)
     stored = load_spec(path).describe()

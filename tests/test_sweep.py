@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sweeping import GRID, points
 
 from pipelines.cli import cli
-from pipelines.engine.study import study_status
+from pipelines.common.spec import load_spec
 from pipelines.engine.sweep import run_sweep
-from pipelines.spec import load_spec
+from pipelines.usecases.status import study_status
 
 
 def test_grid_sweep_tracks_every_trial(env):
@@ -60,7 +60,7 @@ def test_rerun_runs_nothing_new(env):
 
 
 def test_changed_settings_are_refused(env):
-    from pipelines.spec import SpecError
+    from pipelines.common.spec import SpecError
 
     path = env.spec(epochs=1)
     env.sweep(path)
@@ -265,17 +265,15 @@ def test_sigma_vae_points_run_once_per_z_dim(env):
 
 def test_heartbeat_recovers_a_trial_of_another_host(env):
     """A worker elsewhere stopped beating: once the grace period passes, its trial runs again here."""
-    from pipelines.engine.study import make_storage, open_study
-    from pipelines.engine.trial import claim
-    from pipelines.tracking.runs import Tracker
+    from pipelines.engine.lease import claim
+    from pipelines.engine.sweep import open_sweep
 
     path = env.spec(epochs=1)
     path.write_text(path.read_text().replace("grace_period: 5", "grace_period: 2"))
     spec = load_spec(path)
-    tracker = Tracker(env.tracking)
-    storage = make_storage(env.storage, spec)
-    _, study, _, _ = open_study(spec, storage, tracker, env.storage)
-    lost = claim(study, storage, spec, None).trial
+    o = open_sweep(spec, env.storage, env.tracking, None, {})
+    study, storage = o.study, o.store
+    lost = claim(study, storage, spec.heartbeat_interval, False, None).trial
     storage.set_trial_system_attr(lost._trial_id, "vae_worker", {"host": "elsewhere", "pid": 1})
     storage.record_heartbeat(lost._trial_id)
     time.sleep(3)  # longer than the grace period
@@ -288,16 +286,14 @@ def test_heartbeat_recovers_a_trial_of_another_host(env):
 
 def test_a_retry_does_not_inherit_the_dead_workers_identity(env):
     """Otherwise recovery would fail the retry again between its claim and its first write."""
+    from pipelines.engine.lease import claim
     from pipelines.engine.recovery import retry
-    from pipelines.engine.study import make_storage, open_study
-    from pipelines.engine.trial import claim
-    from pipelines.tracking.runs import Tracker
+    from pipelines.engine.sweep import open_sweep
 
     spec = load_spec(env.spec(epochs=1))
-    tracker = Tracker(env.tracking)
-    storage = make_storage(env.storage, spec)
-    _, study, _, _ = open_study(spec, storage, tracker, env.storage)
-    dead = claim(study, storage, spec, None).trial
+    o = open_sweep(spec, env.storage, env.tracking, None, {})
+    study, storage = o.study, o.store
+    dead = claim(study, storage, spec.heartbeat_interval, False, None).trial
     storage.set_trial_system_attr(dead._trial_id, "vae_worker", {"host": "h", "pid": 12345})
     dead.set_user_attr("mlflow_run_id", "abc")
     retry(study, storage.get_trial(dead._trial_id))
@@ -313,7 +309,7 @@ def test_ctrl_c_after_the_final_measurements_keeps_them_on_any_host(env):
     and Optuna had heard of every epoch trained."""
     import shutil
 
-    from pipelines.engine.study import study_status
+    from pipelines.usecases.status import study_status
 
     path = env.spec(epochs=2, extra="checkpoint_every: 1\n")
     path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: [2]").replace("beta: [0.1, 0.01]", "beta: [0.1]"))
@@ -361,7 +357,7 @@ def test_an_exception_a_signal_raises_inside_a_callback_is_not_lost(tmp_path):
     script = tmp_path / "s.py"
     script.write_text(
         "import gc, os, signal, time, weakref, sys\n"
-        "from pipelines.engine.signals import watch_sigterm, Terminated\n"
+        "from pipelines.common.signals import watch_sigterm, Terminated\n"
         "watch_sigterm()\n"
         "class A: pass\n"
         "def cb(ref):\n"

@@ -65,8 +65,8 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
 
 
 def test_a_second_sigterm_during_the_clean_up_is_ignored(monkeypatch):
-    from pipelines.engine import signals
-    from pipelines.engine.trial import CTRL_C
+    from pipelines.common import signals
+    from pipelines.common.signals import CTRL_C
 
     monkeypatch.setattr(signals, "TERMINATED", __import__("threading").Event())
     try:
@@ -80,8 +80,8 @@ def test_a_second_sigterm_during_the_clean_up_is_ignored(monkeypatch):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """A finished 2-trial sweep (one seed) in a fresh store: (tmp, storage, tracking uri)."""
-    from pipelines.engine.sweep import run_sweep
-    from pipelines.spec import load_spec
+    from pipelines.common.spec import load_spec
+    from pipelines.usecases.sweep import sweep
 
     tmp = tmp_path_factory.mktemp("swept")
     spec = tmp / "s.yaml"
@@ -89,7 +89,7 @@ def swept(tmp_path_factory):
                     "batch_size: 32\niw_samples: 2\ndevice: cpu\nsearch:\n  z_dim: [2]\n  beta: [0.1, 0.01]\n"
                     "  seed: [3]\nmetric: val/elbo_bpd\n")
     storage, tracking = f"sqlite:///{tmp}/optuna.db", f"sqlite:///{tmp}/mlflow.db"
-    assert run_sweep(load_spec(spec), storage, tracking, progress=True).complete == 2
+    assert sweep(load_spec(spec), storage, tracking, progress=True).summary.complete == 2  # as `vae sweep`
     return tmp, storage, tracking
 
 

@@ -173,7 +173,7 @@ def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_crea
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no store, no data cache, no run folder
     # one beta and one loss: nothing to compare across, so val/loss is fine
     spec.write_text(BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]"))
-    from pipelines.spec import load_spec
+    from pipelines.common.spec import load_spec
 
     assert load_spec(spec).beta_bias() is None
     mixed = BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]").replace("metric", "  loss: [beta, sigma-vae]\nmetric")
@@ -184,8 +184,8 @@ def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_crea
 def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     import optuna
 
-    from pipelines.engine.sweep import check_objective
-    from pipelines.spec import load_spec
+    from pipelines.common.spec import load_spec
+    from pipelines.engine.accept import check_objective
 
     path = env.spec(epochs=3, extra="metric: val/loss\n")
     path.write_text(path.read_text().replace("beta: [0.1, 0.01]", "beta: [0.01, 0.001]")
@@ -341,7 +341,7 @@ def test_the_one_seed_warning_prints_the_command_that_adds_seeds_to_this_study()
 
 
 def test_confirm_picks_the_choice_and_its_rivals():
-    from pipelines.confirm import finalists, new_points
+    from pipelines.usecases.confirm import finalists, new_points
 
     rows = [(10, 0.01, 0, m(elbo=6.0)), (10, 0.005, 0, m(elbo=6.5)), (10, 0.1, 0, m(elbo=7.0))]
     v = decide(build("s", runs(rows)))  # one seed everywhere: the runner-up is a rival whatever its margin

@@ -214,7 +214,8 @@ class TrainConfig:
         self.convert()
         self.__post_init__()
         ratio = max(self.betas) / min(self.betas) if self.conditional and min(self.betas) > 0 else 1.0
-        span = self.training_range if self.conditional and min(self.betas) > 0 else (1.0, 1.0)
+        sane = self.beta_range is None or (len(self.beta_range) == 2 and 0 < self.beta_range[0] < self.beta_range[1])
+        span = self.training_range if self.conditional and min(self.betas) > 0 and sane else (1.0, 1.0)
         checks = [
             (self.beta is not None or self.loss != "beta" or self.conditional, "loss 'beta' needs a beta"),
             (not self.conditional or self.loss == "beta",

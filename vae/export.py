@@ -7,7 +7,7 @@
         samples = model.sample(16)               # 16 images from the prior
     model.config                                 # its TrainConfig: z_dim, beta, dataset, epochs, ...
 
-An exported folder (pipelines/tracking/export.py) holds checkpoint.pt as the trial's MLflow run logged it
+An exported folder (pipelines/usecases/export.py) holds checkpoint.pt as the trial's MLflow run logged it
 (state dicts and the run's config; it loads with `torch.load(weights_only=True)`, so it cannot run
 code), the run's config.json, export.json (study, trial, run, the beta it was exported at, its test
 numbers) and a README.md. A beta-conditional model (vae/conditional.py) answers every beta of its

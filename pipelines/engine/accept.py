@@ -15,13 +15,15 @@ import os
 from pathlib import Path
 
 
-def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict, load_data,
+def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache: dict,
                  artifact_location: str | None = None) -> None:
-    """`load_data(cache, dataset, data_dir, limit, seed)`: the sweep's decoder (cached), called last;
+    """`data_cache`: the sweep's decoded data (pipelines/engine/trial.py data_of), filled last;
     `artifact_location`: --artifact-location (pipelines/tracking/artifacts.py)."""
-    from pipelines.engine.stores import check_database, is_database, scheme
-    from pipelines.engine.study import StorageError, storage_url
-    from pipelines.engine.trial import RUNS_DIR_ENV
+    from dataclasses import replace
+
+    from pipelines.common.stores import check_database, is_database, scheme
+    from pipelines.common.studies import StorageError, storage_url
+    from pipelines.engine.run_folders import RUNS_DIR_ENV
     from pipelines.tracking.artifacts import check_location, resolve_location
     from pipelines.tracking.runs import Tracker, TrackingError, resolve_uri
     from vae.paths import check_folder
@@ -38,13 +40,15 @@ def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache
     elif scheme(uri) not in ("", "file", "databricks"):  # a server (one request, no file here) or unknown
         Tracker(uri).check()
     check_location(uri, resolve_location(artifact_location), TrackingError)  # a shared database: one artifact store
-    load_data(data_cache, first.dataset, first.data_dir, first.limit, spec.search.seed[0])
+    from pipelines.engine.trial import data_of
+
+    data_of(data_cache, replace(first, seed=spec.search.seed[0]))
 
 
 def check_distinct(storage: str, tracking_uri: str, error: type[Exception]) -> None:
     """Each store is of its own kind, and one database cannot be both: their alembic version
     tables collide. Cheap, read only: a sweep checks this first."""
-    from pipelines.engine.stores import DEFAULTS, check_kind, is_database, sqlite_path
+    from pipelines.common.stores import DEFAULTS, check_kind, is_database, sqlite_path
     from pipelines.tracking.runs import TrackingError
     from vae.redact import redact
 
@@ -63,8 +67,8 @@ def stores_note(storage: str | None, tracking_uri: str | None) -> str | None:
     """A shared Optuna storage (a database server) with a tracking store on this host (SQLite, a
     folder): the study is shared, its runs and checkpoints are not. A note, not a refusal: one host
     with a database server is a fine set-up (README, "Scaling out")."""
-    from pipelines.engine.stores import is_database, scheme
-    from pipelines.engine.study import storage_url
+    from pipelines.common.stores import is_database, scheme
+    from pipelines.common.studies import storage_url
     from pipelines.tracking.runs import resolve_uri
     from vae.redact import redact
 
@@ -75,3 +79,19 @@ def stores_note(storage: str | None, tracking_uri: str | None) -> str | None:
             "workers on other hosts would keep their runs and checkpoints in stores of their own, so a trial retried "
             "elsewhere starts again from epoch 1 and no report sees every run; for several hosts track to a server "
             "(--tracking-uri http://HOST:5000) or a shared database with --artifact-location")
+
+
+def check_objective(spec, storage: str | None) -> str | None:
+    """A new study whose objective cannot compare its betas is refused (SpecError: one line, exit
+    2, nothing created); an existing one resumes, and the returned warning says what that means."""
+    from pipelines.common.spec import SpecError
+    from pipelines.common.studies import study_exists
+
+    why = spec.beta_bias()
+    if why is None:
+        return None
+    if not study_exists(storage, spec.study):
+        raise SpecError(why)
+    return (f"warning: study {spec.study!r} was started with metric {spec.metric!r}, which cannot compare its "
+            "betas: Optuna's best trial follows it, but the verdict uses its own beta-free rule (README, "
+            "'The verdict')")

@@ -27,7 +27,7 @@ attribute instead (pipelines/engine/trial.py params_of reads both).
 
 from __future__ import annotations
 
-from pipelines.engine.trial import CONSTANT_ATTRS, chains, params_of
+from pipelines.common.trials import CONSTANT_ATTRS, chains, params_of
 
 POINTS = "points"          # study user attribute: the list of point dicts
 GRID_PARAMS = "grid_params"  # study user attribute: "ranges" for studies that record points as ranges

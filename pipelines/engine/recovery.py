@@ -4,7 +4,7 @@
 
 Written as "make the state right" rather than "react to an event", so that it is idempotent: a
 pass killed halfway leaves a state that the next pass repairs, and passes never overlap (they
-run under the study lock, pipelines/engine/locks.py). One pass:
+run under the study lock, pipelines/common/locks.py). One pass:
 
 1. Fails RUNNING trials whose worker is gone: on this host at once (its process is gone), a trial
    claimed but never owned once the grace period passed, and elsewhere by Optuna's heartbeat
@@ -27,41 +27,44 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timedelta
 
-from pipelines.engine.faults import fault
-from pipelines.engine.locks import study_lock
-from pipelines.engine.points import key, study_points
-from pipelines.engine.trial import (
+from pipelines.common.faults import fault
+from pipelines.common.locks import study_lock
+from pipelines.common.trials import (
     FAIL_KIND,
     FAIL_REASON,
     OWN_SYSTEM_ATTRS,
     RUN_ATTRS,
     RUN_ID,
     WORKER,
-    alive,
     chains,
     fail_kind,
     finished,
     params_of,
-    remove_run_folder,
     root,
-    run_folder,
 )
+from pipelines.engine.lease import alive
+from pipelines.engine.points import key, study_points
+from pipelines.engine.run_folders import remove_run_folder, run_folder
 
 
-def recover(study, storage, spec, tracker, url: str, retry_errors: bool = False) -> None:
-    """One recovery pass (see the module docstring); `url` is the storage's, for the lock."""
+def recover(study, storage, tracker, url: str, grace_period: float, grid: bool, max_retries: int,
+            retry_errors: bool = False) -> None:
+    """One recovery pass (see the module docstring); `url` is the storage's, for the lock; `grid`:
+    the study's points are enqueued; `max_retries`: deaths a configuration is given before it is
+    given up."""
     import optuna
 
-    with study_lock(url, spec.study):
-        _fail_dead(study, storage, spec.grace_period)
+    name = study.study_name
+    with study_lock(url, name):
+        _fail_dead(study, storage, grace_period)
         optuna.storages.fail_stale_trials(study)
         fault("recovering")
         trials = study.get_trials(deepcopy=False)
-        running = _finish_runs(tracker, storage, spec.study, trials)
-        _enqueue(study, spec, trials, retry_errors)
+        running = _finish_runs(tracker, storage, name, trials)
+        _enqueue(study, grid, trials, retry_errors, max_retries)
         for c in chains(trials).values():
             if finished(c[-1]) and c[-1].user_attrs.get(RUN_ID) not in running:
-                remove_run_folder(spec.study, c[0].number)
+                remove_run_folder(name, c[0].number)
 
 
 def _fail_dead(study, storage, grace_period: float) -> None:
@@ -121,17 +124,43 @@ def log_result(tracker, t, study: str) -> None:
         remove_run_folder(study, root(t))
 
 
-def _enqueue(study, spec, trials, retry_errors: bool) -> None:
+def _enqueue(study, grid: bool, trials, retry_errors: bool, max_retries: int) -> None:
     all_chains = chains(trials)
-    if spec.sampler == "grid":  # the study's points (pipelines/engine/points.py), not only this spec's grid
+    if grid:  # the study's points (pipelines/engine/points.py), not only this spec's grid
         have = {key(params_of(c[0])) for c in all_chains.values()}
         for point in study_points(study):
             if key(point) not in have:
                 study.enqueue_trial(point)
     for c in all_chains.values():
         head = c[-1]
-        if head.state.name == "FAIL" and not finished(head) and (fail_kind(head) != "error" or retry_errors):
+        if head.state.name != "FAIL" or finished(head) or (fail_kind(head) == "error" and not retry_errors):
+            continue
+        deaths = [t for t in c if t.state.name == "FAIL" and fail_kind(t) == "died"]
+        if len(deaths) >= max_retries:
+            give_up(study, head, deaths, max_retries)
+        else:
             retry(study, head)
+
+
+def give_up(study, frozen, deaths: list, max_retries: int) -> None:
+    """End a configuration whose attempts died `max_retries` times (a kernel that kills its worker,
+    out of memory) with a final FAIL trial in its chain, kind "gave-up", that says why. Optuna's
+    RetryHeartbeatStaleTrialCallback has a max_retry, but it counts every retry, and a Ctrl-C or
+    SIGTERM (which retries too) must never use one up; so the count is ours, the trial Optuna's
+    (added finished, as the callback adds its retries: no worker can claim it)."""
+    import optuna
+
+    system_attrs = {"failed_trial": frozen.number, "retry_history": [], **{
+        k: v for k, v in frozen.system_attrs.items() if k not in OWN_SYSTEM_ATTRS}}
+    system_attrs["retry_history"] = [*system_attrs["retry_history"], frozen.number]
+    last = frozen.user_attrs.get(FAIL_REASON) or "its worker died"
+    reason = (f"given up: its attempts died {len(deaths)} times (trials {', '.join(str(t.number) for t in deaths)}; "
+              f"max_retries {max_retries}), the last because {last.split(';')[0]}; a configuration that kills its "
+              "worker (out of memory, a crash in a kernel) is not run again")
+    user_attrs = {k: v for k, v in frozen.user_attrs.items() if k not in RUN_ATTRS}
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params=frozen.params,
+                                        distributions=frozen.distributions, system_attrs=system_attrs,
+                                        user_attrs={**user_attrs, FAIL_KIND: "gave-up", FAIL_REASON: reason}))
 
 
 def retry(study, frozen) -> None:

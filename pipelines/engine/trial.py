@@ -1,248 +1,300 @@
-"""The life of one trial, from its claim to its stored result: one owner, `Lease`.
+"""The life of one trial, in one place: claim -> resume -> train -> measure -> finish, or interrupt.
 
-    lease = claim(study, storage, spec, remaining)   # None: nothing left to start
-    with lease:                                     # heartbeat from the claim to the result
-        ...train...
-        lease.complete(value)                       # Optuna first; slow MLflow uploads after
-    # an exception or Ctrl-C leaving the block without a result fails the trial ("error",
-    # "interrupted"); a result another worker already declared dead is `lease.lost`
+    life = TrialLife(lease, worker)    # a trial this process claimed (pipelines/engine/lease.py claim)
+    state = life.run()                 # COMPLETE | PRUNED | FAIL | LOST (another worker took it over)
 
-A trial's configuration may run several times: a trial interrupted or whose worker died is failed
-and its configuration enqueued again as a new trial (Optuna's RetryHeartbeatStaleTrialCallback,
-which records `failed_trial` and `retry_history`). Those trials form a *chain*; its first trial is
-its *root*, which names the run folder a retry resumes from, and its latest is its *head*, whose
-state is the configuration's state. A chain is *finished* when its head is COMPLETE, PRUNED, or
-FAIL because its training diverged (a result: it would diverge again). Everything here that
-names a trial attribute uses the constants below.
+    claimed ──start──▶ resumed ──train──▶ trained ──measure──▶ measured ──finish──▶ COMPLETE
+       │                  │                  │                                 ├─▶ PRUNED (pruner, per epoch)
+       │                  │                  │                                 └─▶ FAIL   (diverged / error)
+       └──────────────────┴──────────────────┴── Ctrl-C, SIGTERM ─▶ FAIL "interrupted": resumes next start
+                                                 the worker dies   ─▶ recovery fails it "died" and enqueues
+                                                                      a retry, at most max_retries times
 
-What Optuna does and what we do ourselves:
-- Optuna: the atomic WAITING -> RUNNING claim, the heartbeat table and its stale check
-  (`fail_stale_trials`), the retry (`RetryHeartbeatStaleTrialCallback`), tell/report/prune.
-- Ours: the claim loop (grid points are enqueued once and claimed, retries first, because
-  GridSampler hands one point to several workers and `study.optimize` would run a retry last);
-  recording the owner and the first heartbeat right at the claim (Optuna records the first beat
-  only once the objective starts, so a worker killed in between left a RUNNING trial that nothing
-  ever reaped); the heartbeat thread itself (Optuna starts its own only inside `study.optimize`,
-  which we cannot use for the claim order above).
+Each step calls one collaborator with what it needs: the Optuna lease (claim, heartbeat, the result:
+pipelines/engine/lease.py), the run folder on this worker's disk (pipelines/engine/run_folders.py),
+the checkpoint store in the study's artifact store, for a retry on any host
+(pipelines/tracking/checkpoints.py), and the trial's MLflow run (pipelines/tracking/runs.py).
+`vae.train` itself knows nothing of them: it reports through `callback(epoch, metrics, model)` and
+`saved(epoch, metrics)`, the checkpoint of each epoch on disk.
+
+Written here, not Optuna's: Optuna's `study.optimize` owns a trial only inside its objective and
+would run a retry last; a trial's life here starts at a claim that takes retries first and ends
+when its MLflow run is finished too (pipelines/engine/recovery.py finishes it if the worker dies).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
-import socket
-import threading
+import traceback
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipelines.engine.faults import fault
-from pipelines.engine.signals import CTRL_C, TERMINATED
-
-WORKER = "vae_worker"         # system attr: {"host", "pid", "start"} of the process that owns it
-RUN_ID = "mlflow_run_id"      # user attrs, belonging to one run (never copied to a retry)
-FAIL_KIND = "fail_kind"       # diverged (final) | error | interrupted | died
-FAIL_REASON = "fail_reason"
-RUN_ATTRS = (RUN_ID, FAIL_KIND, FAIL_REASON)
-OWN_SYSTEM_ATTRS = (WORKER,)
-RUNS_DIR_ENV = "VAE_RUNS_DIR"
-
-
-# --- chains: which trials are the same configuration ------------------------------------------
-def root(t) -> int:
-    """The first trial of `t`'s chain (itself unless it is a retry)."""
-    history = t.system_attrs.get("retry_history") or []
-    return history[0] if history else t.number
-
-
-def chains(trials) -> dict[int, list]:
-    """Trials grouped by root, oldest first; the last of each list is the chain's head."""
-    out: dict[int, list] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        out.setdefault(root(t), []).append(t)
-    return out
+from pipelines.common.faults import fault
+from pipelines.common.signals import CTRL_C
+from pipelines.common.spec import Spec
+from pipelines.common.trials import RUN_ID, chains, params_of, root
+from pipelines.engine.gpus import TAG as GPU_TAG
+from pipelines.engine.gpus import assigned
+from pipelines.engine.lease import Lease
+from pipelines.engine.points import record
+from pipelines.engine.recovery import log_result
+from pipelines.engine.run_folders import run_folder
+from pipelines.tracking.checkpoints import CheckpointStore
+from pipelines.tracking.runs import Tracker
+from vae.config import applying, default, identity, names
+from vae.errors import VAEError, first_line
+from vae.progress import say
+from vae.redact import redact
 
 
-def heads(trials) -> list:
-    return [c[-1] for c in chains(trials).values()]
+@dataclass
+class Worker:
+    """What every trial of this process shares: the spec as the study runs it, the stores, the
+    decoded data, and how it shows progress."""
+    spec: Spec
+    tracker: Tracker
+    experiment_id: str
+    parent: str
+    progress: bool = True
+    threads: int | None = None
+    bar: object = None  # pipelines/engine/trial_bar.py TrialBar, or None
+    data: dict = field(default_factory=dict)  # (dataset, data_dir, limit, seed) -> vae.data.Data
 
 
-def fail_kind(t) -> str:
-    """Why a FAIL trial failed; one that Optuna's heartbeat failed carries no kind of ours."""
-    return t.user_attrs.get(FAIL_KIND) or "died"
+class TrialLife:
+    """One claimed trial from its parameters to its stored result (see the module docstring)."""
 
+    def __init__(self, lease: Lease, worker: Worker):
+        self.lease, self.w, self.spec = lease, worker, worker.spec
+        self.trial = lease.trial
+        self.reported: set[int] = set()
 
-def finished(t) -> bool:
-    """A final state for the configuration: complete, pruned, or diverged (it would again)."""
-    name = t.state.name
-    return name in ("COMPLETE", "PRUNED") or (name == "FAIL" and fail_kind(t) == "diverged")
+    def run(self) -> str:
+        """The whole life; returns the trial's final state (or LOST)."""
+        import optuna
 
+        from vae.errors import MeasurementFailed, TrainingDiverged
 
-CONSTANT_ATTRS = ("z_dim", "beta", "seed", "loss")  # a search dimension with one value: a user attr
-
-
-def params_of(t) -> dict:
-    """A trial's configuration (z_dim, beta, seed, loss): its parameters, the constants of the
-    search (user attributes, not parameters: a constant has no importance) and, while it waits,
-    the values it was enqueued with."""
-    constants = {k: t.user_attrs[k] for k in CONSTANT_ATTRS if k in t.user_attrs}
-    return {**t.system_attrs.get("fixed_params", {}), **constants, **t.params}
-
-
-def run_folder(study: str, trial_root: int) -> Path:
-    """Where a configuration's checkpoint lives while it trains; kept until it is finished and
-    logged, so a retry on this host resumes from its last epoch. Base: env VAE_RUNS_DIR or runs/."""
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs")) / study / f"trial-{trial_root}"
-
-
-def remove_run_folder(study: str, trial_root: int) -> None:
-    """Remove a finished configuration's run folder, and the study's folder once it is empty: a
-    finished sweep leaves no empty runs/<study>/ behind."""
-    folder = run_folder(study, trial_root)
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()  # only when empty: other configurations may still be training
-    except OSError:
-        pass
-
-
-# --- owners: is the worker of a trial alive? ----------------------------------------------------
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux), so a reused pid is not taken for the owner."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return None if fields[0] == "Z" else fields[19]  # a zombie has exited: not alive
-
-
-def me() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
-
-
-def alive(owner: dict | None) -> bool | None:
-    """True/False for an owner on this host; None when it runs elsewhere (the heartbeat decides)."""
-    if not owner:
-        return False
-    if owner.get("host") != socket.gethostname():
-        return None
-    pid = owner.get("pid")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if Path("/proc").is_dir():
-        start = _start_time(pid)
-        if start is None or (owner.get("start") is not None and owner["start"] != start):
-            return False  # a zombie, or a new process that got the dead worker's pid
-    return True
-
-
-# --- the lease --------------------------------------------------------------------------------
-class Lease:
-    """One claimed trial, owned by this process until its result is stored."""
-
-    def __init__(self, study, storage, trial, interval: float):
-        self.study, self.storage, self.trial = study, storage, trial
-        self.interval = interval
-        self.state: str | None = None  # COMPLETE | PRUNED | FAIL once stored
-        self.lost = False              # another worker declared it dead and runs it again
-        self._stop = threading.Event()
-        self._own()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _own(self) -> None:
-        """Owner and first heartbeat right after the claim: from here on, a dead owner is seen."""
-        self.storage.set_trial_system_attr(self.trial._trial_id, WORKER, me())
-        self.storage.record_heartbeat(self.trial._trial_id)
-        fault("owned")
-
-    @property
-    def frozen(self):
-        return self.storage.get_trial(self.trial._trial_id)
-
-    @property
-    def number(self) -> int:
-        return self.trial.number
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial._trial_id)
-            except Exception:  # a missed beat is retried; the grace period covers a few
-                pass
-
-    def __enter__(self) -> Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind, exc, tb) -> bool:
+        self.start()
         try:
-            if self.state is None and kind is not None:
-                if issubclass(kind, KeyboardInterrupt) or CTRL_C.is_set():
-                    fault("cleanup")
-                    how = "SIGTERM" if TERMINATED.is_set() else "Ctrl-C"  # set before Terminated is raised
-                    self.fail("interrupted", f"interrupted ({how}); resumes from its last epoch on the next start")
-                else:
-                    self.fail("error", f"{kind.__name__}: {str(exc)[:500]}")
-        finally:
-            self._stop.set()
-        return False
+            history = self.train(self.resume())
+        except optuna.TrialPruned as e:
+            self.lease.prune(str(e))  # "pruned after epoch N"
+        except TrainingDiverged as e:
+            self.lease.fail("diverged", str(e))
+        except MeasurementFailed as e:
+            self.measure_failed(e)
+            self.finish(e.history)
+        except VAEError as e:  # bad settings: every trial would fail alike, so the sweep stops
+            self.lease.fail("error", str(e))
+            log_result(self.w.tracker, self.lease.frozen, self.spec.study)
+            raise
+        except Exception as e:
+            if CTRL_C.is_set():  # Ctrl-C inside a database call surfaces as its error ("interrupted")
+                raise KeyboardInterrupt from None
+            self.crashed(e)
+        else:
+            self.finish(history)
+        fault("result")
+        log_result(self.w.tracker, self.lease.frozen, self.spec.study)  # lost: its run says how the other saw it
+        return "LOST" if self.lease.lost else self.lease.state
 
-    # results: each stores attrs, then the state, and says whether it still owned the trial
-    def _store(self, state, value=None, **attrs) -> bool:
+    # --- claimed -> started: parameters, settings, the MLflow run -----------------------------
+    def start(self) -> None:
+        from vae.train import applied, pick_device
+
+        params = suggest(self.trial, self.spec, self.lease.study)
+        self.folder = run_folder(self.spec.study, root(self.lease.frozen))
+        self.cfg = replace(self.spec.trial_config(params), out=str(self.folder), resume=True,
+                           progress=self.w.progress, threads=self.w.threads or self.spec.train.threads)
+        self.data = data_of(self.w.data, self.cfg)
+        device = pick_device(self.cfg.device)
+        tracker = self.w.tracker
+        self.run_id = tracker.start_trial(self.w.experiment_id, self.w.parent, self.spec.study, self.trial.number,
+                                          applied(self.cfg, self.data), str(device), self.cfg.training)
+        self.trial.set_user_attr(RUN_ID, self.run_id)
+        gpu = assigned(str(device))
+        if gpu is not None:  # one worker per GPU (pipelines/engine/gpus.py): which one ran this trial
+            tracker.set_tags(self.run_id, {GPU_TAG: gpu})
+            say(f"trial {self.trial.number}: GPU {gpu} (pid {os.getpid()})")
+        tracker.log_first_images(self.run_id, self.cfg, self.data.test)  # step 0: the untrained model
+        self.checkpoints = CheckpointStore(tracker, self.spec.checkpoint_every, self.spec.keep_checkpoints,
+                                           self.cfg.epochs)
+        if self.w.bar is not None:
+            self.w.bar.epoch(self.trial.number, 0)
+
+    # --- started -> resumed: what an earlier attempt of this configuration trained ----------------
+    def resume(self) -> list[dict]:
+        """The epochs an earlier attempt trained (its run folder here, or its uploaded checkpoint),
+        replayed to Optuna and MLflow; [] for a first attempt."""
+        done, measured = resumable(self.folder, self.cfg)
+        fetched = self.checkpoints.fetch(self.earlier_runs(), self.folder, len(done))  # another host's, or later
+        if fetched is not None:
+            done, measured = resumable(self.folder, self.cfg)
+            self.w.tracker.set_tags(self.run_id, {"vae.checkpoint_from": f"run {fetched[0]}, epoch {fetched[1]}"})
+        if done:  # a retry: its run shows the epochs it resumes from, and says so
+            say(resuming(self.trial.number, root(self.lease.frozen), done, measured, self.cfg.epochs))
+            for resumed in (self.run_id, *self.w.tracker.beta_runs(self.run_id).values()):  # a conditional model's rows
+                # the replayed epochs have metrics but no model here: their grids are the earlier attempt's
+                self.w.tracker.set_tags(resumed, {
+                    "vae.resumed_from_epoch": len(done), "vae.images_missing":
+                    f"epochs 1-{len(done)}: trained by an earlier attempt of this configuration, whose run (KILLED "
+                    "or FAILED) holds their grids"})
+        for metrics in done:
+            self.on_epoch(metrics["epoch"], metrics)
+        return done
+
+    def earlier_runs(self) -> list[str]:
+        """The MLflow runs of the earlier trials of this configuration (its chain), newest first."""
+        frozen = self.lease.frozen
+        if "retry_history" not in frozen.system_attrs:
+            return []
+        chain = chains(self.lease.study.get_trials(deepcopy=False)).get(root(frozen), [])
+        return [t.user_attrs[RUN_ID] for t in reversed(chain) if t.number < frozen.number and RUN_ID in t.user_attrs]
+
+    # --- resumed -> trained -> measured: vae.train, reporting each epoch ------------------------
+    def train(self, done: list[dict]) -> list[dict]:
+        from vae.train import train
+
+        return train(self.cfg, callback=self.on_epoch, data=self.data, saved=self.on_saved)
+
+    def on_epoch(self, epoch: int, metrics: dict, model=None) -> None:
+        """After each epoch (the last once measured; a replayed one without a model): MLflow, the
+        bar, images, and the objective to Optuna, which may prune."""
+        if model is not None:
+            fault("epoch", z_dim=self.cfg.z_dim, beta=self.cfg.beta)
+            if epoch == self.cfg.epochs:
+                fault("measured")  # the end-of-training measurements done, the result not yet stored
+        self.w.tracker.log_epoch(self.run_id, metrics, epoch)
+        if self.w.bar is not None and model is not None:
+            self.w.bar.epoch(self.trial.number, epoch)
+        if model is not None and (epoch % self.spec.images_every == 0 or epoch == self.cfg.epochs):
+            self.w.tracker.log_images(self.run_id, model, self.data.test, epoch)
+        self.report(epoch, metrics)
+
+    def on_saved(self, epoch: int, metrics: dict) -> None:
+        """An epoch's checkpoint on disk: uploaded every k epochs; the last epoch's before minutes of
+        end-of-training measurements: Optuna and the bar hear of it now (a Ctrl-C while measuring
+        leaves the trial at its true epoch), and a pruner decides before they are paid for."""
+        if epoch == self.cfg.epochs and self.w.bar is not None:
+            self.w.bar.epoch(self.trial.number, epoch)
+        if epoch == self.cfg.epochs:
+            self.report(epoch, metrics)
+        self.checkpoints.after_epoch(self.run_id, self.folder, epoch)
+
+    def report(self, epoch: int, metrics: dict) -> None:
         import optuna
 
+        value = metrics.get(self.spec.metric)
+        if value is None or not math.isfinite(value) or epoch in self.reported:
+            return  # Optuna takes one value per step: a resumed run's last epoch comes again once measured
+        self.reported.add(epoch)
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    # --- measured -> finished -------------------------------------------------------------------
+    def finish(self, history: list[dict]) -> None:
+        """The result reaches Optuna first; the MLflow uploads follow (run(): log_result)."""
+        final = history[-1]
+        value = final.get(self.spec.metric)
+        if value is None or not math.isfinite(value):
+            self.lease.fail("error", f"objective {self.spec.metric!r} missing or not finite")
+        else:
+            self.lease.complete(value, **{k: v for k, v in final.items() if k.startswith(("test/", "diag/"))})
+
+    def measure_failed(self, e) -> None:
+        """The model trained and its objective (val/) is measured: the trial keeps its result, without
+        the end-of-training diagnostics; the run says why, and the folder (checkpoint, traceback.txt)
+        is uploaded."""
         try:
-            for k, v in attrs.items():
-                self.trial.set_user_attr(k, v)
-            self.study.tell(self.trial, value, state=state)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
-            # "Cannot tell a FAIL trial": declared dead by another worker, whose retry runs it
-            self.lost = True
-            return False
-        finally:
-            self._stop.set()  # a stored (or lost) result needs no more beats
-        self.state = state.name
-        return True
+            self.w.tracker.set_tags(self.run_id, {"vae.measure_error": redact(str(e))[:5000]})
+        except Exception:
+            pass
+        say(f"trial {self.trial.number}: the end-of-training measurements failed ({type(e.cause).__name__}: "
+            f"{first_line(e.cause)[:300]}); its result stands without them, its checkpoint and traceback.txt "
+            "are in its MLflow run")
 
-    def complete(self, value: float, **attrs) -> bool:
-        import optuna
-
-        return self._store(optuna.trial.TrialState.COMPLETE, value, **attrs)
-
-    def prune(self, reason: str) -> bool:
-        import optuna
-
-        return self._store(optuna.trial.TrialState.PRUNED, **{FAIL_REASON: reason})
-
-    def fail(self, kind: str, reason: str) -> bool:
-        import optuna
-
-        from vae.redact import redact
-
-        return self._store(optuna.trial.TrialState.FAIL, **{FAIL_KIND: kind, FAIL_REASON: redact(reason)})
-
-
-def claim(study, storage, spec, remaining: int | None) -> Lease | None:
-    """The next trial for this worker, or None when nothing is left to start: waiting retries
-    first (they resume where their dead trial stopped), then the grid's points in order, then,
-    for a sampler, a new trial while `remaining` > 0."""
-    import optuna
-    from optuna.trial import TrialState
-
-    study_id = storage.get_study_id_from_name(spec.study)
-    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
-    for t in sorted(waiting, key=lambda t: ("failed_trial" not in t.system_attrs, t.number)):
+    def crashed(self, e: Exception) -> None:
+        """A bug or out-of-memory in one trial: its traceback goes to its MLflow run, the sweep goes on."""
         try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):  # atomic claim
-                fault("claimed")
-                return Lease(study, storage, optuna.trial.Trial(study, t._trial_id), spec.heartbeat_interval)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    if spec.sampler != "grid" and (remaining is None or remaining > 0):
-        trial = study.ask()
-        fault("claimed")
-        return Lease(study, storage, trial, spec.heartbeat_interval)
-    return None
+            self.w.tracker.log_text(self.run_id, redact(traceback.format_exc()), "traceback.txt")
+        except Exception:
+            pass
+        self.lease.fail("error", f"{type(e).__name__}: {str(e)[:500]}")
+
+
+# --- helpers of the steps above --------------------------------------------------------------
+def suggest(trial, spec: Spec, study) -> dict:
+    """The trial's configuration, recorded in Optuna: a grid's point as pipelines/engine/points.py
+    records it, a sampler's drawn from the spec's search."""
+    from pipelines.common.spec import Range
+
+    s = spec.search
+    if spec.sampler == "grid":
+        params = record(trial, params_of(study._storage.get_trial(trial._trial_id)), study)
+    else:
+        params = {}
+        for name in ("z_dim", "beta"):
+            space = getattr(s, name)
+            if isinstance(space, Range) and name == "z_dim":
+                params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
+            elif isinstance(space, Range):
+                params[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
+            else:
+                params[name] = _categorical(trial, name, space)
+        params["seed"] = _categorical(trial, "seed", s.seed)
+    if "loss" not in params and spec.train.loss != "beta":
+        params["loss"] = spec.train.loss  # the spec's one loss, named only where it is not the default
+    return params
+
+
+def _categorical(trial, name, choices):
+    if len(choices) == 1:  # a constant: a fixed attribute, not a parameter (importance 0, noise)
+        trial.set_user_attr(name, choices[0])
+        return choices[0]
+    return trial.suggest_categorical(name, choices)
+
+
+def data_of(cache: dict, cfg):
+    """One copy in memory per distinct subset: the seed picks the subset only when there is a limit."""
+    from vae.data import load_dataset
+
+    key = (cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed if cfg.limit else None)
+    if key not in cache:
+        cache[key] = load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
+    return cache[key]
+
+
+def resumable(folder: Path, cfg) -> tuple[list[dict], bool]:
+    """(the epochs already trained in `folder` by an earlier trial of this configuration, whether its
+    end-of-training measurements are done too), or ([], False) after clearing a folder whose
+    checkpoint was made with other settings."""
+    from vae.checkpoint import load_checkpoint
+    from vae.errors import CheckpointError
+
+    if not (folder / "checkpoint.pt").exists():
+        return [], False
+    try:
+        blob = load_checkpoint(folder)
+        saved = {**{k: default(k) for k in names()}, **blob["config"]}  # a setting it predates: its default
+        same = identity(applying(saved)) == identity(applying(cfg.to_dict()))
+    except (CheckpointError, KeyError):
+        same = False
+    if not same:
+        shutil.rmtree(folder, ignore_errors=True)
+        return [], False
+    return blob["history"], bool(blob.get("measured", True))
+
+
+def resuming(number: int, first: int, done: list[dict], measured: bool, epochs: int) -> str:
+    """What a retry takes over from the earlier attempt `first` of its configuration, in one line."""
+    earlier = f"an earlier attempt of this configuration (trial {first})"
+    if len(done) >= epochs and measured:
+        return (f"trial {number}: its {epochs} epochs and end-of-training measurements were done by {earlier}; "
+                "storing its result")
+    if len(done) >= epochs:
+        return f"trial {number}: its {epochs} epochs were trained by {earlier}; its end-of-training measurements run now"
+    return f"trial {number}: resumes at epoch {len(done) + 1} of {epochs}, from the checkpoint of {earlier}"

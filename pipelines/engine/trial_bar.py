@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from pipelines.engine.trial import finished, heads, params_of
+from pipelines.common.trials import finished, heads, params_of
 from vae.progress import duration, interactive, label, listen, num, say, unlisten
 
 REFRESH_S = 1.0

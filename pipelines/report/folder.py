@@ -96,7 +96,7 @@ def write_owned(out: Path, write: Callable[[Path], dict[str, Path]]) -> dict[str
     """`write(new)` fills a fresh folder beside `out` and returns its files; the manifest is added
     and the folder swapped in for `out` as a whole (vae/atomic.py), after checking `out` again.
     Returns the files at their place in `out`."""
-    from pipelines.engine.faults import fault
+    from pipelines.common.faults import fault
 
     out = Path(out)
     new = staging_folder(out)

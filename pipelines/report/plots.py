@@ -1,4 +1,4 @@
-"""Every matplotlib figure: a trial's loss curves (pipelines/tracking/runs.py) and the report's figures.
+"""The report's matplotlib figures (a trial's own loss curves: pipelines/tracking/figures.py).
 
     files = report_figures(report.table, report.dead, artifacts, out)   # name -> PNG, for the page
 
@@ -16,6 +16,9 @@ matplotlib.use("Agg")  # headless: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from pipelines.tracking.figures import epoch_axis as _epoch_axis  # noqa: E402
+from pipelines.tracking.figures import loss_curves  # noqa: E402, F401  (the report draws them too)
+
 DPI = 110
 
 
@@ -27,30 +30,6 @@ def save(fig, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
-
-
-def _epoch_axis(ax) -> None:
-    """Whole epochs only: a 3-epoch run gets ticks 1, 2, 3, not 1.0, 1.5, 2.0."""
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-
-
-def loss_curves(history: list[dict], title: str = ""):
-    """Train and validation R-loss and KLD-loss per epoch (per image): the curves measured every
-    epoch (the test split's are at test_every epochs, its whole split once)."""
-    epochs = [m["epoch"] for m in history]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
-    for ax, term, label in ((axes[0], "r_loss", "R-loss (SSE / D)"), (axes[1], "kld_loss", "KLD-loss (KL / z)")):
-        for split, style, name in (("train", "--", "train"), ("val", "-", "validation")):
-            if f"{split}/{term}" in history[0]:  # a conditional model's beta rows: no train/ of their own
-                ax.plot(epochs, [m.get(f"{split}/{term}") for m in history], style, label=name)
-        _epoch_axis(ax)
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    if title:
-        fig.suptitle(title)
-    return fig
 
 
 def _trend(table, x_col: str, y_col: str) -> list[int]:

@@ -1,6 +1,6 @@
 """The verdict: which z-dim, which beta (or σ-VAE), and why. Computed here, once, from the balance
 table's data (pipelines/report/data.py); `vae sweep`, `vae report`, the report page, MLflow's parent run
-and the Optuna study all state this one result (pipelines/report/publish.py puts it there).
+and the Optuna study all state this one result (pipelines/usecases/publish.py puts it there).
 
     v = decide(report, histories)     # a dict: verdict.json
     lines(v)                          # the sentences every surface prints
@@ -183,7 +183,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     """The verdict (verdict.json) from the report's data. `histories`: run name -> per-epoch
     `val/elbo_bpd`, for the undertraining warning; `optuna_best`: {"trial", "metric", "value"} of
     Optuna's own best trial, to say where it differs; `study`: how the study was run ("spec_file",
-    "overrides", "search", "mode": pipelines/report/publish.py study_info), for the commands the
+    "overrides", "search", "mode": pipelines/usecases/publish.py study_info), for the commands the
     verdict prints; `continua`: z-dim -> the β-conditional models' scans of their range
     (pipelines/report/continuum.py), judged at the chosen z-dim."""
     t, histories = rep.table, histories or {}
@@ -194,7 +194,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     if alive.empty:
         return {"study": rep.study, "z_dim": None, "beta": None, "loss": None, "trial": None, "kind": kind,
                 "rule": "no model can be recommended: every complete model collapsed or lacks validation numbers",
-                "per_z_dim": {}, "excluded": excluded, "warnings": ["no candidate"]}
+                "per_z_dim": {}, "excluded": excluded, "warnings": ["no candidate", *_given_up(study or {})]}
     scores = _scores(alive, kind)
     best_per_z = {int(z): rows_scores.idxmin() for z, rows_scores in scores.groupby(alive["Z-dim"])}
     overall = scores.idxmin()
@@ -254,7 +254,7 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     v["extend_why"] = ext["why"]
     v["extend_command"] = commands(info.get("spec_file"), info.get("overrides", []), info.get("search", {}), ext,
                                    conditional, rep.study)
-    v["warnings"] = _warnings(rep, v, chosen, alive, histories, excluded)
+    v["warnings"] = _warnings(rep, v, chosen, alive, histories, excluded) + _given_up(info)
     if optuna_best:
         v["optuna_best"] = _optuna_note(optuna_best, v, rep, bool(z_note))
     return v
@@ -317,6 +317,16 @@ def _continuum(continua: dict, v: dict, kind: str, info: dict) -> dict:
     return {str(v["z_dim"]): c}
 
 
+def _given_up(info: dict) -> list[str]:
+    """The configurations given up (no run in the table: their attempts killed their workers)."""
+    out = []
+    for g in info.get("given_up", []):
+        what = "σ-VAE" if g.get("beta") is None else f"beta {g['beta']:g}"
+        out.append(f"left out, given up: z-dim {g.get('z_dim')}, {what} (seed {g.get('seed', 0)}): "
+                   f"{g['reason'].removeprefix('given up: ')}")
+    return out
+
+
 def _noise(rep: Report, cols: list[str]) -> str:
     """What the margins are judged against, in words."""
     seeds = rep.table["Seeds"].astype(int)
@@ -369,7 +379,7 @@ def _warnings(rep, v, chosen, alive, histories, excluded) -> list[str]:
 
 
 def _optuna_note(best: dict, v: dict, rep: Report, parsimony: bool) -> dict:
-    from pipelines.spec import BETA_BIASED
+    from pipelines.common.spec import BETA_BIASED
     from vae.collapse import collapsed
 
     runs = rep.runs[rep.runs["tags.vae.trial"].astype(int) == best["trial"]]

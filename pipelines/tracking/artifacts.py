@@ -37,7 +37,7 @@ def resolve_location(value: str | None) -> str | None:
 
 def needs_location(uri: str) -> bool:
     """A database tracking store other than SQLite: several hosts share it, and it keeps no artifacts."""
-    from pipelines.engine.stores import is_database, scheme
+    from pipelines.common.stores import is_database, scheme
 
     return is_database(uri) and scheme(uri) != "sqlite"
 
@@ -112,7 +112,7 @@ def experiment_location(uri: str, location: str | None, study: str, default_root
     """The artifact_location of a new experiment: `location`/study where named; beside a SQLite
     store (`default_root`, mlruns/artifacts) otherwise; None (MLflow's choice: the tracking
     server's proxied store) for a server."""
-    from pipelines.engine.stores import is_database
+    from pipelines.common.stores import is_database
 
     if location is not None:
         return f"{location}/{study}"
@@ -124,6 +124,6 @@ def experiment_location(uri: str, location: str | None, study: str, default_root
 def shared(uri: str, location: str | None) -> bool:
     """Whether the artifacts reach other hosts: a tracking server, or a location the user named.
     (A SQLite store's artifacts are on this host, beside the run folders.)"""
-    from pipelines.engine.stores import scheme
+    from pipelines.common.stores import scheme
 
     return location is not None or scheme(uri) in ("http", "https", "databricks")

@@ -1,6 +1,6 @@
 """A trial's checkpoint in the study's artifact store, so that a retry resumes on any host.
 
-    store = CheckpointStore(tracker, spec)
+    store = CheckpointStore(tracker, every="auto", keep=2, epochs=20)   # the spec's checkpoint_every, keep_checkpoints
     store.fetch(chain_runs, folder)           # a retry: the latest checkpoint of its chain, into its run folder
     store.after_epoch(run_id, folder, epoch)  # every k epochs: checkpoints/epoch-0007.pt in the trial's run
 
@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.engine.faults import fault
+from pipelines.common.faults import fault
 from vae.progress import say
 from vae.redact import redact
 
@@ -52,13 +52,15 @@ def artifact_name(epoch: int) -> str:
 
 
 class CheckpointStore:
-    def __init__(self, tracker, spec):
+    def __init__(self, tracker, every: int | str, keep: int, epochs: int):
+        """every: upload every this many epochs (0: never; "auto": see the module docstring); keep:
+        the latest uploads a running trial keeps; epochs: the trial's last epoch (always uploaded)."""
         from pipelines.tracking.artifacts import shared
 
-        self.tracker, self.every, self.keep = tracker, spec.checkpoint_every, spec.keep_checkpoints
+        self.tracker, self.every, self.keep = tracker, every, keep
         if self.every == "auto" and not shared(tracker.uri, tracker.artifacts):
             self.every = 0  # the artifacts are on this host: the run folder beside them is as good
-        self.last_epochs = spec.train.epochs
+        self.last_epochs = epochs
         self._uploaded: list[int] = []
         self._spent = 0.0      # seconds of uploads in this trial, on this worker
         self._last_cost = 0.0

@@ -23,8 +23,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.engine.locks import create_sqlite
-from pipelines.engine.stores import (
+from pipelines.common.locks import create_sqlite
+from pipelines.common.stores import (
     DATABASES,
     check_database,
     create_parent,
@@ -298,7 +298,7 @@ class Tracker(Queries):
         if history:
             import matplotlib.pyplot as plt
 
-            from pipelines.report.plots import loss_curves
+            from pipelines.tracking.figures import loss_curves
 
             fig = loss_curves(history, title=self.client.get_run(run_id).info.run_name)
             self.client.log_figure(run_id, fig, "loss_curves.png")

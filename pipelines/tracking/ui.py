@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipelines.engine.signals import TERMINATED, on_sigterm
+from pipelines.common.signals import TERMINATED, on_sigterm
 from pipelines.tracking.runs import Tracker, TrackingError
 from vae.redact import redact
 
@@ -40,7 +40,7 @@ VIEW_COLUMNS = [("tags", "vae.verdict"),
 
 def dashboard_view() -> dict:
     """The runs page as vae-balance shows a study: trials only (no collapsed parent row, no killed
-    attempts), the verdict's run first (tag `vae.verdict` = chosen, pipelines/report/publish.py; MLflow
+    attempts), the verdict's run first (tag `vae.verdict` = chosen, pipelines/usecases/publish.py; MLflow
     sorts runs without the tag after it), the balance table's key columns."""
     columns = [f"{kind}.`{key}`" for kind, key in VIEW_COLUMNS]
     # killed attempts (their configuration ran again) stay out of the way; `vae report` lists them

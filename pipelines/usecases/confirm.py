@@ -4,7 +4,7 @@ seeds as trials of the same study, and the verdict is decided again (spec `confi
     added = add_seeds(spec, tracker, storage)   # [] when the finalists have their seeds
     # then `vae sweep` runs the added points as every trial runs, and decides again
 
-A use case above the engine: it reads the verdict (pipelines/report/publish.py) and adds points to
+A use case above the engine: it reads the verdict (pipelines/usecases/publish.py) and adds points to
 the study (pipelines/engine/points.py); the trials' lives are the engine's as ever, so kills,
 several workers and retries work as for any point. Finalists: the verdict's choice and at most
 `top - 1` rivals, in the rule's order: the rows within noise of the choice, and, while the rivals'
@@ -60,16 +60,17 @@ def add_seeds(spec, tracker, storage: str | None, log=print) -> list[dict]:
     seeds, added to the study under its lock; returns them ([] once the finalists have them)."""
     import optuna
 
-    from pipelines.engine.locks import study_lock
-    from pipelines.engine.study import make_storage, storage_url
-    from pipelines.report.publish import study_verdict
+    from pipelines.common.locks import study_lock
+    from pipelines.common.studies import storage_url
+    from pipelines.engine.study import make_storage
+    from pipelines.usecases.publish import compute_verdict
 
-    _, v = study_verdict(spec.study, tracker, storage_url(storage))
+    _, v = compute_verdict(spec.study, tracker, storage_url(storage))
     if v.get("trial") is None or v.get("provisional"):
         return []
     rows = finalists(v, spec.confirm.top)
     url = storage_url(storage)
-    store = make_storage(url, spec)
+    store = make_storage(url, spec.heartbeat_interval, spec.grace_period)
     try:
         with study_lock(url, spec.study):
             study = optuna.load_study(study_name=spec.study, storage=store)

@@ -1,7 +1,8 @@
 """Where the verdict (pipelines/report/verdict.py) is stated: the study's MLflow parent run and the Optuna
 study. One computation, written to every store, so that MLflow, Optuna and the report agree.
 
-    rep, v = study_verdict("quick", tracker, storage)   # from the study's MLflow runs
+    rep, v = compute_verdict("quick", tracker, storage) # from the study's MLflow runs
+    v = state_verdict("quick", tracker, storage)        # both, after a sweep: never an error
     publish(v, tracker, storage)                        # parent run: best.* tags, description,
                                                         # verdict.json; Optuna: user attr `verdict`
 
@@ -15,8 +16,8 @@ attribute `verdict`, the same JSON.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
+from pipelines.common.studies import existing_study
 from pipelines.report.data import Report, build
 from pipelines.report.fetch import load_runs
 from pipelines.report.verdict import decide, lines
@@ -33,28 +34,10 @@ def histories(rep: Report, tracker: Tracker, key: str = "val/elbo_bpd") -> dict[
     return out
 
 
-@contextmanager
-def _existing_study(study: str, storage: str | None):
-    """The Optuna study, or None when the storage or the study does not exist (nothing is created);
-    its connections are closed afterwards (a sweep's workers share a server's)."""
-    import optuna
-
-    from pipelines.engine.study import _existing_storage, study_exists
-
-    if not study_exists(storage, study):
-        yield None
-        return
-    _, store = _existing_storage(storage)
-    try:
-        yield optuna.load_study(study_name=study, storage=store)
-    finally:
-        store.engine.dispose()
-
-
 def optuna_best(study: str, storage: str | None) -> dict | None:
     """{"trial", "metric", "value"} of the Optuna study's own best trial; None without one."""
     try:
-        with _existing_study(study, storage) as s:
+        with existing_study(study, storage) as s:
             if s is None:
                 return None
             best = s.best_trial
@@ -66,26 +49,31 @@ def optuna_best(study: str, storage: str | None) -> dict | None:
 
 def study_info(study: str, storage: str | None) -> dict:
     """How the study was run, for the commands the verdict prints: {"spec_file", "overrides" (the
-    last sweep's --set but search and confirm), "search" (the study's, grown), "mode"}; {} without
-    the Optuna study."""
+    last sweep's --set but search and confirm), "search" (the study's, grown), "mode", "given_up" (the
+    configurations given up after their attempts died)}; {} without the Optuna study."""
+    from pipelines.common.trials import FAIL_KIND, FAIL_REASON, heads, params_of
+
     try:
-        with _existing_study(study, storage) as s:
+        with existing_study(study, storage) as s:
             if s is None:
                 return {}
             attrs = s.user_attrs
+            given_up = [{**params_of(t), "reason": t.user_attrs.get(FAIL_REASON, "")} for t in heads(s.trials)
+                        if t.state.name == "FAIL" and t.user_attrs.get(FAIL_KIND) == "gave-up"]
     except Exception:
         return {}
     spec = attrs.get("spec", {})
-    return {**attrs.get("command", {}), "search": spec.get("search", {}), "mode": spec.get("mode", "independent")}
+    return {**attrs.get("command", {}), "search": spec.get("search", {}), "mode": spec.get("mode", "independent"),
+            "given_up": given_up}
 
 
 def unfinished(study: str, storage: str | None) -> str | None:
     """Why the study's verdict can only be provisional ("1 of 4 configurations finished, 3 left"), or
     None when every configuration has finished (pipelines/engine/study.py `progress`, what `vae status`
     counts) or the runs' Optuna storage is elsewhere."""
-    from pipelines.engine.study import progress
+    from pipelines.common.studies import progress
 
-    with _existing_study(study, storage) as s:
+    with existing_study(study, storage) as s:
         if s is None:
             return None
         info = progress(s, s.user_attrs.get("total", len(s.trials)))
@@ -94,8 +82,8 @@ def unfinished(study: str, storage: str | None) -> str | None:
     return f"{info['finished']} of {info['total']} configurations finished, {info['left']} left"
 
 
-def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
-                  rep: Report | None = None) -> tuple[Report, dict]:
+def compute_verdict(study: str, tracker: Tracker, storage: str | None = None,
+                    rep: Report | None = None) -> tuple[Report, dict]:
     """The verdict of the study's complete runs; `provisional` (why) while configurations are left:
     the best so far, which the remaining ones may beat."""
     if rep is None:
@@ -109,12 +97,29 @@ def study_verdict(study: str, tracker: Tracker, storage: str | None = None,
     return rep, v
 
 
+def state_verdict(study: str, tracker: Tracker, storage: str | None) -> dict | None:
+    """Compute a finished study's verdict and state it in MLflow and Optuna, at the end of a sweep.
+    A failure here never costs a trained model: it is one line, and `vae report` computes it again."""
+    import sys
+
+    from pipelines.common.studies import storage_url
+    from vae.errors import VAEError
+
+    try:
+        _, v = compute_verdict(study, tracker, storage_url(storage))
+        publish(v, tracker, storage_url(storage))
+        return v
+    except VAEError as e:  # e.g. no complete trial: the exit line already says so
+        print(f"note: no verdict: {e}", file=sys.stderr)
+    return None
+
+
 def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id: str | None = None) -> None:
-    """The chosen model in MLflow's Model Registry (pipelines/tracking/export.py; its URI added to `v` as
+    """The chosen model in MLflow's Model Registry (pipelines/usecases/export.py; its URI added to `v` as
     `model`), then the verdict on the parent run and as the Optuna study's user attribute `verdict`.
     A provisional verdict (configurations left) registers no model and tags no run: the parent run's
     description and verdict.json say it, an earlier verdict's best.* tags go, and `vae export` refuses it."""
-    from pipelines.tracking.export import log_chosen_model
+    from pipelines.tracking.models import log_chosen_model
 
     if experiment_id is None:
         experiment_id = tracker.experiment_id(v["study"])
@@ -144,6 +149,6 @@ def publish(v: dict, tracker: Tracker, storage: str | None = None, experiment_id
 
 
 def _to_optuna(v: dict, storage: str | None) -> None:
-    with _existing_study(v["study"], storage) as s:
+    with existing_study(v["study"], storage) as s:
         if s is not None:  # else a report of MLflow runs whose Optuna storage lives elsewhere: MLflow has it
             s.set_user_attr("verdict", json.loads(json.dumps(v)))

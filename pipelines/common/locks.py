@@ -51,7 +51,7 @@ def _advisory_key(name: str) -> int:
 @contextmanager
 def study_lock(url: str, study: str):
     """Hold the study's recovery lock for this block (see the module docstring)."""
-    from pipelines.engine.stores import sqlite_path
+    from pipelines.common.stores import sqlite_path
 
     db = sqlite_path(url)
     if db is not None:
@@ -83,7 +83,7 @@ def create_sqlite(url: str, init: Callable[[str], object]) -> None:
     atomic in SQLite: a process killed while making a new file left a half-made schema that every
     later start tripped over ("table _alembic_tmp_tags already exists"), and two processes making
     it at once collided ("duplicate column"). One process at a time, under a file lock."""
-    from pipelines.engine.stores import sqlite_path
+    from pipelines.common.stores import sqlite_path
 
     path = sqlite_path(url)
     if path is None or path.exists():

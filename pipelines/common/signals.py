@@ -40,6 +40,21 @@ def _ctrl_c() -> threading.Event:
     return CTRL_C
 
 
+def watch_ctrl_c() -> None:
+    """Remember a Ctrl-C before raising KeyboardInterrupt as usual, so that a trial interrupted
+    inside a library that turns it into its own error is still seen as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ignored (nohup, background jobs) or someone else's handler: leave it alone
+
+    def on_sigint(signum, frame):
+        CTRL_C.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
 def watch_sigterm() -> None:
     """Raise Terminated on SIGTERM, unless it is ignored or someone else's handler is installed; and
     never lose a signal to a library callback (unraisable)."""

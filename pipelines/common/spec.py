@@ -190,6 +190,9 @@ class Spec(Strict):
     """seconds between a running trial's heartbeats in the Optuna storage."""
     grace_period: PositiveInt = 60
     """a trial whose heartbeat is older than this is failed and its configuration run again."""
+    max_retries: PositiveInt = 3
+    """deaths of its worker (killed, a stale heartbeat; never a Ctrl-C or SIGTERM) after which a
+    configuration is given up for good, named in `vae status`, the report and the verdict."""
     confirm: Confirm | None = None
     """add seeds to the finalists once every point has run, then decide again (grid only; not part of
     a study's identity: turning it on for a finished study confirms its finalists)."""
