@@ -215,11 +215,15 @@ def test_page_renders_in_chromium(study, tmp_path):
     images = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert images, "the page's load script did not run"
     loaded, total = map(int, images.groups())
-    assert total == 4 + 7 and loaded == total  # 4 plots + one labelled grid figure for each of 7 complete runs
-    key = dom[dom.index('<table class="dataframe balance"'):]
+    assert total == 4 + 7 and loaded == total, re.findall(r"alt=.([\w./ -]*)", dom)  # 4 plots + one labelled grid figure for each of 7 complete runs
+    start = re.search(r'<table[^>]*class="dataframe balance"', dom).start()
+    key = dom[start:]
     assert key[:key.index("</table>")].count("<tr") == 1 + 4 and "diverged" in dom
-    assert key[:key.index("</table>")].count('class="verdict"') == 1  # the verdict's row, highlighted
-    assert dom.index('id="verdict"') < dom.index('<table class="dataframe balance"')  # the answer comes first
+    rows = key[:key.index("</table>")].split("<tr")[2:]  # the body's rows
+    assert sum("verdict" in r for r in rows) == 1  # the verdict's row, highlighted (every cell of it)
+    marked = next(r for r in rows if "verdict" in r)
+    assert marked.count("<td") == marked.count("verdict")
+    assert dom.index('id="verdict"') < start  # the answer comes first
     assert "<details><summary>More columns" in dom  # the details start collapsed
     right, view = (int(re.search(rf'data-{k}="(\d+)"', dom).group(1)) for k in ("key-right", "view-width"))
     assert 0 < right <= view  # the key table fits the window: no sideways scrolling

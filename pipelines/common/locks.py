@@ -8,10 +8,10 @@ trial, enqueue its configuration again, finish its MLflow run) is several steps,
 doing it at once, or one killed halfway, would lose or repeat a point. Recovery is therefore
 written as "make the study's state right" (idempotent: a second pass repairs what a killed first
 pass left) and runs under this lock, so that passes never overlap. Neither Optuna nor MLflow
-offers such a lock, so this module is ours:
+offers a study lock, so this module is ours, built on the `filelock` package and PostgreSQL's own:
 
-- SQLite (one host): an exclusive `flock` on a file beside the database, released by the kernel
-  when its process dies, even by SIGKILL.
+- SQLite (one host): `filelock.FileLock` on a file beside the database (an exclusive `flock` on
+  Unix), released by the kernel when its process dies, even by SIGKILL.
 - PostgreSQL (many hosts): a session-level advisory lock (`pg_advisory_lock`), released by the
   server when the connection closes, which a killed process's kernel does at once.
 - Other databases: no lock; recovery there relies on Optuna's atomic state changes alone.
@@ -31,16 +31,13 @@ from pathlib import Path
 @contextmanager
 def file_lock(path: str | Path):
     """An exclusive lock on `path` (created if missing) for this block; blocks until free."""
-    import fcntl
+    from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    # preserved: a lock file removed while another process waits on it would let two hold "the" lock
+    with FileLock(str(path), timeout=-1, is_singleton=False, preserve_lock_file=True):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _advisory_key(name: str) -> int:

@@ -16,12 +16,12 @@ import os
 import warnings
 from contextlib import contextmanager
 
-from pipelines.common.stores import check_database, check_kind, connect_args, sqlite_path
+from pipelines.common.stores import DEFAULTS, check_database, check_kind, connect_args, sqlite_path
 from pipelines.common.trials import fail_kind, finished, heads
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+DEFAULT_STORAGE = DEFAULTS["optuna"]
 
 
 class StorageError(VAEError):

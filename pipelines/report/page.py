@@ -44,7 +44,7 @@ body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 12
 table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }}
 th {{ background: #f4f4f4; }} td.collapsed {{ color: #b00020; font-weight: 600; }}
-tr.verdict td {{ background: #fff3c4; font-weight: 600; }}
+td.verdict {{ background: #fff3c4; font-weight: 600; }}
 section.verdict {{ border-left: 4px solid #d62728; padding: 0.2em 1em; background: #fafafa; }}
 section.verdict .answer {{ font-size: 18px; }} section.verdict .warn {{ color: #8a4b00; }}
 .scroll {{ overflow-x: auto; }} table.balance {{ font-size: 13px; }}

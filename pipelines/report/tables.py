@@ -15,6 +15,7 @@ Adding a column: a METRICS entry in pipelines/report/data.py and its place in GR
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pandas as pd
@@ -113,16 +114,18 @@ def markdown(frame: pd.DataFrame, cols: list[str], highlight=None) -> str:
 
 
 def html(frame: pd.DataFrame, cols: list[str], css: str = "balance", highlight=None) -> str:
-    """An HTML table; `highlight`: the index of the row to mark (the verdict's), class `verdict`."""
-    table = frame[cols].to_html(index=False, classes=css, border=0, escape=True)
-    table = table.replace(f"<td>{COLLAPSED}</td>", f"<td class='collapsed'>{COLLAPSED}</td>")  # stands out in red
-    if highlight is not None and highlight in frame.index:
-        head, body = table.split("<tbody>", 1)
-        rows = body.split("<tr>")  # rows[0] is what precedes the first row
-        n = list(frame.index).index(highlight) + 1
-        body = "<tr>".join(rows[:n]) + "<tr class='verdict' title='the verdict'>" + "<tr>".join(rows[n:])
-        table = head + "<tbody>" + body
-    return table
+    """An HTML table (pandas' Styler); `highlight`: the index of the row to mark (the verdict's): its
+    cells get class `verdict`; a collapsed Status cell class `collapsed` (it stands out in red)."""
+    shown = frame[cols]
+    classes = pd.DataFrame("", index=shown.index, columns=shown.columns)
+    if "Status" in shown:
+        classes.loc[shown["Status"] == COLLAPSED, "Status"] = "collapsed"
+    if highlight is not None and highlight in shown.index:
+        classes.loc[highlight] = (classes.loc[highlight] + " verdict").str.strip()
+    uuid = css + hashlib.sha1(",".join(cols).encode()).hexdigest()[:6]  # ids the same on every run, one per table
+    styler = (shown.style.set_uuid(uuid).hide(axis="index").format(escape="html", na_rep="").set_td_classes(classes)
+              .set_table_attributes(f'class="dataframe {css}" border="0"'))
+    return styler.to_html()
 
 
 def to_csv(report) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from pipelines.common.locks import create_sqlite
 from pipelines.common.stores import (
     DATABASES,
+    DEFAULTS,
     check_database,
     create_parent,
     is_database,
@@ -37,7 +38,7 @@ from vae.config import run_name
 from vae.errors import VAEError, first_line
 from vae.redact import redact
 
-DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_URI = DEFAULTS["mlflow"]
 # the runs table, not the GenAI view MLflow 3.17 opens in
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 SCHEMES = (*DATABASES, "http", "https", "file", "databricks")  # what MLflow can track to
