@@ -124,7 +124,7 @@ def race(args, folder: Path) -> None:
 def sweep_overhead(args, folder: Path) -> None:
     """A grid sweep timed end to end against the time its trials spend training."""
     import vae.train as vt
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
     from pipelines.engine.study import make_storage
     from pipelines.engine.sweep import run_sweep
     from pipelines.tracking.runs import Tracker

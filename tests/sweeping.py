@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.common.spec import load_spec
+from pipelines.common.spec_file import load_spec
 from pipelines.usecases.sweep import sweep as run_sweep
 
 SPEC = """study: {study}

@@ -69,7 +69,7 @@ def test_a_folder_is_replaced_whole_and_a_cut_short_swap_is_undone(tmp_path):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
     from pipelines.engine.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("atomic")

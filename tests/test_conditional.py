@@ -179,7 +179,8 @@ def test_a_conditional_trial_killed_mid_training_resumes_and_each_beta_is_comple
     ("betas: [0.1, 0.01]\n", "mode: conditional trains on search.beta"),
 ])
 def test_bad_conditional_specs(env, extra, message):
-    from pipelines.common.spec import SpecError, load_spec
+    from pipelines.common.spec import SpecError
+    from pipelines.common.spec_file import load_spec
 
     with pytest.raises(SpecError, match=message):
         load_spec(env.spec(extra=extra))
@@ -189,7 +190,7 @@ def test_studies_from_before_conditional_models_keep_their_fingerprint(env):
     """The new settings at their defaults leave an independent study's fingerprint as it was."""
     import hashlib
 
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
 
     spec = load_spec(env.spec())
     # version 1's fingerprint, written out: what it left out (where and how fast a trial runs), and the

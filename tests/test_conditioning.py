@@ -103,7 +103,8 @@ def test_the_settings_reach_the_model_from_the_command_line(tmp_path):
 
 
 def test_a_conditional_spec_takes_the_settings_and_its_sigma_vae_points_ignore_them(env):
-    from pipelines.common.spec import SpecError, load_spec
+    from pipelines.common.spec import SpecError
+    from pipelines.common.spec_file import load_spec
 
     extra = "mode: conditional\nconditioning: mrvae\nbeta_span: 1000\nnormalize_loss_weights: true\n"
     spec = load_spec(env.spec(extra=extra), ["search.loss=[beta, sigma-vae]"])
@@ -149,7 +150,7 @@ def test_a_conditional_study_begun_before_the_wide_default_keeps_its_range(env):
     such a study resumes so, while a new study of the same spec trains on the 1000x default."""
     import optuna
 
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
 
     path = env.spec(epochs=1, extra="mode: conditional\n")
     stored = load_spec(path).describe()

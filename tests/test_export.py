@@ -13,7 +13,7 @@ from sweeping import SPEC
 
 import vae
 from pipelines.cli import cli
-from pipelines.common.spec import load_spec
+from pipelines.common.spec_file import load_spec
 from pipelines.tracking.runs import Tracker
 from pipelines.usecases.sweep import sweep as run_sweep
 from vae.data import load_dataset

@@ -121,7 +121,7 @@ def test_generation_metrics_of_a_model_and_the_reference_cache(tmp_path):
     plain = fid.generation_metrics(model, x, n=6, seed=0, cache_dir=tmp_path / "cache")
     assert "diag/fid_recon" not in plain and plain == {k: v for k, v in first.items() if k != "diag/fid_recon"}
     assert first["diag/fid_samples"] == 6 and first["diag/fid_reference"] == 12
-    from pipelines.common.spec import GENERATION_METRICS
+    from pipelines.common.metrics import GENERATION_METRICS
 
     assert set(first) == {m for m in GENERATION_METRICS if m.startswith("diag/")}
     assert 0 <= first["diag/precision"] <= 1 and first["diag/fid"] > 0

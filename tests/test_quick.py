@@ -6,7 +6,7 @@ training defaults that brings back the all-collapsed demo fails here.
 
 from pathlib import Path
 
-from pipelines.common.spec import load_spec
+from pipelines.common.spec_file import load_spec
 from pipelines.engine.sweep import run_sweep
 from pipelines.report.data import build
 from pipelines.report.fetch import load_runs

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import cli
-from pipelines.common.spec import load_spec
+from pipelines.common.spec_file import load_spec
 from pipelines.engine.sweep import run_sweep
 from pipelines.report.data import build
 from pipelines.report.fetch import load_runs

@@ -174,7 +174,8 @@ def test_a_changed_default_changes_no_study(env):  # noqa: F811
     given by --set, it is a change, refused with its name."""
     import optuna
 
-    from pipelines.common.spec import SpecError, load_spec
+    from pipelines.common.spec import SpecError
+    from pipelines.common.spec_file import load_spec
 
     path = env.spec(epochs=1)
     stored = load_spec(path).describe()

@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from pipelines.common.spec import SpecError, load_spec
+from pipelines.common.spec import SpecError
+from pipelines.common.spec_file import load_spec
 
 GOOD = """study: t
 dataset: digits
@@ -76,7 +77,7 @@ def test_missing_spec(tmp_path):
 
 
 def test_metric_names_are_what_training_reports(tiny):
-    from pipelines.common.spec import GENERATION_METRICS, METRICS
+    from pipelines.common.metrics import GENERATION_METRICS, METRICS
     from vae.train import train
 
     final = train(tiny(epochs=1))[-1]  # digits: FID off by default

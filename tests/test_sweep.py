@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sweeping import GRID, points
 
 from pipelines.cli import cli
-from pipelines.common.spec import load_spec
+from pipelines.common.spec_file import load_spec
 from pipelines.engine.sweep import run_sweep
 from pipelines.usecases.status import study_status
 

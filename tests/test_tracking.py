@@ -80,7 +80,7 @@ def test_a_second_sigterm_during_the_clean_up_is_ignored(monkeypatch):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """A finished 2-trial sweep (one seed) in a fresh store: (tmp, storage, tracking uri)."""
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
     from pipelines.usecases.sweep import sweep
 
     tmp = tmp_path_factory.mktemp("swept")

@@ -173,7 +173,7 @@ def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_crea
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no store, no data cache, no run folder
     # one beta and one loss: nothing to compare across, so val/loss is fine
     spec.write_text(BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]"))
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
 
     assert load_spec(spec).beta_bias() is None
     mixed = BIASED.format(study="s").replace("[0.1, 0.01]", "[0.1]").replace("metric", "  loss: [beta, sigma-vae]\nmetric")
@@ -184,7 +184,7 @@ def test_a_new_study_with_a_beta_biased_objective_is_refused_and_nothing_is_crea
 def test_an_existing_study_with_such_an_objective_resumes_with_a_warning(env):
     import optuna
 
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
     from pipelines.engine.accept import check_objective
 
     path = env.spec(epochs=3, extra="metric: val/loss\n")

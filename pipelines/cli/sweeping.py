@@ -54,7 +54,7 @@ def sweep(spec_path, overrides, n_trials, workers, storage, tracking_uri, artifa
 
 def _sweep_spec(spec_path, overrides, n_trials, threads, storage, child):
     """The spec of `vae sweep`, checked, with one note per thing the user should know first."""
-    from pipelines.common.spec import load_spec
+    from pipelines.common.spec_file import load_spec
     from pipelines.engine.accept import check_objective
 
     spec = load_spec(spec_path, overrides, n_trials)  # --n-trials counts before the spec is checked

@@ -31,10 +31,8 @@ import hashlib
 import itertools
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -42,11 +40,11 @@ from pydantic import (
     NonNegativeInt,
     PositiveInt,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from pipelines.common.metrics import BETA_BIASED, BETA_FREE, METRICS, OBJECTIVES
 from vae import config as settings
 from vae.config import TrainConfig
 from vae.errors import VAEError
@@ -58,33 +56,6 @@ NOT_IN_SPEC = {"out", "resume", "betas", *SWEPT}  # betas: `mode: conditional` s
 NOT_IN_FINGERPRINT = set(settings.names()) - set(settings.names(settings.IDENTITY)) - {"out", "resume"}
 IDENTITY_KEYS = ("sampler", "metric", "direction", "mode")  # with the train settings' IDENTITY roles and the search
 # (a grid study grows: Spec.search_changes)
-# what `vae.train` reports (tests/test_spec.py checks this against a real run); `diag/` only at the end,
-# the generation metrics only with fid_samples > 0 and the [fid] extra
-_TERMS = ("loss", "r_loss", "kld_loss", "sse", "kl")
-# with the [fid] extra and fid_samples > 0; val/fid only where validation images were given
-GENERATION_METRICS = {f"diag/{k}" for k in ("fid", "fid_recon", "kid", "precision", "recall", "fid_samples",
-                                            "fid_reference")} | {"val/fid", "val/fid_se", "val/fid_reference"}
-METRICS = ({f"train/{t}" for t in _TERMS}
-           | {f"{split}/{t}" for split in ("val", "test", "test_subset")
-              for t in (*_TERMS, "elbo_bpd", "r_loss_se", "elbo_bpd_se")}
-           | {"train/beta"}
-           | {f"diag/{k}" for k in ("active_units", "neg_elbo_nats", "elbo_bpd", "nll_nats", "nll_bpd", "mi_nats",
-                                    "mi_se_nats", "mi_ceiling_nats", "mi_saturated", "rate_minus_mi", "sigma_mle",
-                                    "sigma_implied", "eval_images", "iw_images", "r_loss", "kl_nats")}
-           | GENERATION_METRICS)
-# objectives and pruning choose models, so they read the training or validation split only: the test
-# split (test/ at the end, test_subset/ and diag/ on its evaluation subset) reports them. Standard errors
-# and the end-only val/fid are measurements of a model, not per-epoch objectives.
-OBJECTIVES = {m for m in METRICS if m.startswith(("train/", "val/")) and not m.endswith(("_se", "_reference"))
-              and m != "val/fid"}
-# R + beta*KLD falls as beta falls, and its terms move with beta by construction; a sigma-VAE's loss
-# is a Gaussian NLL on another scale: none of these can choose between betas (or against a sigma-VAE)
-BETA_BIASED = {f"{split}/{t}" for split in ("train", "val") for t in _TERMS}
-BETA_FREE = ("val/elbo_bpd",)
-"""objectives that compare betas and sigma-VAEs: the negative ELBO in bits/dim with the decoder's
-sigma fitted (vae/metrics.py calibrated_neg_elbo), on the validation split."""
-
-
 class SpecError(VAEError):
     """A sweep spec is missing, malformed or out of range."""
 
@@ -381,103 +352,3 @@ class Spec(Strict):
 def _plain(value):
     """A stored value as JSON gives it back (lists, not tuples), for comparing with a stored spec."""
     return json.loads(json.dumps(value))
-
-
-def _set(values: dict, override: str) -> None:
-    if "=" not in override:
-        raise SpecError(f"--set needs KEY=VALUE, got {override!r}")
-    key, raw = override.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as e:
-        raise SpecError(f"--set {key.strip()}: {raw!r} is malformed YAML: {getattr(e, 'problem', e)}") from None
-    if isinstance(value, (int, float, bool)) and key.strip() in ("study", "dataset"):
-        value = raw  # names stay strings
-    *parents, leaf = key.strip().split(".")
-    node = values
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise SpecError(f"--set {key}: {p} is not a section")
-    node[leaf] = value
-
-
-def _given(overrides) -> dict[str, str]:
-    """--set KEY=VALUE by key: what an error names instead of the spec file when --set gave the value."""
-    return {o.split("=", 1)[0].strip(): o.strip() if len(o.strip()) <= 80 else o.strip()[:40] + "..." for o in overrides}
-
-
-def _did_you_mean(loc: tuple, train_names: set[str]) -> str:
-    """'; did you mean 'epochs'?' for a misspelled key (difflib), naming the keys allowed there."""
-    import difflib
-
-    *section, key = [str(p) for p in loc]
-    model = {"search": Search, "pruner": Pruner, "confirm": Confirm}.get(section[0]) if section else None
-    allowed = set(model.model_fields) if model else (set(Spec.model_fields) - {"train"}) | (train_names - NOT_IN_SPEC)
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
-
-
-def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_trials: int | None = None) -> Spec:
-    """The spec at `path` with `--set` overrides and `--n-trials` applied, then checked as a whole
-    (`--set sampler=tpe --n-trials 3` is valid though the file has no n_trials)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"sweep spec {str(path)!r} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file (a sweep spec is YAML, in UTF-8)") from None
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise SpecError(f"{path}: malformed YAML{line}: {getattr(e, 'problem', e)}") from None
-    if not isinstance(values, dict):
-        raise SpecError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
-    for override in overrides:
-        _set(values, override)
-    if n_trials is not None:
-        values["n_trials"] = n_trials
-
-    train_names = set(settings.names())
-    for key in values:
-        if key in NOT_IN_SPEC:
-            where = "mode: conditional trains on search.beta" if key == "betas" else "put it under search:"
-            raise SpecError(f"{path}: {key!r} is set per trial; {where}")
-    train_values = {k: values.pop(k) for k in list(values) if k in train_names}
-    try:
-        train = TrainConfig.from_dict(train_values).convert()  # every value typed ("1e3" from YAML a float)
-        per_trial = {k: getattr(train, k) for k in settings.conditional_only()}  # they need betas: checked per trial, below
-        for k, v in settings.conditional_only().items():
-            setattr(train, k, v)
-        train.validate()  # the one validator of every setting, as for `vae train`
-        for k, v in per_trial.items():
-            setattr(train, k, v)
-        spec = Spec(**values, train=train)
-        spec._given = frozenset(train_values)
-        spec._command = {"spec_file": str(path), "overrides": [
-            o.strip() for o in overrides if not o.strip().startswith(("search.", "search=", "confirm"))]}
-    except ValidationError as e:
-        errors = e.errors()  # a misspelled key also makes its right spelling "missing": name the misspelling
-        err = next((x for x in errors if x["type"] == "extra_forbidden"), None) or max(
-            errors, key=lambda x: len(x["loc"]))  # else, of a union's branches, the one that got furthest
-        where = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) and not str(p)[:1].isupper()
-                         and not str(p).startswith(("list[", "function-"))) or "spec"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key{_did_you_mean(err['loc'], train_names)}"
-        given, parts = _given(overrides), where.split(".")  # a value --set gave is its fault, not the file's
-        key = next((k for k in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if k in given), None)
-        if key is None:
-            raise SpecError(f"{path}: {where}: {msg}") from None
-        raise SpecError(f"--set {given[key]}: " + (f"{where}: " if where != key else "") + msg) from None
-    except VAEError as e:
-        by = _given(overrides).get(re.match(r"[\w.]*", str(e)).group())  # "epochs must be >= 1": its setting first
-        raise SpecError(f"--set {by}: {e}" if by else f"{path}: {e}") from None
-    if spec.sampler == "grid":  # each trial's settings as it will train (a conditional one's beta_range, ...)
-        try:
-            for point in spec.grid():
-                spec.trial_config(point).validate()
-        except VAEError as e:
-            raise SpecError(f"{path}: {e}") from None
-    return spec

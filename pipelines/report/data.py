@@ -203,3 +203,9 @@ def curve_points(*reports: Report) -> pd.DataFrame:
                                                   Source=source).dropna(subset=["KL (nats)", "R-loss"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["Z-dim", "Beta", "KL (nats)", "R-loss", "Source"])
+
+
+def label(row) -> str:
+    """'z-dim 16, beta 0.01' / 'z-dim 16, σ-VAE', with '(β-conditional model)' for its rows."""
+    kind = "σ-VAE" if row["Loss"] == "sigma-vae" else f"beta {row['Beta']:g}"
+    return f"z-dim {int(row['Z-dim'])}, {kind}" + (" (β-conditional model)" if row.get("Training") == "conditional" else "")
