@@ -355,6 +355,12 @@ def run_name(z_dim: int, training: str, beta: float | None = None, seed: int = 0
             + (f"-t{trial}" if trial is not None else ""))
 
 
+def check(name: str, value):
+    """`value` as setting `name` declares it (type, finiteness, bounds, choices), or ConfigError:
+    the one rule, for a setting given to `vae train` and for a value a sweep's search lists."""
+    return _checked(declared(name), value)
+
+
 def _checked(f: dataclasses.Field, value):
     """`value` as setting `f` declares it, or ConfigError naming the setting."""
     meta, kind = f.metadata, _HINTS[f.name]

@@ -80,7 +80,7 @@ class Range(Strict):
 
 
 class Search(Strict):
-    z_dim: Annotated[list[PositiveInt], Field(min_length=1)] | Range
+    z_dim: Annotated[list[int], Field(min_length=1)] | Range
     beta: Annotated[list[float], Field(min_length=1)] | Range
     seed: Annotated[list[int], Field(min_length=1)] = [0]
     loss: Annotated[list[Literal["beta", "sigma-vae"]], Field(min_length=1)] = ["beta"]
@@ -95,19 +95,17 @@ class Search(Strict):
                 raise ValueError(f"lists {', '.join(map(str, twice))} more than once; each value runs once")
         return v
 
-    @field_validator("beta")
+    @field_validator("z_dim", "beta", "seed")
     @classmethod
-    def _beta(cls, v):
-        low = min(v) if isinstance(v, list) else v.low
-        if low < 0:
-            raise ValueError(f"beta must be >= 0, got {low}")
-        return v
-
-    @field_validator("z_dim")
-    @classmethod
-    def _z_dim(cls, v):
-        if isinstance(v, Range) and v.low < 1:
-            raise ValueError("a z_dim range must start at >= 1")
+    def _as_declared(cls, v, info):
+        """Each value (a range: its ends) by the rule vae/config.py declares for that setting: one
+        rule for `vae train --beta` and a sweep's beta."""
+        for value in (v.low, v.high) if isinstance(v, Range) else v:
+            try:
+                settings.check(info.field_name, int(value) if info.field_name == "z_dim" and isinstance(v, Range)
+                               else value)
+            except VAEError as e:
+                raise ValueError(str(e)) from None
         return v
 
 
@@ -257,6 +255,16 @@ class Spec(Strict):
         if self.training_of(params) == "conditional":
             return dataclasses.replace(self.train, **params, betas=list(self.search.beta))
         return dataclasses.replace(self.train, **params, betas=None, **settings.conditional_only())  # a sigma-VAE point
+
+    def trial_configs(self) -> list[TrainConfig]:
+        """The training settings of every trial a grid runs (a conditional one with its betas), or of
+        a sampler's at the ends of its ranges: what load_spec validates, by TrainConfig's one rule."""
+        if self.sampler == "grid":
+            return [self.trial_config(p) for p in self.grid()]
+        s = self.search
+        ends = [(z, b) for z in ((int(s.z_dim.low), int(s.z_dim.high)) if isinstance(s.z_dim, Range) else s.z_dim[:1])
+                for b in ((s.beta.low, s.beta.high) if isinstance(s.beta, Range) else s.beta[:1])]
+        return [self.trial_config({"z_dim": z, "beta": b, "seed": s.seed[0]}) for z, b in ends]
 
     def training_of(self, params: dict) -> str:
         """How a trial with these parameters trains (one of config.TRAININGS): a beta point of mode

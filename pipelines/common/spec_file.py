@@ -83,13 +83,9 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
     train_values = {k: values.pop(k) for k in list(values) if k in train_names}
     try:
         train = TrainConfig.from_dict(train_values).convert()  # every value typed ("1e3" from YAML a float)
-        per_trial = {k: getattr(train, k) for k in settings.conditional_only()}  # they need betas: checked per trial, below
-        for k, v in settings.conditional_only().items():
-            setattr(train, k, v)
-        train.validate()  # the one validator of every setting, as for `vae train`
-        for k, v in per_trial.items():
-            setattr(train, k, v)
         spec = Spec(**values, train=train)
+        for cfg in spec.trial_configs():  # the one validator of every setting, as each trial will train
+            cfg.validate()
         spec._given = frozenset(train_values)
         spec._command = {"spec_file": str(path), "overrides": [
             o.strip() for o in overrides if not o.strip().startswith(("search.", "search=", "confirm"))]}
@@ -110,10 +106,4 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = (), n_t
     except VAEError as e:
         by = _given(overrides).get(re.match(r"[\w.]*", str(e)).group())  # "epochs must be >= 1": its setting first
         raise SpecError(f"--set {by}: {e}" if by else f"{path}: {e}") from None
-    if spec.sampler == "grid":  # each trial's settings as it will train (a conditional one's beta_range, ...)
-        try:
-            for point in spec.grid():
-                spec.trial_config(point).validate()
-        except VAEError as e:
-            raise SpecError(f"{path}: {e}") from None
     return spec

@@ -2,7 +2,7 @@
 study. One computation, written to every store, so that MLflow, Optuna and the report agree.
 
     rep, v = compute_verdict("quick", tracker, storage) # from the study's MLflow runs
-    v = state_verdict("quick", tracker, storage)        # both, after a sweep: never an error
+    v = state_verdict("quick", tracking_uri, storage)   # both, after a sweep: never an error
     publish(v, tracker, storage)                        # parent run: best.* tags, description,
                                                         # verdict.json; Optuna: user attr `verdict`
 
@@ -97,7 +97,8 @@ def compute_verdict(study: str, tracker: Tracker, storage: str | None = None,
     return rep, v
 
 
-def state_verdict(study: str, tracker: Tracker, storage: str | None) -> dict | None:
+def state_verdict(study: str, tracking_uri: str | None, storage: str | None,
+                  artifact_location: str | None = None) -> dict | None:
     """Compute a finished study's verdict and state it in MLflow and Optuna, at the end of a sweep.
     A failure here never costs a trained model: it is one line, and `vae report` computes it again."""
     import sys
@@ -106,6 +107,7 @@ def state_verdict(study: str, tracker: Tracker, storage: str | None) -> dict | N
     from vae.errors import VAEError
 
     try:
+        tracker = Tracker(tracking_uri, artifacts=artifact_location)
         _, v = compute_verdict(study, tracker, storage_url(storage))
         publish(v, tracker, storage_url(storage))
         return v

@@ -55,14 +55,14 @@ def sweep(spec: Spec, storage: str | None = None, tracking_uri: str | None = Non
     out = once()
     if child or out.code != 0 and not _finished(spec, storage):
         return out
-    from pipelines.tracking.runs import Tracker
     from pipelines.usecases.publish import state_verdict
 
-    tracker = Tracker(tracking_uri, artifacts=artifact_location)
     if spec.confirm is not None and out.code == 0:
-        out = _confirm(spec, tracker, storage, once, out, log)
+        from pipelines.tracking.runs import Tracker
+
+        out = _confirm(spec, Tracker(tracking_uri, artifacts=artifact_location), storage, once, out, log)
     if out.code == 0 or _finished(spec, storage):
-        out.verdict = state_verdict(spec.study, tracker, storage)  # the answer, stated everywhere
+        out.verdict = state_verdict(spec.study, tracking_uri, storage, artifact_location)  # stated everywhere
     return out
 
 
