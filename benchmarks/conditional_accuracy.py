@@ -123,7 +123,7 @@ def measured_at(cfg: TrainConfig, betas: list[float]) -> dict[float, dict]:
     from vae.checkpoint import load_model
     from vae.data import load_dataset
     from vae.measure import measure
-    from vae.train import pick_device
+    from vae.runtime import pick_device
 
     model, saved, _ = load_model(cfg.out, pick_device(cfg.device))
     data = load_dataset(saved.dataset, saved.data_dir, saved.limit, saved.seed)

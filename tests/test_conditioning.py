@@ -131,7 +131,7 @@ def test_a_conditional_spec_takes_the_settings_and_its_sigma_vae_points_ignore_t
 
 def test_tracked_params_are_the_settings_that_apply():
     from vae.data import Data
-    from vae.train import applied
+    from vae.runtime import applied
 
     data = Data("x", torch.zeros(40, 1, 8, 8, dtype=torch.uint8), torch.zeros(30, 1, 8, 8, dtype=torch.uint8))
     mrvae = applied(TrainConfig(betas=[0.1, 0.01], conditioning="mrvae", beta_span=1000.0, device="cpu"), data)

@@ -199,7 +199,7 @@ def test_applied_settings_of_a_conditional_run_and_one_without_diagnostics():
 
     from vae.config import TrainConfig
     from vae.data import Data
-    from vae.train import applied
+    from vae.runtime import applied
 
     data = Data("x", torch.zeros(40, 3, 32, 32, dtype=torch.uint8), torch.zeros(30, 3, 32, 32, dtype=torch.uint8))
     cond = applied(TrainConfig(betas=[0.1, 0.01], device="cpu"), data)

@@ -105,7 +105,8 @@ def test_compile_is_automatic_for_long_runs_and_falls_back(tiny, monkeypatch):
 
     from vae.errors import ConfigError
     from vae.model import VAE
-    from vae.train import _compiled, compile_wanted
+    from vae.runtime import compile_wanted
+    from vae.runtime import compiled as _compiled
 
     model = VAE(1, 8, 8, z_dim=2, base=4)
     x = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)

@@ -12,6 +12,9 @@ does not record (`legacy_defaults`). Adding a setting is one `setting(...)` line
 
 Types are checked with pydantic (lax: `lr: 1` is 1.0, YAML's `lr: 1e-3` string is 0.001), except
 that a bool is never a number (YAML's `epochs: true`); numbers must be finite.
+
+Longer than the ~300 lines a module aims at, on purpose: the table of every setting is one
+declaration each, and splitting it would put a setting's rule away from its declaration.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ ROLES = {
 IDENTITY = ("data", "model", "training", "measurement")
 """The roles that define a trial: a study's identity, and what a sweep's retry must match to resume."""
 LOGGED = (*IDENTITY, "runtime")
-"""The roles a trial logs as MLflow params (the values as applied: vae.train.applied)."""
+"""The roles a trial logs as MLflow params (the values as applied: vae.runtime.applied)."""
 MODEL = ("model",)
 """The roles `vae train --resume` refuses to change: its checkpoint's weights fit only these."""
 

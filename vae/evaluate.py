@@ -19,7 +19,7 @@ from vae.data import folder_shape, load_dataset, validation_split
 from vae.errors import ConfigError
 from vae.measure import final, grids, measure
 from vae.paths import check_folder
-from vae.train import pick_device
+from vae.runtime import pick_device
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto",

@@ -65,7 +65,7 @@ def load_model(path: str | Path, device: str = "cpu", beta: float | None = None)
     from vae.checkpoint import load_model as load_checkpoint_model
 
     if device == "auto":
-        from vae.train import pick_device
+        from vae.runtime import pick_device
 
         device = pick_device(device)
     info = read_info(path)

@@ -31,15 +31,12 @@ from vae.build import build_model
 from vae.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from vae.conditional import loss_weights, sample_betas
 from vae.config import (
-    AUTO_COMPILE_STEPS,
-    FILM,
     MODEL,
     TrainConfig,
     applying,
-    conditional_only,
     names,
 )
-from vae.data import Data, evaluation_subset, load_dataset, validation_size, validation_split
+from vae.data import Data, evaluation_subset, load_dataset, validation_split
 from vae.errors import ConfigError, DiskFull, MeasurementFailed, TrainingDiverged
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
@@ -47,23 +44,9 @@ from vae.model import VAE
 from vae.paths import check_folder
 from vae.progress import EpochBar, label, phase, say
 from vae.redact import redact
+from vae.runtime import compile_wanted, compiled, pick_device
 
 Callback = Callable[[int, dict, VAE], None]
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise ConfigError(f"device {name!r} is not usable here: {e}") from None
-    return device
 
 
 def kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -73,56 +56,6 @@ def kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     if cfg.kl_warmup_epochs == 0:
         return target
     return target * min(1.0, step / (cfg.kl_warmup_epochs * steps_per_epoch))
-
-
-def compile_wanted(cfg: TrainConfig, total_steps: int, device: torch.device) -> bool:
-    """--compile / --no-compile, or by default only for runs long enough to pay for compiling:
-    >= AUTO_COMPILE_STEPS optimiser steps in all (not those left: a resumed run decides as its
-    start did, and keeps the decision stored in its checkpoint) on cpu or cuda."""
-    if cfg.compile is not None:
-        return cfg.compile
-    return total_steps >= AUTO_COMPILE_STEPS and device.type in ("cpu", "cuda")
-
-
-def applied(cfg: TrainConfig, data: Data) -> dict:
-    """The recorded settings as `train` applies them on this machine to `data`: what a tracker
-    logs. The device picked, whether it compiles, the CPU threads, amp only where it has an effect
-    (CUDA); only the settings that apply to this run (betas and config.conditional_only()
-    only for a beta-conditional one, which has no beta of its own, the film_ ones only with FiLM; iw_images only with iw_samples > 0,
-    fid_recon only with FID), and
-    the values it uses where a setting is capped or defaulted: eval_images and iw_images at most
-    the test images there are, fid_samples and val_size resolved (vae/fid.py sample_count, vae/data.py
-    validation_size), beta_range the training range."""
-    from vae.fid import sample_count
-
-    device = pick_device(cfg.device)
-    steps = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs
-    out = {**cfg.record(), "device": str(device), "compile": compile_wanted(cfg, steps, device),
-           "threads": cfg.threads or torch.get_num_threads(), "amp": cfg.amp and device.type == "cuda"}
-    if cfg.conditional:
-        out["beta_range"] = list(cfg.training_range)
-        del out["beta"]  # each beta's run has its own (pipelines/beta_runs.py)
-        for name in FILM if cfg.conditioning != "film" else ():
-            del out[name]
-        if cfg.beta_span is None or cfg.beta_range:  # beta_range says it
-            del out["beta_span"]
-    else:
-        for name in ("betas", *conditional_only()):
-            del out[name]
-    if cfg.val_size is None:  # the default rule's number (a bad val_size fails in `train`, where it did)
-        try:
-            out["val_size"] = validation_size(len(data.train), None)
-        except ConfigError:
-            pass
-    out["fid_samples"] = sample_count(cfg.fid_samples, data.shape)
-    out["eval_images"] = min(cfg.eval_images, len(data.test))  # vae.data.evaluation_subset takes no more
-    if cfg.iw_samples > 0:
-        out["iw_images"] = min(cfg.iw_images, out["eval_images"])  # a prefix of the evaluation subset
-    else:
-        del out["iw_images"]
-    if out["fid_samples"] == 0:
-        del out["fid_recon"]  # no FID at all
-    return out
 
 
 def train(cfg: TrainConfig, callback: Callback | None = None, data: Data | None = None,
@@ -210,7 +143,7 @@ def _prepare(cfg: TrainConfig, data: Data | None) -> _Run:
         run.measured = blob.get("measured", True)  # older checkpoints were written after the measurements
         compile_run = blob["config"].get("compile", compile_run) if cfg.compile is None else cfg.compile
     training = run.start <= cfg.epochs
-    run.step_model = _compiled(model, cfg, run.x_train[:cfg.batch_size], compile_run, device) if training else model
+    run.step_model = compiled(model, cfg, run.x_train[:cfg.batch_size], compile_run, device) if training else model
     # as used, in checkpoints and metrics.json
     run.cfg = dataclasses.replace(cfg, compile=run.step_model is not model if training else compile_run)
     return run
@@ -351,35 +284,6 @@ def _continuum(model: VAE, data: Data, cfg: TrainConfig, out: Path, x_val: torch
     with phase(f"continuum: {what}", enabled=cfg.progress):
         points = scan(for_measuring(model), x_val, data, cfg)
     atomic_write_text(out / "continuum.json", json.dumps(points, indent=1) + "\n")
-
-
-def _compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, device: torch.device):
-    """torch.compile when wanted; eager if compilation fails (unless asked for explicitly).
-
-    Compiled once here on a full batch (forward and backward, no optimiser step), with static
-    shapes: the last, smaller batch gets a graph of its own instead of making every batch a slower
-    dynamic-shape graph."""
-    if not wanted:
-        return model
-    import logging
-
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPUs
-    compiled = torch.compile(model, dynamic=False)
-    try:
-        with phase("compiling the model (torch.compile, once per run)", enabled=cfg.progress):
-            cond = (torch.full((len(example),), cfg.training_range[0], device=device),) if cfg.conditional else ()
-            with autocast(device, cfg.amp):
-                recon, mu, logvar = compiled(example.float() / 255, *cond)
-            vae_loss(recon, example.float() / 255, mu, logvar, 1.0).loss.backward()
-    except Exception as e:  # no C++ compiler, no Triton, an unsupported backend
-        if cfg.compile:
-            raise ConfigError(f"--compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                              "run without it") from None
-        say(f"note: torch.compile unavailable ({type(e).__name__}); training without it")
-        return model
-    finally:
-        model.zero_grad(set_to_none=True)
-    return compiled
 
 
 def _check_resumable(blob: dict, cfg: TrainConfig, shape: tuple[int, int, int], out: Path) -> None:

@@ -22,6 +22,9 @@
 
 `load_spec(path, overrides=["epochs=5", "search.beta=[0.1, 0.01]"])` validates everything and
 names the offending key on error; values of --set are parsed as YAML.
+
+Longer than ~300 lines: what defines a study (its fingerprint, `changes`, `search_changes`,
+`for_study`) is the spec's own rule, kept beside the fields it reads.
 """
 
 from __future__ import annotations

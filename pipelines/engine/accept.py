@@ -27,7 +27,7 @@ def check_inputs(spec, storage: str | None, tracking_uri: str | None, data_cache
     from pipelines.tracking.artifacts import check_location, resolve_location
     from pipelines.tracking.runs import Tracker, TrackingError, resolve_uri
     from vae.paths import check_folder
-    from vae.train import pick_device
+    from vae.runtime import pick_device
 
     url, uri = storage_url(storage), resolve_uri(tracking_uri)
     check_distinct(url, uri, StorageError)

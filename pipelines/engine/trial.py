@@ -103,7 +103,7 @@ class TrialLife:
 
     # --- claimed -> started: parameters, settings, the MLflow run -----------------------------
     def start(self) -> None:
-        from vae.train import applied, pick_device
+        from vae.runtime import applied, pick_device
 
         params = suggest(self.trial, self.spec, self.lease.study)
         self.folder = run_folder(self.spec.study, root(self.lease.frozen))

@@ -158,7 +158,18 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
                        + (f" (test: {fmt(n['diag/fid'])})" if "diag/fid" in n else "") if kind == "balance" else
                        "generation was not measured (fid_samples 0, the default below 28 px, or the [fid] extra "
                        "missing): the verdict rests on likelihood alone")
-    others = scores.drop(chosen).sort_values()
+    _rival(rep, v, chosen, scores.drop(chosen).sort_values(), kind, cols, rule, bool(z_note), alive)
+    _beyond(rep, v, chosen, alive, kind, study or {}, continua or {})
+    v["warnings"] = warnings_of(rep, v, chosen, alive, histories, excluded) + given_up(study or {})
+    if optuna_best:
+        v["optuna_best"] = optuna_note(optuna_best, v, rep, bool(z_note))
+    return v
+
+
+def _rival(rep: Report, v: dict, chosen, others: pd.Series, kind: str, cols: list[str], rule: str, parsimony: bool,
+           alive: pd.DataFrame) -> None:
+    """The runner-up and its margin, a tie where it is within noise, the seeds, the noise."""
+    t = rep.table
     v["tie"], v["tied"] = False, []
     if len(others):
         j = others.index[0]
@@ -168,16 +179,20 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
                           "beyond_noise": worse, "margin": "; ".join(phrases)}
         v["tie"] = not worse
         v["tied"] = [label(t.loc[k]) for k in others.index if not compare(rep, chosen, k, cols)[1]]
-        v["tie_rule"] = ("the smallest z-dim within noise of the best" if z_note else
+        v["tie_rule"] = ("the smallest z-dim within noise of the best" if parsimony else
                          f"the best mean by the rule ({'R/R* + FID/FID*' if kind == 'balance' else NAMES[ELBO]})")
     v["seeds"] = {"chosen": v["seeds"], "runner_up": v["runner_up"]["seeds"] if v.get("runner_up") else None}
     v["contenders"] = [{**_row(t, k), "within_noise": not compare(rep, chosen, k, cols)[1]} for k in others.index]
     v["noise"] = noise_text(rep, cols)
+
+
+def _beyond(rep: Report, v: dict, chosen, alive: pd.DataFrame, kind: str, info: dict, continua: dict) -> None:
+    """What lies past the searched range: the continuum's best, the values beyond the edge, and the
+    commands that add seeds or grow the study."""
     from pipelines.report.extend import commands, extend
 
-    info = study or {}
     v["seeds_command"] = seeds_command(info)
-    v["continuum"] = continuum_of(continua or {}, v, kind, info)
+    v["continuum"] = continuum_of(continua, v, kind, info)
     ext = extend(rep, alive, chosen)
     conditional = v["training"] == "conditional"
     if conditional and v["continuum"]:  # the model was read between and beyond its grid: the continuum answers
@@ -186,10 +201,6 @@ def decide(rep: Report, histories: dict[str, list[float]] | None = None, optuna_
     v["extend_why"] = ext["why"]
     v["extend_command"] = commands(info.get("spec_file"), info.get("overrides", []), info.get("search", {}), ext,
                                    conditional, rep.study)
-    v["warnings"] = warnings_of(rep, v, chosen, alive, histories, excluded) + given_up(info)
-    if optuna_best:
-        v["optuna_best"] = optuna_note(optuna_best, v, rep, bool(z_note))
-    return v
 
 
 def _deciding(alive: pd.DataFrame, chosen, cols: list[str]) -> str:

@@ -5,7 +5,7 @@ no longer writes a plain mlruns/ file store); `--tracking-uri` or MLFLOW_TRACKIN
 tracking server instead (its proxied artifact store keeps the artifacts), and a database other than
 SQLite needs `--artifact-location` (pipelines/tracking/artifacts.py). See the results with `vae ui` (same URI).
 
-Per trial: the settings that define it as params, as applied (vae.train.applied: the device
+Per trial: the settings that define it as params, as applied (vae.runtime.applied: the device
 picked, compile and threads as used, amp only on CUDA; no run folder, resume or progress flags);
 per-epoch metrics (`train/r_loss`, `test/kl`, ...)
 in one batch per epoch; reconstruction and sample grids every K epochs; then the loss curves,
@@ -212,7 +212,7 @@ class Tracker(Queries):
     # --- one trial: a child run ---------------------------------------------------------
     def start_trial(self, experiment_id: str, parent_id: str, study: str, number: int, config: dict,
                     device: str, training: str) -> str:
-        """A child run for trial `number`; `config`: the settings as applied (vae.train.applied);
+        """A child run for trial `number`; `config`: the settings as applied (vae.runtime.applied);
         `training`: how the model trains (TrainConfig.training)."""
         from mlflow.entities import Param
 
