@@ -112,3 +112,45 @@ def compiled(model: VAE, cfg: TrainConfig, example: torch.Tensor, wanted: bool, 
     finally:
         model.zero_grad(set_to_none=True)
     return compiled
+
+
+# --- CPU threads: how many this process should use -------------------------------------------
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota
+    (containers, SLURM: `cpu.max` in cgroup v2, `cpu.cfs_quota_us` in v1)."""
+    import os
+    from pathlib import Path
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            text = Path(quota_file).read_text().split()
+            quota, period = (text[0], text[1]) if period_file is None else (text[0], Path(period_file).read_text())
+            if quota not in ("max", "-1") and int(quota) > 0:
+                cores = min(cores, max(1, int(int(quota) // int(period))))
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(1, cores)
+
+
+def other_load() -> float:
+    """Runnable work already on this machine: the 1-minute load average (0 where unknown)."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 0.0
+
+
+def choose_threads(workers: int = 1) -> tuple[int, str]:
+    """(threads per worker, why): the usable cores shared by the workers, minus the cores other
+    work keeps busy; at least 1. An OpenMP team larger than the free cores spins at every barrier
+    when it shares them (measured on 2 cores beside a training: 300 steps 13.9 s with 2 threads,
+    0.7 s with 1), so a busy machine gets fewer threads, not more."""
+    cores, load = usable_cores(), other_load()
+    free = max(1.0, cores - load)
+    threads = max(1, min(cores // max(1, workers), int(free / max(1, workers) + 0.5)))  # a core 50 % busy counts as free
+    why = f"{cores} usable core(s), load {load:.1f}" + (f", {workers} workers" if workers > 1 else "")
+    return threads, why

@@ -23,8 +23,9 @@ from pipelines.common.trials import FAIL_REASON, chains
 from pipelines.engine.lease import claim
 from pipelines.engine.recovery import log_result, recover
 from pipelines.engine.study import make_storage, open_study
-from pipelines.engine.trial import TrialLife, Worker
+from pipelines.engine.trial import TrialLife
 from pipelines.engine.trial_bar import TrialBar
+from pipelines.engine.worker import Worker
 from pipelines.tracking.runs import Tracker
 from vae.progress import say
 

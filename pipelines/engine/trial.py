@@ -28,7 +28,7 @@ import math
 import os
 import shutil
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from pipelines.common.faults import fault
@@ -41,26 +41,12 @@ from pipelines.engine.lease import Lease
 from pipelines.engine.points import record
 from pipelines.engine.recovery import log_result
 from pipelines.engine.run_folders import run_folder
+from pipelines.engine.worker import Worker
 from pipelines.tracking.checkpoints import CheckpointStore
-from pipelines.tracking.runs import Tracker
 from vae.config import applying, default, identity, names
 from vae.errors import VAEError, first_line
 from vae.progress import say
 from vae.redact import redact
-
-
-@dataclass
-class Worker:
-    """What every trial of this process shares: the spec as the study runs it, the stores, the
-    decoded data, and how it shows progress."""
-    spec: Spec
-    tracker: Tracker
-    experiment_id: str
-    parent: str
-    progress: bool = True
-    threads: int | None = None
-    bar: object = None  # pipelines/engine/trial_bar.py TrialBar, or None
-    data: dict = field(default_factory=dict)  # (dataset, data_dir, limit, seed) -> vae.data.Data
 
 
 class TrialLife:
@@ -108,7 +94,7 @@ class TrialLife:
         params = suggest(self.trial, self.spec, self.lease.study)
         self.folder = run_folder(self.spec.study, root(self.lease.frozen))
         self.cfg = replace(self.spec.trial_config(params), out=str(self.folder), resume=True,
-                           progress=self.w.progress, threads=self.w.threads or self.spec.train.threads)
+                           progress=self.w.progress, threads=self.w.threads or self.spec.train.threads or self.w.pick())
         self.data = data_of(self.w.data, self.cfg)
         device = pick_device(self.cfg.device)
         tracker = self.w.tracker
@@ -168,6 +154,8 @@ class TrialLife:
             if epoch == self.cfg.epochs:
                 fault("measured")  # the end-of-training measurements done, the result not yet stored
         self.w.tracker.log_epoch(self.run_id, metrics, epoch)
+        if model is not None and metrics.get("time/epoch_s") and (note := self.w.timed(metrics["time/epoch_s"])):
+            say(note)
         if self.w.bar is not None and model is not None:
             self.w.bar.epoch(self.trial.number, epoch)
         if model is not None and (epoch % self.spec.images_every == 0 or epoch == self.cfg.epochs):

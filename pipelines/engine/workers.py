@@ -10,7 +10,6 @@ recovers the trials of children that died.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -39,7 +38,12 @@ def run_workers(spec: Spec, argv: list[str], workers: int, storage: str | None, 
     if p["done"]:  # nothing to do: one line, and the parent run says so
         o.tracker.finish_parent(o.parent, counts(p))
         return exit_status(o.spec.study, p)[0], already_complete(o.spec.study, p)
-    threads = threads or o.spec.train.threads or max(1, (os.cpu_count() or 1) // workers)
+    if not (threads or o.spec.train.threads):
+        from vae.runtime import choose_threads
+
+        threads, why = choose_threads(workers)
+        say(f"CPU threads per worker: {threads} ({why}; --threads N sets it; the numbers depend on it)")
+    threads = threads or o.spec.train.threads
     cmd = [sys.executable, "-m", "pipelines.cli", "sweep", *argv, "--workers", "1", "--no-progress", "--child",
            "--threads", str(threads)]
     gpus = gpus or []
