@@ -5,6 +5,7 @@ reconstructs as the exported one does."""
 import json
 import math
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,3 +262,51 @@ def test_a_model_that_cannot_be_logged_warns_in_one_line(stores, capsys):
     assert log_chosen_model(tracker, "t", {"z_dim": 2, "beta": 0.01, "trial": 0}, "no-such-run") is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: the chosen model was not logged"), err
+
+
+def test_the_exported_readmes_snippets_run_as_written_from_another_folder(stores, tmp_path):
+    """Both ways to take the model away, copied from the exported README.md and run in a fresh
+    process in an unrelated folder: vae.load_model with the digits' own scaling, and MLflow's
+    Model Registry by the store's absolute URI (a relative one worked only from the project)."""
+    import re
+    import subprocess
+    import sys
+
+    from pipelines.tracking.models import log_chosen_model
+
+    t = trial(stores, "t", beta=0.01)
+    verdict = {"z_dim": 2, "beta": 0.01, "trial": t.number, "rule": "the lowest validation loss"}
+    verdict["model"] = log_chosen_model(Tracker(stores[2], create=False), "t", verdict, t.user_attrs["mlflow_run_id"])
+    study(stores, "t").set_user_attr("verdict", verdict)
+    out = tmp_path / "chosen"
+    assert export(stores, "--study", "t", out).exit_code == 0
+    readme = (out / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 2 and "digits_input" in blocks[0] and "sqlite:////" in blocks[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = ("\nassert recon.shape == x.shape and 0 <= float(recon.min()) and float(recon.max()) <= 1"
+             "\nassert float(x.max()) <= 1 and x.dtype == torch.float32\n")
+    first = blocks[0] + check + "assert pixels.dtype == torch.uint8 and samples.shape == (16, 1, 8, 8)\nprint('ok')\n"
+    second = ("import torch\nfrom sklearn.datasets import load_digits\nimport vae\n"
+              "x = vae.pixels.digits_input(load_digits().images[:3])\n" + blocks[1] + check + "print('ok')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for code in (first, second):
+        done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, env=env,
+                              timeout=600)
+        assert done.returncode == 0 and done.stdout.strip().endswith("ok"), code + done.stderr[-2000:]
+
+
+def test_digits_input_is_the_scaling_training_used():
+    """`vae.pixels.digits_input` gives exactly the pixels `--dataset digits` trains on (/ 255)."""
+    from sklearn.datasets import load_digits
+
+    from vae.data import _digits
+    from vae.pixels import digits_input, to_input, to_uint8
+
+    train, test, _, _ = _digits()
+    ours = to_uint8(digits_input(load_digits().images))
+    assert sorted(map(bytes, ours.numpy())) == sorted(map(bytes, torch.cat([train, test]).numpy()))
+    # channels last (numpy, PIL) and channels first give the same input
+    x = torch.randint(0, 256, (2, 3, 5, 4), dtype=torch.uint8)
+    assert torch.equal(to_input(x.permute(0, 2, 3, 1).numpy()), to_input(x)) and torch.equal(to_uint8(to_input(x)), x)

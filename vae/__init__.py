@@ -2,6 +2,7 @@
 
     import vae
     model = vae.load_model("chosen")    # a `vae export` folder, a run folder or a checkpoint.pt
+    x = model.to_input(images)          # pixels -> its input (vae/pixels.py)
 """
 
 from vae.config import TrainConfig
@@ -17,4 +18,8 @@ def __getattr__(name: str):
         from vae.export import load_model
 
         return load_model
+    if name == "pixels":  # images into a model's input and back (vae/pixels.py)
+        import vae.pixels
+
+        return vae.pixels
     raise AttributeError(f"module 'vae' has no attribute {name!r}")

@@ -2,8 +2,9 @@
 
     import torch, vae
     model = vae.load_model("chosen")             # an exported folder, a run folder or a checkpoint.pt
+    x = model.to_input(images)                   # uint8 pixels (N, C, H, W), (N, H, W, C) or PIL -> [0, 1]
     with torch.no_grad():
-        recon = model.decode(model.encode(x)[0]) # x: (N, C, H, W) floats in [0, 1]; the posterior mean
+        recon = model.decode(model.encode(x)[0]) # the posterior mean's reconstruction; model.to_uint8(recon): pixels
         samples = model.sample(16)               # 16 images from the prior
     model.config                                 # its TrainConfig: z_dim, beta, dataset, epochs, ...
 
@@ -57,9 +58,10 @@ def load_model(path: str | Path, device: str = "cpu", beta: float | None = None)
     at (export.json). Required for a conditional run folder; not allowed for an ordinary model.
 
     Returns a `vae.model.VAE` (a conditional model: its view at one beta, `AtBeta`, with the same
-    encode / decode / sample / forward), with three attributes: `config` (the TrainConfig it was
-    trained with; at one beta: `config.at(beta)`), `epoch` (epochs trained) and `exported` (the
-    export.json dict, None for a run folder). `vae.measure.evaluate(model, x, model.config)` gives
+    encode / decode / sample / forward), with `config` (the TrainConfig it was trained with; at one
+    beta: `config.at(beta)`), `epoch` (epochs trained), `exported` (the export.json dict, None for a
+    run folder), and `to_input(images)` / `to_uint8(x)`: pixels into its input and back, the
+    scaling its training used (vae/pixels.py; digits: `vae.pixels.digits_input`). `vae.measure.evaluate(model, x, model.config)` gives
     the numbers training measured on images x. Raises CheckpointError or ConfigError (one line).
     """
     from vae.checkpoint import load_model as load_checkpoint_model
@@ -82,4 +84,8 @@ def load_model(path: str | Path, device: str = "cpu", beta: float | None = None)
         trained = "as a σ-VAE" if cfg.training == "sigma-vae" else f"at beta {cfg.beta:g}"
         raise ConfigError(f"beta= is for a β-conditional model; {path} was trained {trained}")
     model.config, model.epoch, model.exported = cfg, blob["epoch"], info
+    from vae import pixels
+
+    model.to_input = lambda images: pixels.to_input(images, channels=model.shape[0])  # pixels -> its input
+    model.to_uint8 = pixels.to_uint8                                                   # its output -> pixels
     return model.eval()

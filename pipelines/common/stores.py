@@ -191,3 +191,10 @@ def check_kind(url: str, want: str, error: type[Exception]) -> None:
     shown = redact(url)
     raise error(f"{shown} is {NAMES[found]}, not {NAMES[want]}: pass it as {FLAGS[found].split()[0]}; "
                 f"{FLAGS[want]} wants {NAMES[want]} (default {DEFAULTS[want]}); nothing was written")
+
+
+def absolute_uri(uri: str) -> str:
+    """A SQLite URI with an absolute path (sqlite:////home/u/project/mlruns/mlflow.db): what a snippet
+    needs to work from any folder; other URIs as they are."""
+    path = sqlite_path(uri)
+    return f"sqlite:///{path.resolve()}" if path is not None else uri

@@ -19,6 +19,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipelines.common.stores import absolute_uri
 from pipelines.common.trials import chains
 from pipelines.tracking.models import (
     FILES,
@@ -107,11 +108,12 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
         shown = tracker.run(row) if row else run  # the run its numbers come from
         metrics = shown.data.metrics if row else {}
         info = {"study": study, "trial": t.number, "run_id": shown.info.run_id, "run_name": shown.info.run_name,
-                "training_run_id": run_id, "tracking_uri": redact(tracker.uri),
+                "training_run_id": run_id, "tracking_uri": redact(absolute_uri(tracker.uri)),
                 "z_dim": cfg.z_dim, "loss": cfg.loss, "beta": beta, "conditional": cfg.conditional,
                 "betas": cfg.betas, "dataset": cfg.dataset, "epochs": cfg.epochs,
                 "test/r_loss": metrics.get("test/r_loss"), "test/kld_loss": metrics.get("test/kld_loss"),
                 "chosen_by": "verdict" if verdict and trial is None else "--trial",
+                "model": (verdict or {}).get("model") if verdict and trial is None else None,
                 "rule": (verdict or {}).get("rule"), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
         model = load_model(tmp)  # the folder loads as it will for the user: the checkpoint fits its model
@@ -162,11 +164,16 @@ def readme(info: dict, model, out: str) -> str:
     """What the model is, its test numbers and how to use it, for the exported folder."""
     cfg, (c, h, w) = model.config, model.shape
     number = lambda v: "not measured in the sweep" if v is None else f"{v:.4g}"  # noqa: E731
+    digits = cfg.dataset == "digits"
+    prepare = ([("from sklearn.datasets import load_digits", ""),
+                ("x = vae.pixels.digits_input(load_digits().images[:16])", "0-16 -> round(x·255/16)/255, as training")]
+               if digits else [("x = model.to_input(images)", "uint8 pixels (N, C, H, W), (N, H, W, C) or PIL -> [0, 1]")])
     lines = [("import torch", ""), ("import vae", ""),
-             (f"model = vae.load_model({out!r})", "eval mode; model.config: its settings"),
+             (f"model = vae.load_model({out!r})", "eval mode; model.config: its settings"), *prepare,
              ("with torch.no_grad():", "inference: no autograd graph"),
              ("    recon = model.decode(model.encode(x)[0])", "reconstructions from the posterior mean"),
-             ("    samples = model.sample(16)", "16 images from the prior")]
+             ("    samples = model.sample(16)", "16 images from the prior"),
+             ("pixels = model.to_uint8(recon)", "back to uint8, the scale of the input")]
     width = max(len(code) for code, _ in lines) + 2
     code = "\n".join(f"{c:<{width}}# {note}" if note else c for c, note in lines)
     if info["conditional"]:
@@ -193,12 +200,32 @@ run `{info['run_name']}` ({info['run_id']}); {why}.
 | test R-loss | {number(info['test/r_loss'])} (per image: squared error per pixel) |
 | test KLD-loss | {number(info['test/kld_loss'])} (per image: KL nats per latent dimension) |
 
-Use it (with vae-balance installed; x: a float tensor (N, {c}, {h}, {w}) in [0, 1]):
+Use it (with vae-balance installed; its input: floats (N, {c}, {h}, {w}) in [0, 1], pixels / 255):
 
 ```python
 {code}
 ```
 
-Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loads with
+{_mlflow_way(info)}Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loads with
 `torch.load(weights_only=True)`), `config.json` (the run's settings), `export.json` (this page's facts).
+"""
+
+
+def _mlflow_way(info: dict) -> str:
+    """The same model from MLflow's Model Registry (where the verdict registered it), by its store's
+    absolute URI: from any folder, without vae-balance."""
+    model = info.get("model")
+    if not model:
+        return ""
+    return f"""Or from MLflow's Model Registry, without vae-balance (images in, reconstructions out):
+
+```python
+import mlflow
+import torch
+mlflow.set_tracking_uri({info['tracking_uri']!r})
+model = mlflow.pytorch.load_model({model!r})
+with torch.no_grad():
+    recon = model(x)
+```
+
 """
