@@ -117,7 +117,7 @@ def test_the_data_line_goes_above_the_trial_bar_on_a_terminal(tmp_path):
     os.close(main)
     assert proc.wait(timeout=120) == 0
     text = b"".join(chunks).decode()
-    at = text.index("data: ")
+    at = text.index("z=2 β=0.01 seed 0: data: ")  # the line names its trial's configuration
     assert text[at - 1] in "\r\n", repr(text[max(0, at - 80):at + 20])  # a fresh line, the bar cleared first
     assert "ETA 0:57data" not in text
 
@@ -138,3 +138,15 @@ def test_the_trial_bar_shows_the_measurement_phase_after_the_last_epoch():
         assert bar._now() == "z=2 β=0.1 seed 0 (3/3 epochs; FID: Inception-v3 features of 2,000 samples 50%)"
     assert bar._now() == "z=2 β=0.1 seed 0 (3/3 epochs)"
     bar.close()
+
+
+def test_each_trials_lines_say_which_trial_and_the_beta_free_objective(tiny, capsys):
+    """`data: …` named no configuration (several trials print it), and an epoch line showed only
+    `val loss` (R + β·KLD, which moves with beta): it names both now."""
+    from vae.train import train
+
+    train(tiny(epochs=1, progress=True))
+    err = capsys.readouterr().err
+    assert "z=4 β=0.05 seed 0: data: " in err
+    epoch = [line for line in err.splitlines() if " epoch 1/1:" in line][0]
+    assert "val −ELBO " in epoch and " bits/dim" in epoch

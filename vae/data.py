@@ -298,7 +298,8 @@ def _decode(files: list[Path]) -> torch.Tensor:
 
     images = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
-            phase(f"decoding {len(files):,} images of {files[0].parent.parent} (once: cached afterwards)",
+            phase(f"decoding {len(files):,} images of {files[0].parent.parent} (once, all of them, whatever the "
+                  "limit: the cache then serves every subset and seed)",
                   total=len(files), unit="image") as bar:
         for image in pool.map(read, files, chunksize=256):
             images.append(image)

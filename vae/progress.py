@@ -182,9 +182,12 @@ class EpochBar:
             self.bar = None
 
     def end(self, train: dict, val: dict, seconds: float) -> None:
-        """The epoch's line: training and validation losses (the test split is for the final report)."""
+        """The epoch's line: training and validation losses (the test split is for the final report),
+        and the validation −ELBO in bits/dim, what a sweep's default objective and the verdict compare
+        (the loss R + β·KLD moves with beta by construction)."""
         self.close()
         if self.enabled:
+            elbo = f"  val −ELBO {num(val['elbo_bpd'])} bits/dim" if val.get("elbo_bpd") is not None else ""
             say(f"{self.name} epoch {self.epoch}/{self.epochs}: train loss {num(train['loss'])} "
                 f"(R {num(train['r_loss'])}, KLD {num(train['kld_loss'])})  val loss {num(val['loss'])} "
-                f"(R {num(val['r_loss'])}, KLD {num(val['kld_loss'])})  {seconds:.1f} s")
+                f"(R {num(val['r_loss'])}, KLD {num(val['kld_loss'])}){elbo}  {seconds:.1f} s")

@@ -129,7 +129,8 @@ def _prepare(cfg: TrainConfig, data: Data | None) -> _Run:
                data.test.to(device), evaluation_subset(data, cfg.eval_images).to(device), [], 1, True)
     if cfg.progress:
         # say(): above the bars (a sweep's trial bar is drawn already; a plain print would overwrite it)
-        say(f"data: {len(run.x_train):,} train / {len(run.x_val):,} validation / {len(run.x_test):,} test images "
+        say(f"{label(cfg.z_dim, cfg.training, cfg.beta, cfg.seed, cfg.betas)}: data: {len(run.x_train):,} train / "
+            f"{len(run.x_val):,} validation / {len(run.x_test):,} test images "
             f"(diagnostics: {min(cfg.eval_images, len(run.x_test)):,} of test)")
     # compile or not is decided once per run (compiled and eager draw different noise) and
     # stored in the checkpoint's config: a resumed run keeps the decision of its start
@@ -165,7 +166,7 @@ def _epoch(run: _Run, epoch: int, callback: Callback | None, saved) -> BaseExcep
     metrics = {"epoch": epoch, **{f"train/{k}": v for k, v in train_terms.items()}, **evaluated,
                **({} if cfg.conditional else {"train/beta": beta}),
                "time/epoch_s": seconds, "time/images_per_s": n / seconds, **run.sizes}
-    bar.end(train_terms, {t: evaluated[f"val/{t}"] for t in TERMS}, seconds)
+    bar.end(train_terms, {t: evaluated.get(f"val/{t}") for t in (*TERMS, "elbo_bpd")}, seconds)
     run.history.append(metrics)
     # the trained model is on disk before the end-of-training measurements, which take minutes
     # (FID) and must never lose it; `measured` tells a resumed run whether they still have to run
