@@ -253,3 +253,25 @@ def test_evaluate_answers_at_any_beta_inside_the_training_range(tiny):
     assert math.isfinite(between["b0.02/test/kl"]) and "b0.02/diag/active_units" in between
     with pytest.raises(ConfigError, match="outside the range"):
         evaluate_run(cfg.out, betas=[0.5])
+
+
+def test_two_studies_with_different_grids_compare_by_verdict_and_front(env, tmp_path):
+    """`--compare` of studies that share no (z-dim, beta) row was refused: now both verdicts side by
+    side, both fronts on one figure, and each study's whole compute."""
+    import subprocess
+    import sys
+
+    env.sweep(env.spec(study="a", epochs=1))
+    path = env.spec(study="b", epochs=1)
+    path.write_text(path.read_text().replace("beta: [0.1, 0.01]", "beta: [0.05, 0.005]"))
+    env.sweep(path)
+    out = tmp_path / "cmp"
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", "--study", "a", "--compare", "b",
+                           "--out", str(out), "--tracking-uri", env.tracking, "--storage", env.storage],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no (z-dim, beta) row in common: the verdicts side by side (a: " in done.stdout
+    assert "b against a: verdicts" in done.stdout and "b against a: gaps" not in done.stdout
+    assert (out / "fronts.png").stat().st_size > 10_000
+    md = (out / "report.md").read_text()
+    assert "### The two verdicts" in md and "| a |" in md and "| b |" in md and "### Gap at every" not in md

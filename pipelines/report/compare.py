@@ -33,6 +33,8 @@ class Comparison:
     other: str
     gaps: pd.DataFrame       # ON + per measure: "<m> A" (base), "<m> B" (other), "Δ <m>" (fraction), "Within goal"
     compute: pd.DataFrame    # one row per study: trainings, optimiser steps, training s, wall s, rows
+    verdicts: tuple = (None, None)  # each study's verdict (pipelines/report/verdict.py), side by side
+    fronts: tuple = (None, None)    # each study's balance table, for the rate-distortion fronts on one figure
 
 
 def gaps(base: Report, other: Report) -> pd.DataFrame:
@@ -43,9 +45,7 @@ def gaps(base: Report, other: Report) -> pd.DataFrame:
     both = a.merge(b, on=ON, suffixes=(" a", " b"))
     if base.study == other.study:
         raise ReportError(f"--compare names the study itself ({base.study!r}); name a second study")
-    if both.empty:
-        raise ReportError(f"studies {base.study!r} and {other.study!r} share no (z-dim, beta) row to compare")
-    out = both[ON].copy()
+    out = both[ON].copy()  # empty where the grids differ: then the verdicts and fronts compare them
     for label, col in MEASURES.items():
         if f"{col} a" not in both or both[f"{col} a"].isna().all() or both[f"{col} b"].isna().all():
             continue
@@ -92,16 +92,44 @@ def cost(tracker, run_ids: list[str]) -> dict:
     return {"Trainings": len(run_ids), "Optimiser steps": int(steps), "Training (s)": train_s, "Wall (s)": wall_s}
 
 
-def compare(base: Report, other: Report, tracker) -> Comparison:
+def compare(base: Report, other: Report, tracker, verdicts: tuple = (None, None)) -> Comparison:
+    """The shared rows' gaps and compute; with no row in common, each study's whole compute, and
+    (always) both verdicts and both fronts."""
     g = gaps(base, other)
-    compute = pd.DataFrame([{"Study": r.study, "Rows": len(g), "Epochs": int(r.table["Epochs"].max()),
-                             **cost(tracker, trainings(r, g))} for r in (base, other)])
-    return Comparison(base.study, other.study, g, compute)
+    compute = pd.DataFrame([{"Study": r.study, "Rows": len(g) if len(g) else len(r.table),
+                             "Epochs": int(r.table["Epochs"].max()),
+                             **cost(tracker, trainings(r, g if len(g) else r.table[["Z-dim", "Beta"]]))}
+                            for r in (base, other)])
+    return Comparison(base.study, other.study, g, compute, verdicts, (base.table, other.table))
+
+
+def verdict_rows(c: Comparison) -> pd.DataFrame:
+    """The two verdicts side by side: the answer, its deciding numbers, its test numbers, its noise."""
+    rows = []
+    for study, v in zip((c.base, c.other), c.verdicts):
+        if not v or v.get("trial") is None:
+            rows.append({"Study": study, "Verdict": (v or {}).get("rule", "none")[:60]})
+            continue
+        n = v.get("numbers", {})
+        rows.append({"Study": study, "Verdict": v["label"], "Rule": v.get("kind", ""),
+                     "val R-loss": n.get("val/r_loss"), "val FID": n.get("val/fid"), "val −ELBO": n.get("val/elbo_bpd"),
+                     "R-loss": n.get("test/r_loss"), "KL (nats)": n.get("test/kl"), "FID": n.get("diag/fid"),
+                     "Seeds": (v.get("seeds") or {}).get("chosen"), "Tie": "yes" if v.get("tie") else "no",
+                     "Provisional": "yes" if v.get("provisional") else "no"})
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
 
 
 def summary(c: Comparison) -> list[str]:
     """The comparison in sentences: compute ratios, the largest gaps, how many rows meet the goal."""
     a, b = c.compute.iloc[0], c.compute.iloc[1]
+    answers = [f"{s}: {v['label'] if v and v.get('trial') is not None else 'no verdict'}"
+               for s, v in zip((c.base, c.other), c.verdicts)]
+    if c.gaps.empty:
+        return [f"no (z-dim, beta) row in common: the verdicts side by side ({'; '.join(answers)}) and both "
+                f"rate–distortion fronts on one figure",
+                f"{c.other}: {b['Trainings']} training(s), {b['Training (s)'] / 60:.1f} min in training epochs, "
+                f"{b['Wall (s)'] / 60:.1f} min wall; {c.base}: {a['Trainings']}, {a['Training (s)'] / 60:.1f} min, "
+                f"{a['Wall (s)'] / 60:.1f} min (all rows of each)."]
     lines = [f"{c.other}: {b['Trainings']} training(s), {b['Optimiser steps']:,} optimiser steps, "
              f"{b['Training (s)'] / 60:.1f} min in training epochs, {b['Wall (s)'] / 60:.1f} min wall; "
              f"{c.base}: {a['Trainings']}, {a['Optimiser steps']:,}, {a['Training (s)'] / 60:.1f} min, "
@@ -115,4 +143,4 @@ def summary(c: Comparison) -> list[str]:
         lines.append(f"FID: gaps from {c.gaps['Δ FID'].min():+.1%} to {c.gaps['Δ FID'].max():+.1%} "
                      "(negative: the compared study generates better).")
     lines.append(f"All goals met in {int(c.gaps['Within goal'].sum())} of {len(c.gaps)} rows.")
-    return lines
+    return [f"verdicts: {'; '.join(answers)}", *lines]

@@ -99,26 +99,33 @@ def _img(files: dict[str, Path], name: str, title: str) -> str:
     return f"<h2>{title}</h2><img class='plot' alt='{name}' src='{_data_uri(path)}'>" if path else ""
 
 
-def _comparison_html(c) -> str:
+def _comparison_html(c, files=None) -> str:
     if c is None:
         return ""
     frames = tables.comparison(c)
-    return (f"<h2>{html.escape(c.other)} against {html.escape(c.base)}</h2>"
-            + "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in compare_summary(c)) + "</ul>"
-            + "<h3>Compute</h3>" + tables.html(frames["Compute"], list(frames["Compute"].columns), "details")
-            + f"<h3>Gap at every shared (z-dim, β): A = {html.escape(c.base)}, B = {html.escape(c.other)}, "
-              "Δ = (B − A) / A</h3><div class='scroll'>"
-            + tables.html(frames["Gaps"], list(frames["Gaps"].columns), "details") + "</div>")
+    out = (f"<h2>{html.escape(c.other)} against {html.escape(c.base)}</h2>"
+           + "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in compare_summary(c)) + "</ul>"
+           + "<h3>The two verdicts</h3>" + tables.html(frames["Verdicts"], list(frames["Verdicts"].columns), "details")
+           + (_img(files, "fronts", "Both rate–distortion fronts") if files else "")
+           + "<h3>Compute</h3>" + tables.html(frames["Compute"], list(frames["Compute"].columns), "details"))
+    if "Gaps" in frames:
+        out += (f"<h3>Gap at every shared (z-dim, β): A = {html.escape(c.base)}, B = {html.escape(c.other)}, "
+                "Δ = (B − A) / A</h3><div class='scroll'>"
+                + tables.html(frames["Gaps"], list(frames["Gaps"].columns), "details") + "</div>")
+    return out
 
 
 def _comparison_markdown(c) -> list[str]:
     if c is None:
         return []
     frames = tables.comparison(c)
-    return ["", f"## {c.other} against {c.base}", "", *[f"- {line}" for line in compare_summary(c)], "",
-            "### Compute", "", tables.markdown(frames["Compute"], list(frames["Compute"].columns)), "",
-            f"### Gap at every shared (z-dim, β): A = {c.base}, B = {c.other}, Δ = (B − A) / A", "",
-            tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
+    out = ["", f"## {c.other} against {c.base}", "", *[f"- {line}" for line in compare_summary(c)], "",
+           "### The two verdicts", "", tables.markdown(frames["Verdicts"], list(frames["Verdicts"].columns)), "",
+           "### Compute", "", tables.markdown(frames["Compute"], list(frames["Compute"].columns))]
+    if "Gaps" in frames:
+        out += ["", f"### Gap at every shared (z-dim, β): A = {c.base}, B = {c.other}, Δ = (B − A) / A", "",
+                tables.markdown(frames["Gaps"], list(frames["Gaps"].columns))]
+    return out
 
 
 # what the caption says of each detail column, in its words; a column the study did not measure
@@ -190,7 +197,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
         failures=failures,
         sources="".join(f"<li>{_inline(line)}</li>" for line in sources(report)),
         rate_distortion=_data_uri(files["rate_distortion"]), curves=_data_uri(files["curves"]),
-        comparison=_comparison_html(comparison),
+        comparison=_comparison_html(comparison, files),
         conditional=_img(files, "conditional", "One β-conditional model per z-dim: the whole curve"),
         continuum=_img(files, "continuum", "Between and beyond the grid: the β-conditional model on the validation split"),
         generation=_img(files, "generation", "Generation vs reconstruction"),
@@ -258,6 +265,8 @@ def _write_files(report: Report, tracker: Tracker, out: Path, other, comparison,
     if continua:
         files["continuum"] = plots.save(continuum_figure(continua, (verdict or {}).get("continuum")),
                                         out / "continuum.png")
+    if comparison is not None:
+        files["fronts"] = plots.save(plots.two_fronts(comparison), out / "fronts.png")
     fig = heatmaps(report.table, report.std, row_index(report.table, verdict))
     if fig is not None:
         files["heatmaps"] = plots.save(fig, out / "heatmaps.png")

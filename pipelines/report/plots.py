@@ -86,6 +86,32 @@ def rate_distortion(table, r_col: str = "R-loss", rate_col: str = "KL (nats)", d
     return fig
 
 
+def two_fronts(c):
+    """Two studies' rate–distortion fronts on one figure: every row (KL in nats against R-loss, test
+    split), each study's front (the rows no other row of it beats on both) joined, each verdict's row
+    starred; shared rows or none, one picture of which study reaches lower R-loss at a rate."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.5), constrained_layout=True)
+    for (name, table, v), colour in zip(zip((c.base, c.other), c.fronts, c.verdicts), ("C0", "C3")):
+        t = table.dropna(subset=["KL (nats)", "R-loss"])
+        dead = t[t["Status"] == "collapsed"] if "Status" in t else t.iloc[:0]
+        t = t.drop(dead.index)
+        if len(dead):
+            ax.plot(dead["KL (nats)"].clip(lower=1e-3), dead["R-loss"], "x", color=colour, ms=8,
+                    label=f"{name}: collapsed (AU = 0 or KL < 0.01 nats)")
+        ax.plot(t["KL (nats)"], t["R-loss"], "o", color=colour, alpha=0.6, label=f"{name}: every row")
+        front = t.sort_values("KL (nats)")
+        front = front[front["R-loss"] <= front["R-loss"].cummin()]
+        ax.plot(front["KL (nats)"], front["R-loss"], "-", color=colour, lw=2, label=f"{name}: its front")
+        if v and v.get("trial") is not None and v.get("numbers", {}).get("test/kl") is not None:
+            ax.plot([v["numbers"]["test/kl"]], [v["numbers"]["test/r_loss"]], "*", ms=16, color=colour,
+                    markeredgecolor="black", label=f"{name}: verdict ({v['label']})")
+    _rate_distortion_axes(ax)
+    ax.set_title("two studies' rate–distortion fronts (test split): lower-left is better on both", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def conditional_curve(curves: dict[int, list[dict]], points=None):
     """The continuous rate-distortion curve of each z-dim's beta-conditional model (rd_curve.json:
     R-loss against KL in nats at log-spaced betas over its training range, on the evaluation subset

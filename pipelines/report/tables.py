@@ -167,4 +167,14 @@ def comparison(c) -> dict[str, pd.DataFrame]:
     for col in ("Training (s)", "Wall (s)"):
         compute[col.replace("(s)", "(min)")] = compute.pop(col).map(lambda v: f"{v / 60:.1f}")
     compute["Optimiser steps"] = compute["Optimiser steps"].map("{:,}".format)
-    return {"Compute": compute.astype(str), "Gaps": out}
+    from pipelines.report.compare import verdict_rows
+
+    verdicts = verdict_rows(c)
+    for col in verdicts.columns:
+        if verdicts[col].map(lambda v: isinstance(v, float)).any():
+            verdicts[col] = verdicts[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                              else f"{v:.4g}")
+    frames = {"Verdicts": verdicts.fillna("").astype(str), "Compute": compute.astype(str)}
+    if len(out):
+        frames["Gaps"] = out
+    return frames

@@ -46,5 +46,6 @@ def study_report(study: str, tracker: Tracker, storage: str | None, compare_with
         from pipelines.report.compare import compare
 
         out.other = build(compare_with, load_runs(compare_with, tracker)[1])
-        out.comparison = compare(rep, out.other, tracker)
+        _, other_v = compute_verdict(compare_with, tracker, storage, out.other)
+        out.comparison = compare(rep, out.other, tracker, (v, other_v))
     return out
