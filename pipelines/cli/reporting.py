@@ -27,7 +27,10 @@ def ui(study, tracking_uri, host, port):
     tracker.check()
     # an unknown study is refused (one line, exit 2) before a server starts, as `vae report` does
     url, what = runs_url(tracker, study, host, port), f"runs of {study}" if study else "every study"
-    sys.exit(serve(uri, host, port, on_ready=lambda: click.echo(f"{what}: {url}  (Ctrl-C stops the server)")))
+    from pipelines.tracking.ui import HINT
+
+    lines = [f"{what}: {url}  (Ctrl-C stops the server)"] + ([HINT] if study else [])
+    sys.exit(serve(uri, host, port, on_ready=lambda: click.echo("\n".join(lines))))
 
 
 @click.command()
