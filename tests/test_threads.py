@@ -1,6 +1,8 @@
 """CPU threads: chosen from the cores this process may use and the load on them; the numbers of a
 run depend on its thread count, and repeat exactly at the same count."""
 
+import subprocess
+
 import pytest
 
 
@@ -62,3 +64,16 @@ def test_a_rerun_with_the_same_threads_gives_the_same_numbers(env, threads):
     assert again == values
     runs = env.runs()
     assert set(runs["params.threads"]) == {str(threads)}  # logged with every run
+
+
+def test_a_sweep_says_the_threads_it_chose_and_logs_them(env):
+    """Without --threads (and none in the spec) a sweep picks them from the cores and the load,
+    says so in one line, bars or not, and every run records the count."""
+    path = env.spec(epochs=1)
+    path.write_text(path.read_text().replace("z_dim: [2, 4]", "z_dim: [4]"))
+    out = subprocess.run(env.cli(path, "--n-trials", "1"), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in (out.stdout + out.stderr).splitlines() if x.startswith("CPU threads per trial: "))
+    chosen = line.split()[4]
+    assert "usable core(s), load " in line and "--threads N sets it" in line, line
+    assert set(env.runs()["params.threads"].dropna()) == {chosen}

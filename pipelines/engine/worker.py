@@ -41,8 +41,8 @@ class Worker:
             from vae.runtime import choose_threads
 
             self.chosen, why = choose_threads()
-            if self.progress:
-                say(f"CPU threads per trial: {self.chosen} ({why}; --threads N sets it; the numbers depend on it)")
+            # said with or without --no-progress: the choice changes the numbers
+            say(f"CPU threads per trial: {self.chosen} ({why}; --threads N sets it; the numbers depend on it)")
         return self.chosen
 
     def timed(self, seconds: float) -> str | None:
