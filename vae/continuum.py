@@ -3,7 +3,7 @@
     points = scan(model, x_val, data, cfg)     # [{"beta", "r_loss", "r_loss_se", "elbo_bpd", ..., "fid"}]
     # written once, at the end of training, as continuum.json in the run folder
 
-A conditional model (vae/conditional.py) is trained on a range of betas, typically 1000x as wide as
+A conditional model (vae/conditional.py) is trained on a range of betas, typically 1000x wide (highest over lowest) around
 its grid, so it knows the rate-distortion trade-off between and beyond the grid's betas. The grid
 points are read as every model is (vae/measure.py); this scan reads SCAN_POINTS log-spaced betas
 over the whole training range, and the grid's own betas among them, so that a beta off the grid

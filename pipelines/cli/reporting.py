@@ -35,7 +35,7 @@ def ui(study, tracking_uri, host, port):
 
 @click.command()
 @study_option()
-@click.option("--out", type=click.Path(), default=None, help="Report folder [default: reports/<study>].")
+@click.option("--out", type=click.Path(), default=None, help="Report folder [default: reports/<study>; with --compare, reports/<study>-vs-<other>].")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
               help="table: print it and write every file; markdown/csv: print only that to stdout.")
 @click.option("--compare", "other", default=None, metavar="STUDY",
@@ -107,7 +107,7 @@ def _print_report(r, other: str | None) -> None:
 @click.argument("out", metavar="OUT", type=click.Path())
 @study_option()
 @click.option("--trial", type=int, default=None,
-              help="This trial (its number) [default: the study's verdict, set by `vae report`].")
+              help="This trial (its number) [default: the study's verdict, set by `vae sweep` once the study is finished, and by `vae report`].")
 @click.option("--beta", type=float, default=None,
               help="A β-conditional trial: the beta to export it at (inside its range) [default: the verdict's].")
 @storage_option()

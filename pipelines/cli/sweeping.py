@@ -23,7 +23,7 @@ from vae.redact import redact
 @click.option("--gpus", default=None, metavar="0,1,...",
               help="GPUs the workers share out, worker i on GPU i mod G (its CUDA_VISIBLE_DEVICES) "
                    "[default: every GPU visible here; none on a CPU host].")
-@click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: cores / workers].")
+@click.option("--threads", type=int, default=None, help="torch CPU threads per worker [default: chosen from the usable cores and the load on them, and printed].")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="A trial bar (running configuration, best so far, sweep ETA) above the epoch bar; plain lines when piped.")
 @click.option("--child", is_flag=True, hidden=True,
