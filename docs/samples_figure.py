@@ -35,7 +35,8 @@ def rows_of(study: str, tracker: Tracker, folder: Path) -> list[tuple[str, Path]
         name = "σ-VAE" if sigma else f"β = {run['beta']:g}"
         trained = "one model for all β" if isinstance(run.get("tags.vae.trained_by"), str) else "trained for it"
         caption = f"z {run['z_dim']}, {name} ({trained})\nFID {row['FID (samples)']:.0f}, R-loss {row['R-loss']:.4f}"
-        if "samples" in art.grids.get(label, {}):
+        # a row with several seeds shows its first seed's samples once (the caption gives the row's mean)
+        if "samples" in art.grids.get(label, {}) and caption not in [c for c, _ in panels]:
             panels.append((caption, art.grids[label]["samples"]))
     return panels
 
