@@ -123,6 +123,10 @@ def test_cli_writes_every_file(study):
     assert [row.startswith("| **") for row in key] == [f"| **{v['z_dim']}** | **{v['beta']:g}**" in row for row in key]
     assert sum(row.startswith("| **") for row in key) == 1
     assert "±" in md and "## Not in the table" in md
+    # what a ± is, said wherever the table is shown: the spread over seeds, not the verdict's error
+    spread = "a row of several seeds shows mean ± standard deviation over its seeds"
+    assert spread in md and spread in " ".join(result.output.split())
+    assert spread[0].upper() + spread[1:] in (out / "report.html").read_text()
     # the page's caption names the detail columns this study has: no FID here, so no KID or precision
     page = (out / "report.html").read_text()
     caption = page[page.index("More columns below:"):].split("</p>")[0]

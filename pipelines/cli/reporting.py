@@ -80,7 +80,7 @@ def _print_report(r, other: str | None) -> None:
     """The verdict first, then the key table, what is not in it, and the comparison."""
     from rich.console import Console
 
-    from pipelines.report.tables import KEY, display_frame, groups, terminal
+    from pipelines.report.tables import KEY, display_frame, groups, seeds_note, terminal
     from pipelines.report.verdict import lines, row_index
 
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole numbers
@@ -89,7 +89,9 @@ def _print_report(r, other: str | None) -> None:
     frame = display_frame(r.rep)
     console.print(terminal(frame, groups(frame)[KEY],
                            f"{r.study}: final values per image; losses on the test split, the rest on its evaluation "
-                           f"subset; more columns in report.md and table.csv", highlight=row_index(r.rep.table, r.verdict)))
+                           f"subset; more columns in report.md and table.csv"
+                           + (f"; {seeds_note(r.rep)}" if seeds_note(r.rep) else ""),
+                           highlight=row_index(r.rep.table, r.verdict)))
     for f in r.rep.failures.itertuples():
         console.print(f"not in the table: trial {f.trial} ({f.run}) {f.state}: {redact(f.reason)}", markup=False)
     if r.comparison is not None:

@@ -58,7 +58,7 @@ details h3 {{ font-size: 14px; margin: 1em 0 0.3em; }}
 <p>{meta}</p>
 {verdict}
 <p>Final values <b>per image</b>: KLD-loss = KL / z-dim (nats), R-loss = SSE / (H·W·C); AU = active
-units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); {fid}Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.
+units; NLL uses a Gaussian decoder with a fitted σ (bits/dim); {fid}Status: collapsed when AU = 0 or the total KL is below 0.01 nats per image.{seeds}
 More columns below: {more}. table.csv holds every column.</p>
 <div class="scroll">{key_table}</div>
 <details><summary>More columns: {detail_titles}</summary>{details}</details>
@@ -188,6 +188,8 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
     return PAGE.format(
         study=html.escape(report.study), meta=html.escape(meta_line), more=html.escape(_more(frame, report.batch_size)),
         fid="FID measures the prior samples (generation); " if "FID (samples)" in frame else "",
+        seeds=f" {html.escape(tables.seeds_note(report))[:1].upper()}{html.escape(tables.seeds_note(report))[1:]}."
+        if tables.seeds_note(report) else "",
         key_table=tables.html(frame, key, highlight=row_index(report.table, verdict)),
         verdict=_verdict_html(verdict),
         heatmaps=_img(files, "heatmaps", "z-dim × beta at a glance (the verdict outlined)"),
@@ -217,7 +219,8 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
     lines += [
              "Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C))"
              + (", the verdict's row in bold" if chosen is not None else "") + "; "
-             f"×B (under Original units) = times the batch size {report.batch_size}, the original README's units.", "",
+             f"×B (under Original units) = times the batch size {report.batch_size}, the original README's units"
+             + (f"; {tables.seeds_note(report)}" if tables.seeds_note(report) else "") + ".", "",
              tables.markdown(frame, grouped.pop(tables.KEY), chosen), ""]
     if grouped:
         lines += ["## More columns", ""]

@@ -63,6 +63,14 @@ def _mi_cells(t: pd.DataFrame, i: int, row: dict) -> None:
         row["MI (nats)"] = "≈ 0 (noise)"
 
 
+def seeds_note(report) -> str:
+    """What a ± in the table is, where a row has several seeds (else ''): the spread, not the verdict's error."""
+    seeds = report.table["Seeds"].max() if "Seeds" in report.table and len(report.table) else 1
+    return ("" if not seeds or seeds <= 1 else
+            "a row of several seeds shows mean ± standard deviation over its seeds (the verdict judges a margin "
+            "by the standard error of the mean, SD/√seeds)")
+
+
 def display_frame(report) -> pd.DataFrame:
     """report.table (pipelines/report/data.py) as strings, in the columns of `shown`: mean ± std where several seeds ran;
     sigma-vae rows say so in Beta."""
