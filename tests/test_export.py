@@ -264,7 +264,7 @@ def test_a_model_that_cannot_be_logged_warns_in_one_line(stores, capsys):
     assert len(err) == 1 and err[0].startswith("warning: the chosen model was not logged"), err
 
 
-def test_the_exported_readmes_snippets_run_as_written_from_another_folder(stores, tmp_path):
+def test_the_exported_readmes_snippets_run_as_written_from_another_folder(stores, tmp_path, monkeypatch):
     """Both ways to take the model away, copied from the exported README.md and run in a fresh
     process in an unrelated folder: vae.load_model with the digits' own scaling, and MLflow's
     Model Registry by the store's absolute URI (a relative one worked only from the project)."""
@@ -279,8 +279,10 @@ def test_the_exported_readmes_snippets_run_as_written_from_another_folder(stores
     verdict["model"] = log_chosen_model(Tracker(stores[2], create=False), "t", verdict, t.user_attrs["mlflow_run_id"])
     study(stores, "t").set_user_attr("verdict", verdict)
     out = tmp_path / "chosen"
-    assert export(stores, "--study", "t", out).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    assert export(stores, "--study", "t", "chosen").exit_code == 0  # a relative OUT, as a user types it
     readme = (out / "README.md").read_text()
+    assert f"vae.load_model({str(out.resolve())!r})" in readme  # absolute: it loads from any folder
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert len(blocks) == 2 and "digits_input" in blocks[0] and "sqlite:////" in blocks[1]
     elsewhere = tmp_path / "elsewhere"
@@ -288,8 +290,10 @@ def test_the_exported_readmes_snippets_run_as_written_from_another_folder(stores
     check = ("\nassert recon.shape == x.shape and 0 <= float(recon.min()) and float(recon.max()) <= 1"
              "\nassert float(x.max()) <= 1 and x.dtype == torch.float32\n")
     first = blocks[0] + check + "assert pixels.dtype == torch.uint8 and samples.shape == (16, 1, 8, 8)\nprint('ok')\n"
-    second = ("import torch\nfrom sklearn.datasets import load_digits\nimport vae\n"
-              "x = vae.pixels.digits_input(load_digits().images[:3])\n" + blocks[1] + check + "print('ok')\n")
+    # the MLflow way stands alone: its input made with torch, equal to vae's own scaling, vae never imported
+    second = blocks[1] + check + ("import sys\nassert 'vae' not in sys.modules\n"
+                                  "from vae.pixels import digits_input\n"
+                                  "assert torch.equal(x, digits_input(load_digits().images[:16]))\nprint('ok')\n")
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for code in (first, second):
         done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, env=env,

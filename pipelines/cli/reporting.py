@@ -116,6 +116,8 @@ def _print_report(r, other: str | None) -> None:
 @tracking_option()
 def export(out, study, trial, beta, storage, tracking_uri):
     """Write the chosen model to the folder OUT: checkpoint, config and a README; `vae.load_model(OUT)` loads it."""
+    from pathlib import Path
+
     from pipelines.usecases.export import export as write_export
 
     info = write_export(study, out, trial=trial, beta=beta, storage=storage, tracking_uri=tracking_uri)
@@ -124,4 +126,4 @@ def export(out, study, trial, beta, storage, tracking_uri):
     numbers = ("; test R-loss {:.4g}, KLD-loss {:.4g}".format(info["test/r_loss"], info["test/kld_loss"])
                if info["test/r_loss"] is not None else "")
     click.echo(f"wrote {out}: study {study}, trial {info['trial']} (z-dim {info['z_dim']}, {balance}, run "
-               f"{info['run_name']}){numbers}; load it with vae.load_model({str(out)!r})")
+               f"{info['run_name']}){numbers}; load it with vae.load_model({str(Path(out).resolve())!r})")

@@ -7,8 +7,6 @@ Each warning says what is weak and, where there is one, the command that makes i
 
 from __future__ import annotations
 
-import math
-
 from pipelines.report.data import Report, label
 from pipelines.report.noise import compare
 
@@ -48,7 +46,7 @@ def z_dim_answer(rep: Report, chosen, best_per_z: dict, cols: list[str], n: dict
     if au is not None:
         if au < 0.9 * z:
             parts.append(f"the chosen model uses {au:.0f} of its {z} dimensions (active units): a z-dim near "
-                         f"{max(1, math.ceil(au))} may do as well (not tried; retune beta with it: one beta is another "
+                         f"{max(1, round(au))} may do as well (not tried; retune beta with it: one beta is another "
                          f"balance at another z-dim, σ implied = √(β·D/2z))")
         elif z == max(best_per_z):
             parts.append(f"it uses {au:.0f} of {z} dimensions and is the largest z-dim tried: a larger z-dim may help")

@@ -117,7 +117,8 @@ def export(study: str, out: str | Path, trial: int | None = None, beta: float | 
                 "rule": (verdict or {}).get("rule"), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
         model = load_model(tmp)  # the folder loads as it will for the user: the checkpoint fits its model
-        (tmp / "README.md").write_text(readme(info, model, str(out)))
+        # the folder's absolute path: the snippet runs from any folder, as the MLflow one does by its absolute URI
+        (tmp / "README.md").write_text(readme(info, model, str(Path(out).resolve())))
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)  # an empty OUT is replaced; one filled meanwhile fails, leaving it alone
     except BaseException:
@@ -206,17 +207,22 @@ Use it (with vae-balance installed; its input: floats (N, {c}, {h}, {w}) in [0, 
 {code}
 ```
 
-{_mlflow_way(info)}Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loads with
+{_mlflow_way(info, digits, (c, h, w))}Files: `checkpoint.pt` (as the MLflow run logged it: state dicts and config, loads with
 `torch.load(weights_only=True)`), `config.json` (the run's settings), `export.json` (this page's facts).
 """
 
 
-def _mlflow_way(info: dict) -> str:
+def _mlflow_way(info: dict, digits: bool, shape: tuple[int, int, int]) -> str:
     """The same model from MLflow's Model Registry (where the verdict registered it), by its store's
-    absolute URI: from any folder, without vae-balance."""
+    absolute URI: from any folder, without vae-balance, its input prepared with torch alone."""
     model = info.get("model")
     if not model:
         return ""
+    c, h, w = shape
+    prepare = ("from sklearn.datasets import load_digits\n"
+               "x = (torch.tensor(load_digits().images[:16]) * 255 / 16).round().div(255).float().unsqueeze(1)"
+               "  # as training\n" if digits else
+               f"x = torch.as_tensor(images).float().div(255)  # images: your uint8 pixels, shape (N, {c}, {h}, {w})\n")
     return f"""Or from MLflow's Model Registry, without vae-balance (images in, reconstructions out):
 
 ```python
@@ -224,7 +230,7 @@ import mlflow
 import torch
 mlflow.set_tracking_uri({info['tracking_uri']!r})
 model = mlflow.pytorch.load_model({model!r})
-with torch.no_grad():
+{prepare}with torch.no_grad():
     recon = model(x)
 ```
 
