@@ -92,7 +92,9 @@ def test_diverging_trial_fails_alone(env, monkeypatch):
     assert env.sweep(env.spec()).complete == 0  # a divergence is a result: not run again
 
 
-def wait_for_running(env, proc, timeout=300):
+def wait_for_running(env, proc, timeout=300, before_epoch=None):
+    """A trial running and past its first epoch (and, with before_epoch, not yet at it: a signal sent now
+    lands inside that trial's training, not in the moment after it ends)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the sweep ended before it could be stopped"
@@ -100,7 +102,8 @@ def wait_for_running(env, proc, timeout=300):
             trials = env.trials()
         except Exception:
             trials = []
-        running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+        running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values
+                   and (before_epoch is None or len(t.intermediate_values) < before_epoch)]
         if running:
             return running[0]
         time.sleep(0.2)
@@ -127,12 +130,14 @@ def test_ctrl_c_marks_the_trial_failed_and_resumes(env, capsys):
     # a shell without job control starts background jobs with SIGINT ignored; a terminal does not
     proc = subprocess.Popen(env.cli(path), stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    stopped = wait_for_running(env, proc)
+    wait_for_running(env, proc, before_epoch=10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in err
-    trial = env.trials()[stopped.number]
-    assert trial.state.name == "FAIL" and trial.user_attrs["fail_kind"] == "interrupted"
+    # the trial the signal stopped (found after the fact: the poll's trial may have ended just before it)
+    failed = [t for t in env.trials() if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_kind"] == "interrupted", [t.state for t in env.trials()]
+    stopped = failed[0]
     runs = env.runs()
     stopped_run = runs[runs["tags.vae.state"] == "INTERRUPTED"]
     assert len(stopped_run) == 1 and stopped_run["status"].iloc[0] == "KILLED"
