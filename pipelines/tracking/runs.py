@@ -103,6 +103,10 @@ class Tracker(Queries):
         from pipelines.tracking.artifacts import resolve_location
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial tables" chatter
+        # MLflow logs a database error it catches with the whole traceback before raising it again (seen when a
+        # SIGTERM lands while two workers write to one SQLite file: "database is locked"); the error itself
+        # still reaches our handlers, which say it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         self._beta_runs: dict[str, dict[float, str]] = {}  # training run id -> {beta: run id}
         self.uri = resolve_uri(uri)
