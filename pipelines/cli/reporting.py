@@ -90,7 +90,7 @@ def _print_report(r, other: str | None) -> None:
     console.print(terminal(frame, groups(frame)[KEY],
                            f"{r.study}: final values per image; losses on the test split, the rest on its evaluation "
                            f"subset; more columns in report.md and table.csv"
-                           + (f"; {seeds_note(r.rep)}" if seeds_note(r.rep) else ""),
+                           + (f"; {seeds}" if (seeds := seeds_note(r.rep)) else ""),
                            highlight=row_index(r.rep.table, r.verdict)))
     for f in r.rep.failures.itertuples():
         console.print(f"not in the table: trial {f.trial} ({f.run}) {f.state}: {redact(f.reason)}", markup=False)

@@ -175,7 +175,7 @@ def _verdict_html(v: dict | None) -> str:
 
 
 def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=None, verdict=None) -> str:
-    frame = tables.display_frame(report)
+    frame, seeds = tables.display_frame(report), tables.seeds_note(report)
     grouped = tables.groups(frame)
     key, details = grouped[tables.KEY], {k: v for k, v in grouped.items() if k != tables.KEY}
     failures = ""
@@ -188,8 +188,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
     return PAGE.format(
         study=html.escape(report.study), meta=html.escape(meta_line), more=html.escape(_more(frame, report.batch_size)),
         fid="FID measures the prior samples (generation); " if "FID (samples)" in frame else "",
-        seeds=f" {html.escape(tables.seeds_note(report))[:1].upper()}{html.escape(tables.seeds_note(report))[1:]}."
-        if tables.seeds_note(report) else "",
+        seeds=f" {html.escape(seeds[:1].upper() + seeds[1:])}." if seeds else "",
         key_table=tables.html(frame, key, highlight=row_index(report.table, verdict)),
         verdict=_verdict_html(verdict),
         heatmaps=_img(files, "heatmaps", "z-dim × beta at a glance (the verdict outlined)"),
@@ -207,7 +206,7 @@ def to_html(report: Report, files: dict[str, Path], meta_line: str, comparison=N
 
 
 def to_markdown(report: Report, comparison=None, verdict=None) -> str:
-    frame = tables.display_frame(report)
+    frame, seeds = tables.display_frame(report), tables.seeds_note(report)
     grouped = tables.groups(frame)
     lines = [f"# Balance table: {report.study}", ""]
     if verdict:
@@ -220,7 +219,7 @@ def to_markdown(report: Report, comparison=None, verdict=None) -> str:
              "Final test-set values per image (KLD-loss = KL/z-dim, R-loss = SSE/(H·W·C))"
              + (", the verdict's row in bold" if chosen is not None else "") + "; "
              f"×B (under Original units) = times the batch size {report.batch_size}, the original README's units"
-             + (f"; {tables.seeds_note(report)}" if tables.seeds_note(report) else "") + ".", "",
+             + (f"; {seeds}" if seeds else "") + ".", "",
              tables.markdown(frame, grouped.pop(tables.KEY), chosen), ""]
     if grouped:
         lines += ["## More columns", ""]

@@ -39,8 +39,8 @@ VIEW_COLUMNS = [("tags", "vae.verdict"), ("params", "z_dim"), ("params", "beta")
                 ("params", "seed"), ("params", "loss"), ("metrics", "diag/active_units"), ("metrics", "diag/nll_bpd"),
                 ("metrics", "test/r_loss"), ("metrics", "test/kld_loss"), ("metrics", "diag/fid"),
                 ("params", "mode"), ("tags", "vae.state")]
-HINT = ("columns: the verdict, z_dim, beta, the study's objective (val/elbo_bpd, bits per dim), then what the "
-        "verdict compares (val/r_loss, val/fid); MLflow's assistant panel takes a quarter of a laptop window: close it "
+HINT = (f"columns: the verdict, {', '.join(key for _, key in VIEW_COLUMNS[1:6])} first (the study's objective "
+        "in bits per dim, then what the verdict compares); MLflow's assistant panel takes a quarter of a laptop window: close it "
         "(× at its top) to see more columns; a run's images: its page, Artifacts, recon.png, samples.png and images/")
 
 
