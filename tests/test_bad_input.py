@@ -198,6 +198,10 @@ CASES = [
     # --- run and report folders -----------------------------------------------------------
     Case("train --out is a file", [*TRAIN, "--out", "afile"], "--out afile is a file", write("afile")),
     Case("train --out below a file", [*TRAIN, "--out", "afile/run"], "--out afile/run lies below afile", write("afile")),
+    # a folder of yours that shares names a run writes (metrics.json, recon.png): refused, every file untouched
+    Case("train --out holds your files", [*TRAIN, "--out", "mine"],
+         "--out mine holds files a run did not write (.env, metrics.json, photo.jpg)",
+         lambda tmp, mp: [write(f"mine/{name}", b"yours")(tmp, mp) for name in (".env", "metrics.json", "photo.jpg")]),
     Case("train --out unwritable", [*TRAIN, "--out", f"{UNWRITABLE}/run"], f"--out {UNWRITABLE}/run: cannot write"),
     Case("report --out is a file", ["report", "--study", "bad", "--out", "afile"], "--out afile is a file", write("afile")),
     Case("report --out unwritable", ["report", "--study", "bad", "--out", UNWRITABLE], f"--out {UNWRITABLE}: cannot write"),

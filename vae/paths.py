@@ -29,3 +29,16 @@ def check_folder(path: str | Path, what: str, write: bool = True) -> Path:
         except OSError as e:
             raise ConfigError(f"{what} {path}: cannot write in {existing} ({e.strerror or e})") from None
     return path
+
+
+def check_run_folder(path: Path, what: str = "--out") -> Path:
+    """A run writes only into a new or empty folder, or into a run folder it made before (the one
+    with its `checkpoint.pt`: a rerun or `--resume`), so it never overwrites a file of yours that happens to
+    share a name it writes (config.json, metrics.json, recon.png, ...); raises ConfigError otherwise."""
+    if path.is_dir() and not (path / "checkpoint.pt").is_file():
+        entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+        if entries:
+            shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+            raise ConfigError(f"{what} {path} holds files a run did not write ({shown}); a run writes into a new "
+                              "or empty folder, or its own run folder: pass a new one, or move those away")
+    return path

@@ -41,7 +41,7 @@ from vae.errors import ConfigError, DiskFull, MeasurementFailed, TrainingDiverge
 from vae.loss import vae_loss
 from vae.measure import TERMS, autocast, final, grids, measure
 from vae.model import VAE
-from vae.paths import check_folder
+from vae.paths import check_folder, check_run_folder
 from vae.progress import EpochBar, label, phase, say
 from vae.redact import redact
 from vae.runtime import compile_wanted, compiled, pick_device
@@ -117,7 +117,7 @@ def _prepare(cfg: TrainConfig, data: Data | None) -> _Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    out = check_folder(cfg.run_dir, "--out")
+    out = check_run_folder(check_folder(cfg.run_dir, "--out"))
     data = data or load_dataset(cfg.dataset, cfg.data_dir, cfg.limit, cfg.seed)
     train_part, val_part = validation_split(data.train, cfg.val_size)  # before any file: a bad val_size writes nothing
     # model and optimiser; fused Adam where the device supports it (one kernel for all params)
